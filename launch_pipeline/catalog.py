@@ -1,0 +1,118 @@
+"""The product catalog and the launch candidates: typed, de-duplicated, bad rows quarantined.
+
+Both tables come from the raw data directory (``products.*`` and ``candidates.*``). Rows that
+cannot be used (no id, a duplicated id, a price that is not a positive number) go to
+``quarantined_products`` with a reason; the rest land typed in ``product_catalog`` and
+``launch_candidates``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from launch_pipeline.contract import CANDIDATES_STEM, PRODUCTS_STEM
+from launch_pipeline.raw_io import read_products
+
+QUARANTINED_PRODUCTS_DDL = """
+CREATE TABLE IF NOT EXISTS quarantined_products (
+    source VARCHAR, source_file VARCHAR, source_row BIGINT, item_id VARCHAR, title VARCHAR,
+    category VARCHAR, brand VARCHAR, price VARCHAR, reason VARCHAR
+)
+"""
+
+_TYPED = """
+WITH src AS (
+    SELECT row_number() OVER () - 1 AS source_row, * FROM _products_src
+), typed AS (
+    SELECT source_row,
+           nullif(trim(item_id), '') AS item_id,
+           coalesce(nullif(trim(title), ''), trim(item_id)) AS title,
+           coalesce(nullif(lower(trim(category)), ''), 'unknown') AS category,
+           coalesce(nullif(trim(brand), ''), 'unknown') AS brand,
+           price AS price_raw,
+           TRY_CAST(price AS DOUBLE) AS price,
+           TRY_CAST(nullif(trim(launched_at), '') AS TIMESTAMP) AS launched_at
+           {extra_select}
+    FROM src
+), ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY item_id ORDER BY source_row) AS id_rank FROM typed
+)
+SELECT *,
+       CASE
+         WHEN item_id IS NULL THEN 'missing_item_id'
+         WHEN id_rank > 1 THEN 'duplicate_item_id'
+         WHEN price_raw IS NOT NULL AND trim(price_raw) <> '' AND price IS NULL THEN 'invalid_price'
+         WHEN price IS NOT NULL AND (price <= 0 OR isnan(price) OR isinf(price)) THEN 'invalid_price'
+         WHEN {price_required} AND price IS NULL THEN 'missing_price'
+       END AS reason
+FROM ranked
+"""
+
+
+def load_table(con: duckdb.DuckDBPyConnection, raw_dir: Path, stem: str) -> dict:
+    """Replace ``product_catalog`` (stem ``products``) or ``launch_candidates`` (``candidates``)."""
+    is_candidates = stem == CANDIDATES_STEM
+    target = "launch_candidates" if is_candidates else "product_catalog"
+    df, path = read_products(raw_dir, stem)
+    extra = (
+        ", TRY_CAST(unit_cost AS DOUBLE) AS unit_cost, TRY_CAST(stock AS BIGINT) AS stock"
+        if is_candidates
+        else ""
+    )
+    sql = _TYPED.format(extra_select=extra, price_required="true" if is_candidates else "false")
+    con.register("_products_src", df)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _products_typed AS {sql}")
+    finally:
+        con.unregister("_products_src")
+    cols = "item_id, title, category, brand, price, launched_at" + (
+        ", unit_cost, stock" if is_candidates else ""
+    )
+    con.execute(QUARANTINED_PRODUCTS_DDL)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {target} AS SELECT {cols} FROM _products_typed "
+            "WHERE reason IS NULL ORDER BY item_id"
+        )
+        con.execute("DELETE FROM quarantined_products WHERE source = ?", [stem])
+        con.execute(
+            """
+            INSERT INTO quarantined_products
+            SELECT ?, ?, source_row, item_id, title, category, brand, price_raw, reason
+            FROM _products_typed WHERE reason IS NOT NULL
+            """,
+            [stem, Path(path).name],
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    stats = con.execute(
+        "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS NOT NULL),"
+        " count(DISTINCT category) FILTER (WHERE reason IS NULL) FROM _products_typed"
+    ).fetchone()
+    reasons = dict(
+        con.execute(
+            "SELECT reason, count(*) FROM _products_typed WHERE reason IS NOT NULL GROUP BY 1"
+        ).fetchall()
+    )
+    con.execute("DROP TABLE _products_typed")
+    return {
+        "table": target,
+        "source_file": str(path),
+        "rows": int(stats[0]),
+        "quarantined": int(stats[1]),
+        "categories": int(stats[2]),
+        "quarantine_reasons": reasons,
+    }
+
+
+def load_product_catalog(con, raw_dir: Path) -> dict:
+    return load_table(con, raw_dir, PRODUCTS_STEM)
+
+
+def load_launch_candidates(con, raw_dir: Path) -> dict:
+    return load_table(con, raw_dir, CANDIDATES_STEM)

@@ -1,0 +1,309 @@
+"""Cleaning: raw event rows -> ``clean_events`` or ``quarantined_events`` (with a reason).
+
+All the work is one DuckDB SQL statement per partition range. Every raw row ends in exactly one
+of the two tables, so ``raw = clean + quarantined`` holds per partition (exact duplicates are
+quarantined with the reason ``exact_duplicate``, the first copy stays clean). Each rule is
+partition-local (it looks only at the day being cleaned and at the catalog), so partitions can
+be cleaned in any order or in parallel and re-cleaning a day gives the same rows.
+
+Reasons, in the order they are tested (a row gets the first that applies):
+
+==============================  ==============================================================
+``malformed_row``               the record could not be split into fields (wrong field count,
+                                invalid UTF-8, over-long line); the raw line is kept
+``<adapter flag>``              a reason pre-assigned by a source adapter (e.g.
+                                ``non_product_code`` for Online Retail postage lines)
+``missing_user_id``             empty user id
+``missing_item_id``             empty item id
+``invalid_event_type``          not one of view, cart, purchase, return, review
+``invalid_timestamp``           ``ts`` is neither ISO 8601 nor unix seconds
+``future_timestamp``            ``ts`` is later than the run time (plus a small tolerance)
+``timestamp_outside_partition`` ``ts`` falls on another day than the file's partition
+``unknown_item``                the item is neither in the catalog nor a launch candidate
+``invalid_price``               price not a number, or <= 0 (on cart, purchase, return)
+``invalid_quantity``            quantity not a positive whole number (on cart, purchase, return)
+``invalid_rating``              a review without a whole rating in 1..5
+``outlier_quantity``            quantity above ``max_quantity``
+``outlier_price``               price more than ``price_outlier_factor`` off the catalog price
+``exact_duplicate``             the same record again (every field equal) on the same day
+``bot_user``                    the user made more than ``bot_events_per_minute`` events in
+                                one minute that day: all the user's events of the day go
+``fake_review_duplicate_text``  the same review text from ``fake_review_min_accounts`` or more
+                                accounts on one day
+``fake_review_burst``           one of >= ``review_burst_min_reviews`` 5-star reviews of an item
+                                within an hour, by accounts that did not view, cart or buy it
+                                that day
+==============================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+from launch_pipeline.contract import EVENT_TYPES
+from launch_pipeline.settings import CleaningRules
+
+CLEAN_EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS clean_events (
+    event_id VARCHAR NOT NULL,
+    partition_date DATE NOT NULL,
+    user_id VARCHAR NOT NULL,
+    item_id VARCHAR NOT NULL,
+    event_type VARCHAR NOT NULL,
+    ts TIMESTAMP NOT NULL,
+    quantity BIGINT,
+    price DOUBLE,
+    price_imputed BOOLEAN,
+    rating INTEGER,
+    review_text VARCHAR,
+    session_id VARCHAR,
+    source_file VARCHAR,
+    source_row BIGINT
+)
+"""
+
+QUARANTINED_EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS quarantined_events (
+    partition_date DATE NOT NULL,
+    reason VARCHAR NOT NULL,
+    source_file VARCHAR,
+    source_row BIGINT,
+    user_id VARCHAR, item_id VARCHAR, event_type VARCHAR, ts VARCHAR,
+    quantity VARCHAR, price VARCHAR, rating VARCHAR, review_text VARCHAR, session_id VARCHAR,
+    detail VARCHAR
+)
+"""
+
+QUARANTINE_REASONS: tuple[str, ...] = (
+    "malformed_row",
+    "missing_user_id",
+    "missing_item_id",
+    "invalid_event_type",
+    "invalid_timestamp",
+    "future_timestamp",
+    "timestamp_outside_partition",
+    "unknown_item",
+    "invalid_price",
+    "invalid_quantity",
+    "invalid_rating",
+    "outlier_quantity",
+    "outlier_price",
+    "exact_duplicate",
+    "bot_user",
+    "fake_review_duplicate_text",
+    "fake_review_burst",
+)
+
+_EVENT_TYPES_SQL = ", ".join(f"'{t}'" for t in EVENT_TYPES)
+
+# $start, $end: partition range; $now: the run time (UTC, naive)
+_CLASSIFY_SQL = f"""
+CREATE OR REPLACE TEMP TABLE _classified AS
+WITH base AS (
+    SELECT r.*,
+           nullif(trim(r.user_id), '') AS u,
+           nullif(trim(r.item_id), '') AS i,
+           lower(trim(r.event_type)) AS et,
+           CASE
+             WHEN regexp_full_match(trim(r.ts), '-?[0-9]+(\\.[0-9]+)?') THEN
+               CASE WHEN TRY_CAST(trim(r.ts) AS DOUBLE) BETWEEN 0 AND 32503680000
+                    THEN to_timestamp(TRY_CAST(trim(r.ts) AS DOUBLE)) AT TIME ZONE 'UTC' END
+             ELSE TRY_CAST(trim(r.ts) AS TIMESTAMPTZ) AT TIME ZONE 'UTC'
+           END AS t,
+           TRY_CAST(nullif(trim(r.quantity), '') AS DOUBLE) AS q,
+           nullif(trim(r.quantity), '') AS q_raw,
+           TRY_CAST(nullif(trim(r.price), '') AS DOUBLE) AS p,
+           nullif(trim(r.price), '') AS p_raw,
+           TRY_CAST(nullif(trim(r.rating), '') AS DOUBLE) AS rt,
+           nullif(trim(r.flag), '') AS fl,
+           md5(concat_ws(chr(31), coalesce(r.user_id, chr(0)), coalesce(r.item_id, chr(0)),
+               coalesce(r.event_type, chr(0)), coalesce(r.ts, chr(0)),
+               coalesce(r.quantity, chr(0)), coalesce(r.price, chr(0)),
+               coalesce(r.rating, chr(0)), coalesce(r.review_text, chr(0)),
+               coalesce(r.session_id, chr(0)), coalesce(r.raw_line, chr(0)))) AS event_id
+    FROM raw_events r
+    WHERE r.partition_date BETWEEN $start AND $end
+), known AS (
+    SELECT item_id, price AS catalog_price FROM product_catalog
+    UNION ALL
+    SELECT item_id, price FROM launch_candidates
+), typed AS (
+    SELECT b.*, k.catalog_price, (k.item_id IS NOT NULL) AS is_known,
+           coalesce(b.p, CASE WHEN b.p_raw IS NULL THEN k.catalog_price END) AS price_final,
+           (b.p_raw IS NULL AND k.catalog_price IS NOT NULL) AS price_was_imputed,
+           coalesce(b.q, CASE WHEN b.q_raw IS NULL THEN 1 END) AS q_final
+    FROM base b LEFT JOIN known k ON k.item_id = b.i
+), valid_rows AS (   -- rows that pass the record-level rules: the input of the noise rules
+    SELECT * FROM typed
+    WHERE parse_error IS NULL AND fl IS NULL AND u IS NOT NULL AND i IS NOT NULL
+      AND et IN ({_EVENT_TYPES_SQL}) AND t IS NOT NULL AND CAST(t AS DATE) = partition_date
+), bots AS (
+    SELECT DISTINCT partition_date, u FROM (
+        SELECT partition_date, u, date_trunc('minute', t) AS minute, count(*) AS n
+        FROM valid_rows GROUP BY ALL
+    ) WHERE n > $bot_per_minute
+), dup_texts AS (
+    SELECT partition_date, lower(regexp_replace(trim(review_text), '\\s+', ' ', 'g')) AS txt
+    FROM valid_rows
+    WHERE et = 'review' AND nullif(trim(review_text), '') IS NOT NULL
+    GROUP BY ALL HAVING count(DISTINCT u) >= $fake_min_accounts
+), touched AS (
+    SELECT DISTINCT partition_date, u, i FROM valid_rows WHERE et IN ('view', 'cart', 'purchase')
+), cold_fives AS (
+    SELECT v.partition_date, v.u, v.i, v.t, v.event_id, v.source_file, v.source_row
+    FROM valid_rows v
+    WHERE v.et = 'review' AND v.rt = 5
+      AND NOT EXISTS (SELECT 1 FROM touched x
+                      WHERE x.partition_date = v.partition_date AND x.u = v.u AND x.i = v.i)
+), bursts AS (
+    SELECT DISTINCT source_file, source_row FROM (
+        SELECT source_file, source_row,
+               count(*) OVER (PARTITION BY partition_date, i ORDER BY t
+                   RANGE BETWEEN INTERVAL 1 HOUR PRECEDING AND CURRENT ROW) AS n_back,
+               count(*) OVER (PARTITION BY partition_date, i ORDER BY t
+                   RANGE BETWEEN CURRENT ROW AND INTERVAL 1 HOUR FOLLOWING) AS n_fwd
+        FROM cold_fives
+    ) WHERE greatest(n_back, n_fwd) >= $burst_min
+), ranked AS (
+    SELECT t.*,
+           row_number() OVER (PARTITION BY t.partition_date, t.event_id
+                              ORDER BY t.source_file, t.source_row) AS copy_no,
+           (bo.u IS NOT NULL) AS is_bot,
+           (dt.txt IS NOT NULL) AS is_dup_text,
+           (bu.source_row IS NOT NULL) AS in_burst
+    FROM typed t
+    LEFT JOIN bots bo ON bo.partition_date = t.partition_date AND bo.u = t.u
+    LEFT JOIN dup_texts dt ON t.et = 'review' AND dt.partition_date = t.partition_date
+         AND dt.txt = lower(regexp_replace(trim(t.review_text), '\\s+', ' ', 'g'))
+    LEFT JOIN bursts bu ON bu.source_file = t.source_file AND bu.source_row = t.source_row
+)
+SELECT r.* EXCLUDE (is_bot, is_dup_text, in_burst),
+    CASE
+      WHEN r.parse_error IS NOT NULL THEN 'malformed_row'
+      WHEN r.fl IS NOT NULL THEN r.fl
+      WHEN r.u IS NULL THEN 'missing_user_id'
+      WHEN r.i IS NULL THEN 'missing_item_id'
+      WHEN r.et IS NULL OR r.et NOT IN ({_EVENT_TYPES_SQL}) THEN 'invalid_event_type'
+      WHEN r.t IS NULL THEN 'invalid_timestamp'
+      WHEN r.t > $now + INTERVAL ($future_tolerance_minutes) MINUTE THEN 'future_timestamp'
+      WHEN CAST(r.t AS DATE) <> r.partition_date THEN 'timestamp_outside_partition'
+      WHEN NOT r.is_known THEN 'unknown_item'
+      WHEN r.et IN ('cart', 'purchase', 'return')
+           AND (r.price_final IS NULL AND r.p_raw IS NOT NULL
+                OR r.price_final <= 0 OR isnan(r.price_final) OR isinf(r.price_final))
+           THEN 'invalid_price'
+      WHEN r.et IN ('cart', 'purchase', 'return')
+           AND (r.q_final IS NULL OR r.q_final <= 0 OR r.q_final <> floor(r.q_final))
+           THEN 'invalid_quantity'
+      WHEN r.et = 'review' AND (r.rt IS NULL OR r.rt NOT BETWEEN 1 AND 5 OR r.rt <> floor(r.rt))
+           THEN 'invalid_rating'
+      WHEN r.et IN ('cart', 'purchase', 'return') AND r.q_final > $max_quantity
+           THEN 'outlier_quantity'
+      WHEN r.et IN ('cart', 'purchase', 'return') AND r.catalog_price > 0
+           AND (r.price_final > r.catalog_price * $price_factor
+                OR r.price_final < r.catalog_price / $price_factor)
+           THEN 'outlier_price'
+      WHEN r.copy_no > 1 THEN 'exact_duplicate'
+      WHEN r.is_bot THEN 'bot_user'
+      WHEN r.is_dup_text THEN 'fake_review_duplicate_text'
+      WHEN r.in_burst THEN 'fake_review_burst'
+    END AS reason
+FROM ranked r
+"""
+
+
+def _params(start: dt.date, end: dt.date, rules: CleaningRules, now: dt.datetime) -> dict:
+    return {
+        "start": start,
+        "end": end,
+        "now": now.replace(tzinfo=None),
+        "bot_per_minute": rules.bot_events_per_minute,
+        "fake_min_accounts": rules.fake_review_min_accounts,
+        "burst_min": rules.review_burst_min_reviews,
+        "max_quantity": rules.max_quantity,
+        "price_factor": rules.price_outlier_factor,
+        "future_tolerance_minutes": rules.future_tolerance_minutes,
+    }
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(CLEAN_EVENTS_DDL)
+    con.execute(QUARANTINED_EVENTS_DDL)
+
+
+def clean_partitions(
+    con: duckdb.DuckDBPyConnection,
+    start: dt.date,
+    end: dt.date,
+    rules: CleaningRules = CleaningRules(),
+    now: dt.datetime | None = None,
+) -> dict:
+    """Clean the raw rows of the partitions ``start..end`` (inclusive) into ``clean_events`` and
+    ``quarantined_events``, replacing whatever those days held before (one transaction).
+
+    Returns row accounting: per-partition and total raw/clean/quarantined counts and the count
+    per quarantine reason."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    con.execute("SET TimeZone = 'UTC'")
+    ensure_tables(con)
+    con.execute(_CLASSIFY_SQL, _params(start, end, rules, now))
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM clean_events WHERE partition_date BETWEEN ? AND ?", [start, end])
+        con.execute(
+            "DELETE FROM quarantined_events WHERE partition_date BETWEEN ? AND ?", [start, end]
+        )
+        con.execute(
+            """
+            INSERT INTO clean_events
+            SELECT event_id, partition_date, u, i, et, t,
+                   CASE WHEN et IN ('cart', 'purchase', 'return') THEN CAST(q_final AS BIGINT) END,
+                   CASE WHEN et IN ('cart', 'purchase', 'return') THEN price_final END,
+                   CASE WHEN et IN ('cart', 'purchase', 'return') THEN price_was_imputed END,
+                   CASE WHEN et = 'review' THEN CAST(rt AS INTEGER) END,
+                   CASE WHEN et = 'review' THEN review_text END,
+                   session_id, source_file, source_row
+            FROM _classified WHERE reason IS NULL
+            ORDER BY partition_date, t, source_file, source_row
+            """
+        )
+        con.execute(
+            """
+            INSERT INTO quarantined_events
+            SELECT partition_date, reason, source_file, source_row,
+                   user_id, item_id, event_type, ts, quantity, price, rating, review_text,
+                   session_id, coalesce(parse_error || ' | ' || raw_line, parse_error)
+            FROM _classified WHERE reason IS NOT NULL
+            ORDER BY partition_date, source_file, source_row
+            """
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    per_day = con.execute(
+        """
+        SELECT partition_date, count(*) AS raw,
+               count(*) FILTER (WHERE reason IS NULL) AS clean,
+               count(*) FILTER (WHERE reason IS NOT NULL) AS quarantined,
+               count(*) FILTER (WHERE reason = 'exact_duplicate') AS exact_duplicates
+        FROM _classified GROUP BY 1 ORDER BY 1
+        """
+    ).df()
+    reasons = dict(
+        con.execute(
+            "SELECT reason, count(*) FROM _classified WHERE reason IS NOT NULL "
+            "GROUP BY 1 ORDER BY 2 DESC"
+        ).fetchall()
+    )
+    con.execute("DROP TABLE _classified")
+    return {
+        "raw": int(per_day["raw"].sum()) if len(per_day) else 0,
+        "clean": int(per_day["clean"].sum()) if len(per_day) else 0,
+        "quarantined": int(per_day["quarantined"].sum()) if len(per_day) else 0,
+        "exact_duplicates": int(per_day["exact_duplicates"].sum()) if len(per_day) else 0,
+        "reasons": {k: int(v) for k, v in reasons.items()},
+        "per_partition": per_day,
+    }

@@ -1,0 +1,24 @@
+"""Errors a user can meet. Each message says what is wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class LaunchPipelineError(Exception):
+    """Base class of the errors this project raises on purpose."""
+
+
+class InputFileError(LaunchPipelineError):
+    """A raw input file cannot be used at all (file-level problem): the run stops at once.
+
+    Row-level problems never raise: they are quarantined with a reason.
+    """
+
+    def __init__(self, path, problem: str, fix: str):
+        self.path = str(path)
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{self.path}: {problem}. What to do: {fix}")
+
+
+class ConfigurationError(LaunchPipelineError):
+    """A setting is invalid (unknown source, path outside the data directory, bad identifier)."""

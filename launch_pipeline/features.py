@@ -1,0 +1,225 @@
+"""Feature tables, computed in DuckDB SQL over ``clean_events`` and the catalog.
+
+* ``price_bands``: global price-band thresholds (quintiles of catalog log-prices), used for both
+  catalog products and candidates so a new product gets the same band as an old one would.
+* ``item_features``: one row per catalog product and per launch candidate (``is_candidate``):
+  attributes (category, brand, price band) and behaviour (popularity, conversion, returns,
+  rating stats). Candidates have attributes and zero behaviour.
+* ``user_features``: recency, frequency, monetary value, funnel counts, conversion, and
+  category / price-band affinities (shares of the user's interactions).
+* ``user_sequences``: each user's interactions (view, cart, purchase) in time order, consecutive
+  events on the same item collapsed into one step carrying the strongest event type, the last
+  ``max_sequence_length`` steps kept.
+* ``activity_profile``: events and purchases by hour of week (0 = Monday 00:00 UTC), overall
+  (``scope = 'overall'``) and per user (``scope = 'user'``; only non-zero hours are stored).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+FEATURE_TABLES = (
+    "price_bands",
+    "item_features",
+    "user_features",
+    "user_sequences",
+    "activity_profile",
+)
+N_PRICE_BANDS = 5
+EVENT_STRENGTH = {"view": 1, "cart": 2, "purchase": 3}
+
+PRICE_BANDS_SQL = f"""
+CREATE OR REPLACE TABLE price_bands AS
+WITH prices AS (SELECT ln(price) AS lp FROM product_catalog WHERE price > 0),
+     q AS (SELECT quantile_cont(lp, [{", ".join(str(i / N_PRICE_BANDS) for i in range(1, N_PRICE_BANDS))}]) AS cuts
+           FROM prices)
+SELECT b AS band_no, 'p' || b AS price_band,
+       CASE WHEN b = 1 THEN NULL ELSE exp(cuts[b - 1]) END AS lower_price,
+       CASE WHEN b = {N_PRICE_BANDS} THEN NULL ELSE exp(cuts[b]) END AS upper_price
+FROM q, range(1, {N_PRICE_BANDS + 1}) t(b)
+"""
+
+# band of a price: the band whose [lower, upper) contains it; unknown price -> 'p_unknown'
+_BAND_OF = """
+coalesce((SELECT pb.price_band FROM price_bands pb
+          WHERE {price} IS NOT NULL
+            AND ({price} >= pb.lower_price OR pb.lower_price IS NULL)
+            AND ({price} < pb.upper_price OR pb.upper_price IS NULL)
+          ORDER BY pb.band_no LIMIT 1), 'p_unknown')
+"""
+
+ITEM_FEATURES_SQL = f"""
+CREATE OR REPLACE TABLE item_features AS
+WITH items AS (
+    SELECT item_id, title, category, brand, price, launched_at, false AS is_candidate
+    FROM product_catalog
+    UNION ALL
+    SELECT item_id, title, category, brand, price, launched_at, true FROM launch_candidates
+    WHERE item_id NOT IN (SELECT item_id FROM product_catalog)
+), stats AS (
+    SELECT item_id,
+           count(*) FILTER (WHERE event_type = 'view') AS views,
+           count(*) FILTER (WHERE event_type = 'cart') AS carts,
+           count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+           coalesce(sum(quantity) FILTER (WHERE event_type = 'purchase'), 0) AS units,
+           coalesce(sum(quantity * price) FILTER (WHERE event_type = 'purchase'), 0) AS revenue,
+           count(*) FILTER (WHERE event_type = 'return') AS returns,
+           coalesce(sum(quantity) FILTER (WHERE event_type = 'return'), 0) AS returned_units,
+           count(DISTINCT user_id) FILTER (WHERE event_type = 'purchase') AS buyers,
+           count(DISTINCT user_id) AS users,
+           count(*) FILTER (WHERE event_type = 'review') AS rating_count,
+           avg(rating) FILTER (WHERE event_type = 'review') AS rating_mean,
+           stddev_samp(rating) FILTER (WHERE event_type = 'review') AS rating_std,
+           min(ts) AS first_event_at,
+           min(ts) FILTER (WHERE event_type = 'purchase') AS first_sale_at,
+           max(ts) AS last_event_at
+    FROM clean_events GROUP BY item_id
+)
+SELECT i.item_id, i.title, i.category, i.brand, i.price,
+       {_BAND_OF.format(price="i.price")} AS price_band,
+       coalesce(i.launched_at, s.first_sale_at, s.first_event_at) AS launched_at,
+       i.is_candidate,
+       coalesce(s.views, 0) AS views, coalesce(s.carts, 0) AS carts,
+       coalesce(s.purchases, 0) AS purchases, coalesce(s.units, 0) AS units,
+       coalesce(s.revenue, 0) AS revenue, coalesce(s.returns, 0) AS returns,
+       coalesce(s.buyers, 0) AS buyers, coalesce(s.users, 0) AS users,
+       coalesce(s.purchases, 0) / nullif(s.views, 0) AS view_to_purchase,
+       coalesce(s.returned_units, 0) / nullif(s.units, 0) AS return_rate,
+       coalesce(s.rating_count, 0) AS rating_count, s.rating_mean, s.rating_std,
+       s.first_event_at, s.last_event_at,
+       CASE WHEN i.is_candidate THEN NULL
+            ELSE rank() OVER (PARTITION BY i.is_candidate
+                              ORDER BY coalesce(s.purchases, 0) DESC, coalesce(s.views, 0) DESC)
+       END AS popularity_rank
+FROM items i LEFT JOIN stats s USING (item_id)
+ORDER BY i.is_candidate, i.item_id
+"""
+
+USER_FEATURES_SQL = """
+CREATE OR REPLACE TABLE user_features AS
+WITH snapshot AS (SELECT max(ts) AS as_of FROM clean_events),
+ev AS (
+    SELECT e.*, f.category, f.price_band
+    FROM clean_events e LEFT JOIN item_features f USING (item_id)
+), base AS (
+    SELECT user_id,
+           min(ts) AS first_seen_at, max(ts) AS last_seen_at,
+           count(DISTINCT CAST(ts AS DATE)) AS active_days,
+           count(DISTINCT session_id) AS sessions,
+           count(*) AS events,
+           count(*) FILTER (WHERE event_type = 'view') AS views,
+           count(*) FILTER (WHERE event_type = 'cart') AS carts,
+           count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+           count(*) FILTER (WHERE event_type = 'return') AS returns,
+           count(*) FILTER (WHERE event_type = 'review') AS reviews,
+           coalesce(sum(quantity) FILTER (WHERE event_type = 'purchase'), 0) AS units,
+           coalesce(sum(quantity * price) FILTER (WHERE event_type = 'purchase'), 0)
+             - coalesce(sum(quantity * price) FILTER (WHERE event_type = 'return'), 0) AS monetary
+    FROM ev GROUP BY user_id
+), cat AS (
+    SELECT user_id, category, count(*) AS n FROM ev
+    WHERE event_type IN ('view', 'cart', 'purchase') GROUP BY ALL
+), band AS (
+    SELECT user_id, price_band, count(*) AS n FROM ev
+    WHERE event_type IN ('view', 'cart', 'purchase') GROUP BY ALL
+), cat_agg AS (
+    SELECT user_id,
+           map_from_entries(list((category, n / total) ORDER BY n DESC, category)) AS category_affinity,
+           arg_max(category, n) AS top_category
+    FROM (SELECT *, sum(n) OVER (PARTITION BY user_id) AS total FROM cat) GROUP BY user_id
+), band_agg AS (
+    SELECT user_id,
+           map_from_entries(list((price_band, n / total) ORDER BY price_band)) AS price_band_affinity,
+           arg_max(price_band, n) AS preferred_price_band
+    FROM (SELECT *, sum(n) OVER (PARTITION BY user_id) AS total FROM band) GROUP BY user_id
+)
+SELECT b.user_id, b.first_seen_at, b.last_seen_at,
+       date_diff('hour', b.last_seen_at, a.as_of) / 24.0 AS recency_days,
+       date_diff('hour', b.first_seen_at, b.last_seen_at) / 24.0 AS tenure_days,
+       b.active_days, b.sessions, b.events, b.views, b.carts, b.purchases, b.returns, b.reviews,
+       b.units, b.monetary,
+       b.purchases / nullif(b.views, 0) AS view_to_purchase,
+       b.monetary / nullif(b.purchases, 0) AS avg_purchase_value,
+       c.top_category, c.category_affinity, p.preferred_price_band, p.price_band_affinity,
+       a.as_of
+FROM base b CROSS JOIN snapshot a
+LEFT JOIN cat_agg c USING (user_id) LEFT JOIN band_agg p USING (user_id)
+ORDER BY b.user_id
+"""
+
+USER_SEQUENCES_SQL = """
+CREATE OR REPLACE TABLE user_sequences AS
+WITH ev AS (
+    SELECT user_id, item_id, ts, source_file, source_row,
+           CASE event_type WHEN 'view' THEN 1 WHEN 'cart' THEN 2 WHEN 'purchase' THEN 3 END AS strength
+    FROM clean_events WHERE event_type IN ('view', 'cart', 'purchase')
+), ordered AS (
+    SELECT *, row_number() OVER w AS k,
+           CASE WHEN lag(item_id) OVER w = item_id THEN 0 ELSE 1 END AS new_step
+    FROM ev WINDOW w AS (PARTITION BY user_id ORDER BY ts, source_file, source_row)
+), stepped AS (
+    SELECT *, sum(new_step) OVER (PARTITION BY user_id ORDER BY k) AS step FROM ordered
+), steps AS (
+    SELECT user_id, step, any_value(item_id) AS item_id, max(strength) AS strength, min(ts) AS ts
+    FROM stepped GROUP BY user_id, step
+), last_steps AS (
+    SELECT *, count(*) OVER (PARTITION BY user_id) AS n_steps FROM steps
+    QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY step DESC) <= $max_len
+)
+SELECT user_id, any_value(n_steps) AS n_steps,
+       list(item_id ORDER BY step) AS items,
+       list(CASE strength WHEN 1 THEN 'view' WHEN 2 THEN 'cart' ELSE 'purchase' END ORDER BY step)
+         AS event_types,
+       list(ts ORDER BY step) AS ts
+FROM last_steps GROUP BY user_id ORDER BY user_id
+"""
+
+ACTIVITY_PROFILE_SQL = """
+CREATE OR REPLACE TABLE activity_profile AS
+WITH ev AS (
+    SELECT user_id, (isodow(ts) - 1) * 24 + hour(ts) AS hour_of_week, event_type
+    FROM clean_events
+), per_user AS (
+    SELECT 'user' AS scope, user_id, hour_of_week, count(*) AS events,
+           count(*) FILTER (WHERE event_type = 'purchase') AS purchases
+    FROM ev GROUP BY ALL
+), overall AS (
+    SELECT 'overall' AS scope, NULL::VARCHAR AS user_id, h.hour_of_week,
+           count(ev.event_type) AS events,
+           count(*) FILTER (WHERE ev.event_type = 'purchase') AS purchases
+    FROM range(168) h(hour_of_week) LEFT JOIN ev USING (hour_of_week) GROUP BY ALL
+), both_scopes AS (SELECT * FROM overall UNION ALL SELECT * FROM per_user)
+SELECT scope, user_id, hour_of_week, hour_of_week // 24 AS weekday, hour_of_week % 24 AS hour,
+       events, purchases,
+       events / greatest(sum(events) OVER (PARTITION BY scope, user_id), 1) AS event_share
+FROM both_scopes ORDER BY scope, user_id, hour_of_week
+"""
+
+
+def build_item_features(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(PRICE_BANDS_SQL)
+    con.execute(ITEM_FEATURES_SQL)
+
+
+def build_user_features(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(USER_FEATURES_SQL)
+
+
+def build_user_sequences(con: duckdb.DuckDBPyConnection, max_sequence_length: int = 200) -> None:
+    con.execute(USER_SEQUENCES_SQL, {"max_len": max_sequence_length})
+
+
+def build_activity_profile(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(ACTIVITY_PROFILE_SQL)
+
+
+def table_summary(con: duckdb.DuckDBPyConnection, table: str) -> dict:
+    """Row count, column schema and a small preview of a warehouse table (for asset metadata)."""
+    rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+    schema = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    preview = con.execute(f'SELECT * FROM "{table}" LIMIT 5').df()
+    return {"rows": int(rows), "schema": schema, "preview": preview}

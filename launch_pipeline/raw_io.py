@@ -1,0 +1,329 @@
+"""Reading a raw data directory (see ``contract.py``) into the DuckDB warehouse.
+
+Raw events are landed as text, exactly as delivered, one row per input record, with the file and
+the record's 0-based index in it (``source_file``, ``source_row``). Records that cannot even be
+split into fields (wrong field count, invalid UTF-8, over-long lines) are kept too, with the
+reader's error in ``parse_error`` and the original line in ``raw_line``: the cleaning step
+quarantines them with a reason, so nothing that was delivered silently disappears.
+
+File-level problems (missing file, unreadable or truncated file, missing required columns) raise
+:class:`~launch_pipeline.errors.InputFileError` naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from launch_pipeline.contract import (
+    CANDIDATE_OPTIONAL_COLUMNS,
+    EVENT_COLUMNS,
+    EVENT_REQUIRED_COLUMNS,
+    EVENTS_DIRNAME,
+    MANIFEST_NAME,
+    PRODUCT_OPTIONAL_COLUMNS,
+    PRODUCT_REQUIRED_COLUMNS,
+    PRODUCTS_STEM,
+    SUPPORTED_SUFFIXES,
+)
+from launch_pipeline.errors import InputFileError
+
+DAY_FILE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
+
+RAW_EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS raw_events (
+    partition_date DATE NOT NULL,
+    source_file VARCHAR NOT NULL,
+    source_row BIGINT NOT NULL,
+    user_id VARCHAR, item_id VARCHAR, event_type VARCHAR, ts VARCHAR,
+    quantity VARCHAR, price VARCHAR, rating VARCHAR, review_text VARCHAR,
+    session_id VARCHAR, flag VARCHAR,
+    parse_error VARCHAR,
+    raw_line VARCHAR
+)
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# the data directory
+# --------------------------------------------------------------------------------------------
+def read_manifest(raw_dir: Path) -> dict:
+    path = Path(raw_dir) / MANIFEST_NAME
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputFileError(
+            path, f"is not valid JSON ({exc})", "fix or delete the file (it is optional)"
+        ) from exc
+
+
+def event_day_files(raw_dir: Path) -> dict[dt.date, Path]:
+    """Map day -> events file. Files whose names are not ``YYYY-MM-DD.csv|parquet`` are ignored
+    (listed by :func:`unrecognised_event_files`)."""
+    events_dir = Path(raw_dir) / EVENTS_DIRNAME
+    out: dict[dt.date, Path] = {}
+    if not events_dir.is_dir():
+        return out
+    for path in sorted(events_dir.iterdir()):
+        m = DAY_FILE_RE.match(path.name)
+        if not m:
+            continue
+        day = dt.date.fromisoformat(m.group(1))
+        if day in out:
+            raise InputFileError(
+                path,
+                f"two event files for {day} ({out[day].name} and {path.name})",
+                "keep one file per day",
+            )
+        out[day] = path
+    return out
+
+
+def unrecognised_event_files(raw_dir: Path) -> list[Path]:
+    events_dir = Path(raw_dir) / EVENTS_DIRNAME
+    if not events_dir.is_dir():
+        return []
+    return [
+        p for p in sorted(events_dir.iterdir()) if p.is_file() and not DAY_FILE_RE.match(p.name)
+    ]
+
+
+def partition_range(raw_dir: Path) -> tuple[dt.date | None, dt.date | None]:
+    """(first day, last day or None for an open-ended "live" source) of the daily partitions."""
+    manifest = read_manifest(raw_dir)
+    files = event_day_files(raw_dir)
+    start = manifest.get("start_date") or (min(files).isoformat() if files else None)
+    end = manifest.get("end_date", max(files).isoformat() if files else None)
+    return (
+        dt.date.fromisoformat(start) if start else None,
+        dt.date.fromisoformat(end) if end else None,
+    )
+
+
+def find_table_file(raw_dir: Path, stem: str) -> Path:
+    hits = [Path(raw_dir) / f"{stem}{suffix}" for suffix in SUPPORTED_SUFFIXES]
+    hits = [p for p in hits if p.exists()]
+    if not hits:
+        raise InputFileError(
+            Path(raw_dir) / f"{stem}.parquet",
+            f"missing: the raw data directory needs {stem}.parquet or {stem}.csv",
+            f"put the file in {raw_dir}, or generate default data with "
+            "`launch-pipeline generate --out DIR`",
+        )
+    if len(hits) > 1:
+        raise InputFileError(hits[0], f"both {hits[0].name} and {hits[1].name} exist", "keep one")
+    return hits[0]
+
+
+def relation_for_file(con: duckdb.DuckDBPyConnection, path: Path, *, all_varchar: bool = True):
+    """A DuckDB relation over a CSV or Parquet file, with file-level errors made readable."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise InputFileError(path, "is empty (0 bytes)", "deliver the file again with a header row")
+    try:
+        if path.suffix == ".parquet":
+            rel = con.read_parquet(str(path))
+            if all_varchar:
+                rel = rel.select(", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in rel.columns))
+        else:
+            rel = con.read_csv(
+                str(path), header=True, all_varchar=all_varchar, delimiter=",", quotechar='"'
+            )
+        rel.limit(1).fetchall()
+    except duckdb.Error as exc:
+        raise InputFileError(
+            path,
+            f"cannot be read as {path.suffix[1:].upper()} ({str(exc).splitlines()[0]})",
+            "check that the file is complete (not truncated) and in the format its name says",
+        ) from exc
+    return rel
+
+
+def require_columns(path: Path, columns: Iterable[str], required: Iterable[str], expected) -> None:
+    present = {c.strip().lower() for c in columns}
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise InputFileError(
+            path,
+            f"missing required columns {missing}; found {sorted(present)}",
+            f"rename or add the columns: expected {list(expected)}",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# products and candidates
+# --------------------------------------------------------------------------------------------
+def read_products(raw_dir: Path, stem: str = PRODUCTS_STEM) -> tuple[pd.DataFrame, Path]:
+    """The product (or candidate) table as text columns, with its source path."""
+    path = find_table_file(raw_dir, stem)
+    optional = PRODUCT_OPTIONAL_COLUMNS if stem == PRODUCTS_STEM else CANDIDATE_OPTIONAL_COLUMNS
+    con = duckdb.connect()
+    try:
+        rel = relation_for_file(con, path)
+        cols = [c.strip().lower() for c in rel.columns]
+        require_columns(path, cols, PRODUCT_REQUIRED_COLUMNS, PRODUCT_REQUIRED_COLUMNS + optional)
+        df = rel.df()
+    finally:
+        con.close()
+    df.columns = cols
+    for col in PRODUCT_REQUIRED_COLUMNS + optional:
+        if col not in df.columns:
+            df[col] = None
+    return df[list(PRODUCT_REQUIRED_COLUMNS + optional)], path
+
+
+# --------------------------------------------------------------------------------------------
+# events
+# --------------------------------------------------------------------------------------------
+def _sql_str(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """Stage one CSV day file into temp tables ``_day_accepted`` (with ``source_row``) and
+    ``_day_rejected``. Returns the file's (lower-cased) column names."""
+    try:
+        header = con.read_csv(
+            str(path),
+            header=True,
+            all_varchar=True,
+            delimiter=",",
+            quotechar='"',
+            escapechar='"',
+            ignore_errors=True,
+        ).columns
+    except duckdb.Error as exc:
+        raise InputFileError(
+            path,
+            f"cannot be read as CSV ({str(exc).splitlines()[0]})",
+            "deliver a comma-separated UTF-8 file with a header row",
+        ) from exc
+    cols = [c.strip().lower() for c in header]
+    require_columns(path, cols, EVENT_REQUIRED_COLUMNS, EVENT_COLUMNS)
+    con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans;")
+    try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _day_read AS
+            SELECT row_number() OVER () - 1 AS accepted_idx, *
+            FROM read_csv({_sql_str(path)}, header=true, all_varchar=true, delim=',', quote='"',
+                          escape='"', store_rejects=true, max_line_size=1048576)
+            """
+        )
+    except duckdb.Error as exc:
+        raise InputFileError(
+            path,
+            f"cannot be read as CSV ({str(exc).splitlines()[0]})",
+            "deliver a comma-separated UTF-8 file with a header row",
+        ) from exc
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _day_rejected AS
+        SELECT line - 2 AS source_row,
+               arg_min(error_type || ': ' || error_message, column_idx) AS parse_error,
+               any_value(csv_line) AS raw_line
+        FROM reject_errors GROUP BY line
+        """
+    )
+    # accepted rows keep their order; give each its record index in the file
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _day_accepted AS
+        WITH idx AS (
+            SELECT row_number() OVER (ORDER BY i) - 1 AS accepted_idx, i AS source_row
+            FROM range((SELECT count(*) FROM _day_read) + (SELECT count(*) FROM _day_rejected)) t(i)
+            WHERE i NOT IN (SELECT source_row FROM _day_rejected)
+        )
+        SELECT idx.source_row, r.* EXCLUDE (accepted_idx)
+        FROM _day_read r JOIN idx USING (accepted_idx)
+        """
+    )
+    con.execute("DROP TABLE _day_read")
+    return [c.strip().lower() for c in con.sql("SELECT * FROM _day_accepted").columns]
+
+
+def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    rel = relation_for_file(con, path, all_varchar=False)
+    cols = [c.strip().lower() for c in rel.columns]
+    require_columns(path, cols, EVENT_REQUIRED_COLUMNS, EVENT_COLUMNS)
+    select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c.strip().lower()}"' for c in rel.columns)
+    try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _day_accepted AS
+            SELECT row_number() OVER () - 1 AS source_row, {select}
+            FROM read_parquet({_sql_str(path)})
+            """
+        )
+    except duckdb.Error as exc:
+        raise InputFileError(
+            path,
+            f"cannot be read as Parquet ({str(exc).splitlines()[0]})",
+            "check that the file is complete (not truncated); deliver it again",
+        ) from exc
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _day_rejected AS "
+        "SELECT NULL::BIGINT AS source_row, NULL::VARCHAR AS parse_error, "
+        "NULL::VARCHAR AS raw_line WHERE false"
+    )
+    return cols
+
+
+def load_event_day(con: duckdb.DuckDBPyConnection, raw_dir: Path, day: dt.date, path: Path) -> int:
+    """Replace the ``raw_events`` rows of ``day`` with the records of ``path`` (one transaction).
+
+    Returns the number of records landed (accepted + unparseable)."""
+    path = Path(path)
+    raw_dir = Path(raw_dir)
+    rel_file = str(path.relative_to(raw_dir)) if path.is_relative_to(raw_dir) else str(path)
+    if not path.exists():
+        raise InputFileError(
+            path,
+            f"no events file for partition {day}",
+            f"deliver {EVENTS_DIRNAME}/{day}.csv or .parquet, or materialize another partition",
+        )
+    if path.stat().st_size == 0:
+        raise InputFileError(
+            path, "is empty (0 bytes)", "deliver the day's file again with a header row"
+        )
+    cols = _stage_parquet(con, path) if path.suffix == ".parquet" else _stage_csv(con, path)
+    select = ", ".join(
+        f'CAST("{c}" AS VARCHAR)' if c in cols else "NULL::VARCHAR" for c in EVENT_COLUMNS
+    )
+    names = ", ".join(EVENT_COLUMNS)
+    con.execute(RAW_EVENTS_DDL)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM raw_events WHERE partition_date = ?", [day])
+        con.execute(
+            f"""
+            INSERT INTO raw_events (partition_date, source_file, source_row, {names})
+            SELECT ?::DATE, ?, source_row, {select} FROM _day_accepted
+            """,
+            [day, rel_file],
+        )
+        con.execute(
+            """
+            INSERT INTO raw_events (partition_date, source_file, source_row, parse_error, raw_line)
+            SELECT ?::DATE, ?, source_row, parse_error, raw_line FROM _day_rejected
+            """,
+            [day, rel_file],
+        )
+        n = con.execute(
+            "SELECT count(*) FROM raw_events WHERE partition_date = ?", [day]
+        ).fetchone()[0]
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.execute("DROP TABLE IF EXISTS _day_accepted; DROP TABLE IF EXISTS _day_rejected;")
+    return int(n)

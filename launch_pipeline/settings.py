@@ -1,0 +1,90 @@
+"""Where the pipeline keeps its files, and the knobs operators may turn.
+
+Everything is configured in one place: :class:`Settings` is built from environment variables
+(``LAUNCH_PIPELINE_*``) with sensible defaults, and the Dagster resources in
+``launch_pipeline/defs/resources.py`` are made from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+ENV_DATA_DIR = "LAUNCH_PIPELINE_DATA_DIR"
+ENV_RAW_DIR = "LAUNCH_PIPELINE_RAW_DIR"
+
+
+@dataclass(frozen=True)
+class CleaningRules:
+    """Thresholds of the cleaning and noise rules (see ``cleaning.py``)."""
+
+    bot_events_per_minute: int = 30
+    """A user with more events than this in any one minute of a day is a bot; all of that
+    user's events of that day are quarantined."""
+    fake_review_min_accounts: int = 2
+    """A review text (normalised) posted by at least this many accounts on one day is fake."""
+    review_burst_min_reviews: int = 5
+    """At least this many 5-star reviews of one item within one hour, from accounts that did not
+    view, cart or buy the item that day, form a fake-review burst."""
+    max_quantity: int = 10_000
+    """Quantities above this are outliers (typing errors, test orders)."""
+    price_outlier_factor: float = 20.0
+    """A price more than this factor above or below the catalog price is an outlier."""
+    max_quarantined_share: float = 0.35
+    """The quarantined share of a partition above which the noise check fails."""
+    future_tolerance_minutes: int = 10
+    """Clock skew allowed before a timestamp counts as being in the future."""
+
+
+@dataclass(frozen=True)
+class PlanningSettings:
+    """Launch-plan constraints and horizon."""
+
+    slots: int = 10
+    category_cap: int = 3
+    audience_size: int = 50
+    horizon_days: int = 30
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    raw_dir: Path
+    cleaning: CleaningRules = field(default_factory=CleaningRules)
+    planning: PlanningSettings = field(default_factory=PlanningSettings)
+    model_time_budget_s: float = 180.0
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster_home"
+
+    @property
+    def ground_truth_dir(self) -> Path:
+        return self.raw_dir / "ground_truth"
+
+    @classmethod
+    def from_env(cls, data_dir: str | Path | None = None, raw_dir: str | Path | None = None):
+        data = Path(data_dir or os.environ.get(ENV_DATA_DIR) or "data").resolve()
+        raw = Path(raw_dir or os.environ.get(ENV_RAW_DIR) or data / "raw").resolve()
+        return cls(data_dir=data, raw_dir=raw)
+
+    def with_overrides(self, **kwargs) -> Settings:
+        return replace(self, **kwargs)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        return json.dumps(d, default=str, indent=2)
