@@ -157,15 +157,18 @@ WITH base AS (
     WHERE v.et = 'review' AND v.rt = 5
       AND NOT EXISTS (SELECT 1 FROM touched x
                       WHERE x.partition_date = v.partition_date AND x.u = v.u AND x.i = v.i)
-), bursts AS (
-    SELECT DISTINCT source_file, source_row FROM (
-        SELECT source_file, source_row,
-               count(*) OVER (PARTITION BY partition_date, i ORDER BY t
-                   RANGE BETWEEN INTERVAL 1 HOUR PRECEDING AND CURRENT ROW) AS n_back,
+), burst_starts AS (   -- windows [t, t + 1 hour) holding >= burst_min cold 5-star reviews
+    SELECT partition_date, i, t AS window_start FROM (
+        SELECT partition_date, i, t,
                count(*) OVER (PARTITION BY partition_date, i ORDER BY t
                    RANGE BETWEEN CURRENT ROW AND INTERVAL 1 HOUR FOLLOWING) AS n_fwd
         FROM cold_fives
-    ) WHERE greatest(n_back, n_fwd) >= $burst_min
+    ) WHERE n_fwd >= $burst_min
+), bursts AS (
+    SELECT DISTINCT c.source_file, c.source_row
+    FROM cold_fives c JOIN burst_starts b
+      ON b.partition_date = c.partition_date AND b.i = c.i
+     AND c.t BETWEEN b.window_start AND b.window_start + INTERVAL 1 HOUR
 ), ranked AS (
     SELECT t.*,
            row_number() OVER (PARTITION BY t.partition_date, t.event_id

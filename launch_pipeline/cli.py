@@ -1,0 +1,166 @@
+"""``launch-pipeline``: the command-line entry point.
+
+Sub-commands: ``generate`` (simulated shop data), ``run`` (materialize every asset and print the
+plan), ``prepare-instance`` (the persistent Dagster home used by ``make ui``)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from exc
+
+
+def cmd_generate(args) -> int:
+    from launch_pipeline.simulator import SimulatorConfig, generate_shop
+
+    cfg = SimulatorConfig(
+        seed=args.seed,
+        users=args.users,
+        days=args.days,
+        events_per_day=args.events_per_day,
+        end_date=args.end_date,
+        file_format=args.format,
+        noise=not args.no_noise,
+    )
+    t0 = time.perf_counter()
+    summary = generate_shop(args.out, cfg)
+    print(
+        json.dumps(
+            {**summary.to_dict(), "seconds": round(time.perf_counter() - t0, 2)},
+            default=str,
+            indent=2,
+        )
+    )
+    return 0
+
+
+def has_raw_data(raw_dir: Path) -> bool:
+    from launch_pipeline.raw_io import event_day_files
+
+    return bool(event_day_files(raw_dir)) and any(raw_dir.glob("products.*"))
+
+
+def plan_summary(settings) -> str:
+    import duckdb
+
+    if not settings.warehouse_path.exists():
+        return "no warehouse yet"
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        tables = {
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
+        if "launch_plan" not in tables:
+            return "no launch plan yet"
+        plan_date = con.execute("SELECT max(plan_date) FROM launch_plan").fetchone()[0]
+        df = con.execute(
+            "SELECT plan_rank AS rank, item_id, title, category, round(price, 2) AS price, "
+            "round(expected_units, 1) AS units, round(expected_revenue, 2) AS revenue, "
+            "strftime(launch_at, '%a %Y-%m-%d %H:00') AS launch_utc "
+            "FROM launch_plan WHERE plan_date = ? AND chosen ORDER BY plan_rank",
+            [plan_date],
+        ).df()
+    finally:
+        con.close()
+    report = settings.reports_dir / f"launch_plan_{plan_date}.md"
+    return (
+        f"Launch plan for {plan_date}: {len(df)} products, expected revenue "
+        f"{df['revenue'].sum():,.2f}\n{df.to_string(index=False)}\nReport: {report}"
+    )
+
+
+def cmd_run(args) -> int:
+    from launch_pipeline.runner import run_pipeline
+    from launch_pipeline.settings import Settings
+    from launch_pipeline.simulator import SimulatorConfig, generate_shop
+
+    settings = Settings.from_env(data_dir=args.data_dir)
+    t0 = time.perf_counter()
+    if not has_raw_data(settings.raw_dir):
+        print(f"No raw data in {settings.raw_dir}: generating the default simulated shop ...")
+        summary = generate_shop(settings.raw_dir, SimulatorConfig())
+        print(
+            f"  {summary.events} events over {summary.files} days ({time.perf_counter() - t0:.0f}s)"
+        )
+    print(f"Materializing every asset into {settings.warehouse_path} ...")
+    outcome = run_pipeline(settings, first_day=args.first_day, last_day=args.last_day)
+    elapsed = time.perf_counter() - t0
+    if not outcome.success:
+        print(f"\nRun {outcome.run_id} FAILED after {elapsed:.0f}s:", file=sys.stderr)
+        for f in outcome.failures:
+            print(f"  - {f}", file=sys.stderr)
+        return 1
+    print(
+        f"\nRun {outcome.run_id} succeeded in {elapsed:.0f}s (partitions {outcome.partitions[0]}"
+        f" .. {outcome.partitions[1]}).\n"
+    )
+    print(plan_summary(settings))
+    return 0
+
+
+def cmd_prepare_instance(args) -> int:
+    from launch_pipeline.runner import prepare_instance
+    from launch_pipeline.settings import Settings
+
+    home = prepare_instance(Settings.from_env(data_dir=args.data_dir))
+    print(f"DAGSTER_HOME={home}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="launch-pipeline", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write a simulated shop in the raw input contract")
+    g.add_argument("--out", required=True, type=Path)
+    g.add_argument("--seed", type=int, default=7)
+    g.add_argument("--users", type=int, default=3000)
+    g.add_argument("--days", type=int, default=60)
+    g.add_argument("--events-per-day", type=int, default=6000)
+    g.add_argument("--end-date", type=_date, default=None, help="last day (default: yesterday UTC)")
+    g.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    g.add_argument("--no-noise", action="store_true", help="do not plant dirty rows")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="materialize every asset and print the launch plan")
+    r.add_argument(
+        "--data-dir", type=Path, default=None, help="default: $LAUNCH_PIPELINE_DATA_DIR or ./data"
+    )
+    r.add_argument("--first-day", type=_date, default=None)
+    r.add_argument("--last-day", type=_date, default=None)
+    r.set_defaults(func=cmd_run)
+
+    pi = sub.add_parser("prepare-instance", help="create DAGSTER_HOME under the data directory")
+    pi.add_argument("--data-dir", type=Path, default=None)
+    pi.set_defaults(func=cmd_prepare_instance)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from launch_pipeline.errors import LaunchPipelineError
+
+    try:
+        return args.func(args)
+    except LaunchPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

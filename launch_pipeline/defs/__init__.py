@@ -1,0 +1,3 @@
+"""Dagster wiring: assets, checks, resources, jobs and schedules. Logic lives in the plain
+modules one level up (``raw_io``, ``cleaning``, ``quality``, ``features``, ``recommender``,
+``planning``, ``report``); these modules only call them and describe the results."""

@@ -1,0 +1,105 @@
+"""Blocking Great Expectations checks on ``clean_events``: quality rules and noise rules.
+
+Each rule is its own Dagster asset check (so the UI shows which rule failed); each suite runs
+once per run for the partitions the run materialized. A failing rule blocks everything
+downstream of ``clean_events`` in the same run."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from launch_pipeline.defs.raw import WAREHOUSE_POOL
+from launch_pipeline.defs.resources import LaunchPipelineConfig
+from launch_pipeline.quality import NOISE_RULES, QUALITY_RULES, validate_noise, validate_quality
+
+RULE_DESCRIPTIONS = {
+    "keys_not_null": "event_id, user_id, item_id, event_type and ts are never null",
+    "allowed_event_types": "event_type is one of view, cart, purchase, return, review",
+    "timestamp_inside_partition": "every event's UTC date equals its partition",
+    "timestamp_not_in_future": "no event is later than the validation time",
+    "purchase_price_positive": "purchases have a price > 0",
+    "purchase_quantity_positive": "purchases have a quantity > 0",
+    "rating_in_1_to_5": "reviews have a rating in 1..5",
+    "event_key_unique": "event_id (hash of the whole record) is unique",
+    "no_bot_left": "no user above the bot threshold (events per minute) is left",
+    "no_review_text_shared_across_accounts": "no review text is shared by several accounts on a day",
+    "quarantined_share_below_limit": "the quarantined share of each day is below the limit",
+}
+
+
+def _validated_range(context, con) -> tuple[dt.date, dt.date] | None:
+    """The partitions the run targets; all cleaned partitions when the check runs on its own."""
+    try:
+        keys = context.partition_keys
+    except Exception:  # noqa: BLE001 - unpartitioned check run: validate everything
+        keys = None
+    if keys:
+        return dt.date.fromisoformat(keys[0]), dt.date.fromisoformat(keys[-1])
+    row = con.execute(
+        "SELECT min(partition_date), max(partition_date) FROM clean_events"
+    ).fetchone()
+    return (row[0], row[1]) if row and row[0] else None
+
+
+def _results(rule_results, rules, asset_key: str):
+    if not rule_results:  # nothing cleaned yet: nothing can violate a rule
+        for rule in rules:
+            yield dg.AssetCheckResult(
+                asset_key=asset_key, check_name=rule, passed=True, metadata={"rows_checked": 0}
+            )
+        return
+    for rr in rule_results:
+        yield dg.AssetCheckResult(
+            asset_key=asset_key,
+            check_name=rr.rule,
+            passed=rr.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata=rr.as_metadata(),
+        )
+
+
+def _specs(rules) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            name=rule, asset="clean_events", blocking=True, description=RULE_DESCRIPTIONS[rule]
+        )
+        for rule in rules
+    ]
+
+
+@dg.multi_asset_check(
+    name="clean_events_quality_rules",
+    specs=_specs(QUALITY_RULES),
+    description="Great Expectations quality suite on the cleaned events of the run's partitions.",
+    pool=WAREHOUSE_POOL,
+)
+def clean_events_quality_rules(
+    context: dg.AssetCheckExecutionContext, config: LaunchPipelineConfig, warehouse: DuckDBResource
+):
+    settings = config.settings()
+    with warehouse.get_connection() as con:
+        span = _validated_range(context, con)
+        if span is None:
+            results = []
+        else:
+            results = validate_quality(con, span[0], span[1], settings.cleaning)
+    yield from _results(results, QUALITY_RULES, "clean_events")
+
+
+@dg.multi_asset_check(
+    name="clean_events_noise_rules",
+    specs=_specs(NOISE_RULES),
+    description="Great Expectations noise suite: bots, shared review texts, quarantined share.",
+    pool=WAREHOUSE_POOL,
+)
+def clean_events_noise_rules(
+    context: dg.AssetCheckExecutionContext, config: LaunchPipelineConfig, warehouse: DuckDBResource
+):
+    settings = config.settings()
+    with warehouse.get_connection() as con:
+        span = _validated_range(context, con)
+        results = [] if span is None else validate_noise(con, span[0], span[1], settings.cleaning)
+    yield from _results(results, NOISE_RULES, "clean_events")

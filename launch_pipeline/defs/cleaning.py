@@ -1,0 +1,114 @@
+"""Cleaning assets: ``clean_events`` and ``quarantined_events`` (one SQL pass per run)."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from launch_pipeline.cleaning import clean_partitions
+from launch_pipeline.defs.metadata import markdown_table, png_markdown, table_metadata
+from launch_pipeline.defs.partitions import partition_dates
+from launch_pipeline.defs.raw import WAREHOUSE_POOL, launch_candidates, product_catalog
+from launch_pipeline.defs.resources import LaunchPipelineConfig
+
+
+def _reasons_plot(reasons: dict) -> dg.MetadataValue | None:
+    if not reasons:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = sorted(reasons.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(items) + 1))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#c0392b")
+    ax.set_xlabel("quarantined rows")
+    ax.set_title("Quarantine reasons")
+    return png_markdown(fig, "quarantine reasons")
+
+
+def build_cleaning_assets(
+    partitions_def: dg.PartitionsDefinition, raw_events
+) -> dg.AssetsDefinition:
+    deps = [raw_events, product_catalog, launch_candidates]
+
+    @dg.multi_asset(
+        name="clean_and_quarantine_events",
+        specs=[
+            dg.AssetSpec(
+                "clean_events",
+                deps=deps,
+                group_name="cleaning",
+                kinds={"duckdb"},
+                description=(
+                    "Typed, valid, de-duplicated behaviour events without bots or fake reviews. "
+                    "Re-materializing a day replaces that day."
+                ),
+            ),
+            dg.AssetSpec(
+                "quarantined_events",
+                deps=deps,
+                group_name="cleaning",
+                kinds={"duckdb"},
+                description=(
+                    "Every raw row that did not make it into clean_events, as delivered, with a "
+                    "`reason` (see cleaning.py for the list); nothing is dropped silently."
+                ),
+            ),
+        ],
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+    )
+    def clean_and_quarantine_events(
+        context: dg.AssetExecutionContext, config: LaunchPipelineConfig, warehouse: DuckDBResource
+    ):
+        settings = config.settings()
+        start, end = partition_dates(context)
+        with warehouse.get_connection() as con:
+            stats = clean_partitions(con, start, end, settings.cleaning)
+            clean_meta = table_metadata(con, "clean_events")
+            quarantine_meta = table_metadata(con, "quarantined_events")
+            by_type = con.execute(
+                "SELECT event_type, count(*) AS rows FROM clean_events "
+                "WHERE partition_date BETWEEN ? AND ? GROUP BY 1 ORDER BY 2 DESC",
+                [start, end],
+            ).df()
+        per_day: pd.DataFrame = stats["per_partition"]
+        accounting = {
+            "raw_rows": stats["raw"],
+            "clean_rows": stats["clean"],
+            "quarantined_rows": stats["quarantined"],
+            "exact_duplicates_removed": stats["exact_duplicates"],
+            "accounting_holds": stats["raw"] == stats["clean"] + stats["quarantined"],
+        }
+        context.log.info(f"row accounting {start}..{end}: {accounting}")
+        reasons_table = pd.DataFrame(
+            {"reason": list(stats["reasons"]), "rows": list(stats["reasons"].values())}
+        )
+        yield dg.MaterializeResult(
+            asset_key="clean_events",
+            metadata={
+                **clean_meta,
+                **accounting,
+                "dagster/row_count": stats["clean"],
+                "events_by_type": markdown_table(by_type),
+                "accounting_per_partition": markdown_table(per_day, max_rows=40),
+            },
+        )
+        plot = _reasons_plot(stats["reasons"])
+        yield dg.MaterializeResult(
+            asset_key="quarantined_events",
+            metadata={
+                **quarantine_meta,
+                **accounting,
+                "dagster/row_count": stats["quarantined"],
+                "rows_per_reason": markdown_table(reasons_table, max_rows=40),
+                **{f"reason/{k}": v for k, v in stats["reasons"].items()},
+                **({"reasons_plot": plot} if plot is not None else {}),
+            },
+        )
+
+    return clean_and_quarantine_events

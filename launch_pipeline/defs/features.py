@@ -1,0 +1,103 @@
+"""Feature assets: DuckDB tables computed in SQL from the cleaned events and the catalog."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from launch_pipeline import features
+from launch_pipeline.defs.metadata import markdown_table, png_markdown, table_metadata
+from launch_pipeline.defs.raw import WAREHOUSE_POOL, launch_candidates, product_catalog
+
+COMMON = {"group_name": "features", "kinds": {"duckdb", "sql"}, "pool": WAREHOUSE_POOL}
+
+
+@dg.asset(
+    deps=["clean_events", product_catalog, launch_candidates],
+    description=(
+        "One row per catalog product and launch candidate: category, brand, price band "
+        "(global quintiles of catalog log-prices, also written to price_bands), popularity, "
+        "conversion, returns and rating statistics."
+    ),
+    **COMMON,
+)
+def item_features(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    with warehouse.get_connection() as con:
+        features.build_item_features(con)
+        meta = table_metadata(con, "item_features")
+        bands = con.execute("SELECT * FROM price_bands ORDER BY band_no").df()
+        top = con.execute(
+            "SELECT item_id, title, category, purchases, revenue, view_to_purchase "
+            "FROM item_features WHERE NOT is_candidate ORDER BY popularity_rank LIMIT 10"
+        ).df()
+    return dg.MaterializeResult(
+        metadata={**meta, "price_bands": markdown_table(bands), "top_products": markdown_table(top)}
+    )
+
+
+@dg.asset(
+    deps=["clean_events", item_features],
+    description=(
+        "One row per user: recency, frequency, monetary value, views/carts/purchases, "
+        "conversion, and category and price-band affinities."
+    ),
+    **COMMON,
+)
+def user_features(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    with warehouse.get_connection() as con:
+        features.build_user_features(con)
+        meta = table_metadata(con, "user_features")
+        summary = con.execute(
+            "SELECT count(*) AS users, count(*) FILTER (WHERE purchases > 0) AS buyers, "
+            "median(recency_days) AS median_recency_days, avg(events) AS mean_events "
+            "FROM user_features"
+        ).df()
+    return dg.MaterializeResult(metadata={**meta, "summary": markdown_table(summary)})
+
+
+@dg.asset(
+    deps=["clean_events"],
+    description=(
+        "Each user's views, carts and purchases in time order (consecutive events on the same "
+        "item collapsed to the strongest type), the last 200 steps: the model's input."
+    ),
+    **COMMON,
+)
+def user_sequences(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    with warehouse.get_connection() as con:
+        features.build_user_sequences(con)
+        meta = table_metadata(con, "user_sequences")
+        lengths = con.execute(
+            "SELECT min(n_steps) AS min, median(n_steps) AS median, max(n_steps) AS max, "
+            "sum(n_steps) AS total_steps FROM user_sequences"
+        ).df()
+    return dg.MaterializeResult(metadata={**meta, "sequence_lengths": markdown_table(lengths)})
+
+
+@dg.asset(
+    deps=["clean_events"],
+    description=(
+        "Events and purchases by hour of week (0 = Monday 00:00 UTC), overall and per user: "
+        "when to launch and promote."
+    ),
+    **COMMON,
+)
+def activity_profile(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    with warehouse.get_connection() as con:
+        features.build_activity_profile(con)
+        meta = table_metadata(con, "activity_profile")
+        overall = con.execute(
+            "SELECT hour_of_week, events FROM activity_profile WHERE scope = 'overall' "
+            "ORDER BY hour_of_week"
+        ).df()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 2.5))
+    ax.bar(overall["hour_of_week"], overall["events"], width=1.0, color="#2980b9")
+    ax.set_xticks(range(0, 168, 24), ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])
+    ax.set_ylabel("events")
+    ax.set_title("Activity by hour of week (UTC)")
+    return dg.MaterializeResult(metadata={**meta, "activity_by_hour_of_week": png_markdown(fig)})

@@ -1,0 +1,44 @@
+"""Asset metadata helpers: row counts, column schemas, previews and plots."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import dagster as dg
+import pandas as pd
+
+from launch_pipeline.features import table_summary
+
+
+def table_metadata(con, table: str, preview_rows: int = 5) -> dict:
+    """Standard metadata for a warehouse table: row count, schema, preview, table name."""
+    summary = table_summary(con, table)
+    preview = summary["preview"].head(preview_rows)
+    return {
+        "dagster/row_count": summary["rows"],
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name=n, type=t) for n, t in summary["schema"]]
+        ),
+        "dagster/table_name": f"warehouse.main.{table}",
+        "preview": markdown_table(preview),
+    }
+
+
+def markdown_table(df: pd.DataFrame, max_rows: int = 20) -> dg.MetadataValue:
+    shown = df.head(max_rows).copy()
+    for col in shown.columns:
+        if shown[col].dtype == object:
+            shown[col] = shown[col].map(lambda v: str(v)[:80] if v is not None else v)
+    return dg.MetadataValue.md(shown.to_markdown(index=False))
+
+
+def png_markdown(fig, title: str = "plot") -> dg.MetadataValue:
+    """A matplotlib figure embedded in markdown as a base64 PNG."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    encoded = base64.b64encode(buf.getvalue()).decode()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")

@@ -1,0 +1,97 @@
+"""Run the whole pipeline in-process against a persistent Dagster instance (``make run``).
+
+The run is recorded in ``data/dagster_home``, so ``make ui`` shows it afterwards."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from launch_pipeline.raw_io import event_day_files
+from launch_pipeline.settings import Settings
+
+INSTANCE_YAML = """\
+# Dagster instance for launch_pipeline (written by `launch-pipeline prepare-instance`).
+telemetry:
+  enabled: false
+concurrency:
+  # DuckDB allows one writer per database file: every warehouse-writing step is in the pool
+  # "duckdb_warehouse", and pools default to one step at a time across all runs.
+  pools:
+    default_limit: 1
+  runs:
+    max_concurrent_runs: 4
+"""
+
+
+def prepare_instance(settings: Settings) -> Path:
+    """Create ``DAGSTER_HOME`` under the data directory (with ``dagster.yaml``) and point the
+    environment at it unless ``DAGSTER_HOME`` is already set. Returns the home used."""
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text(INSTANCE_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+@dataclass
+class RunOutcome:
+    success: bool
+    run_id: str
+    partitions: tuple[str, str] | None
+    failures: list[str]
+
+
+def available_partition_range(settings: Settings, partitions_def) -> tuple[str, str] | None:
+    """First and last partition key that has an events file."""
+    keys = set(partitions_def.get_partition_keys())
+    days = sorted(d.isoformat() for d in event_day_files(settings.raw_dir) if d.isoformat() in keys)
+    return (days[0], days[-1]) if days else None
+
+
+def run_pipeline(
+    settings: Settings,
+    first_day: dt.date | None = None,
+    last_day: dt.date | None = None,
+    instance=None,
+) -> RunOutcome:
+    """Materialize every asset: the partitions ``first_day..last_day`` (default: all partitions
+    with an events file) of raw and clean events in one run, then everything downstream."""
+    import dagster as dg
+
+    from launch_pipeline.definitions import build_definitions
+    from launch_pipeline.defs.jobs import LAUNCH_JOB_NAME
+
+    if instance is None:
+        prepare_instance(settings)
+        instance = dg.DagsterInstance.get()
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(LAUNCH_JOB_NAME)
+    span = available_partition_range(settings, job.partitions_def)
+    if first_day or last_day:
+        span = (
+            (first_day or dt.date.fromisoformat(span[0])).isoformat(),
+            (last_day or dt.date.fromisoformat(span[1])).isoformat(),
+        )
+    if span is None:
+        return RunOutcome(False, "", None, [f"no event files in {settings.raw_dir / 'events'}"])
+    tags = {
+        "dagster/asset_partition_range_start": span[0],
+        "dagster/asset_partition_range_end": span[1],
+    }
+    result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    failures = []
+    for event in result.all_events:
+        if event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE"):
+            data = event.event_specific_data
+            err = getattr(data, "error", None)
+            msg = err.message.strip() if err is not None else (event.message or "")
+            failures.append(f"{event.step_key or 'run'}: {msg}")
+    for eval_ in result.get_asset_check_evaluations():
+        if not eval_.passed:
+            failures.append(f"check {eval_.check_name} failed: {dict(eval_.metadata)}")
+    return RunOutcome(result.success, result.run_id, span, failures)
