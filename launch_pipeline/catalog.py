@@ -93,7 +93,7 @@ def load_table(con: duckdb.DuckDBPyConnection, raw_dir: Path, stem: str) -> dict
     stats = con.execute(
         "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS NOT NULL),"
         " count(DISTINCT category) FILTER (WHERE reason IS NULL) FROM _products_typed"
-    ).fetchone()
+    ).fetchall()[0]
     reasons = dict(
         con.execute(
             "SELECT reason, count(*) FROM _products_typed WHERE reason IS NOT NULL GROUP BY 1"

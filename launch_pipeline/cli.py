@@ -67,7 +67,7 @@ def plan_summary(settings) -> str:
         }
         if "launch_plan" not in tables:
             return "no launch plan yet"
-        plan_date = con.execute("SELECT max(plan_date) FROM launch_plan").fetchone()[0]
+        plan_date = con.execute("SELECT max(plan_date) FROM launch_plan").fetchall()[0][0]
         df = con.execute(
             "SELECT plan_rank AS rank, item_id, title, category, round(price, 2) AS price, "
             "round(expected_units, 1) AS units, round(expected_revenue, 2) AS revenue, "

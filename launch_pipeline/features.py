@@ -215,7 +215,7 @@ def build_activity_profile(con: duckdb.DuckDBPyConnection) -> None:
 
 def table_summary(con: duckdb.DuckDBPyConnection, table: str) -> dict:
     """Row count, column schema and a small preview of a warehouse table (for asset metadata)."""
-    rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+    rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
     schema = con.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_name = ? ORDER BY ordinal_position",

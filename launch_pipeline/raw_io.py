@@ -319,7 +319,7 @@ def load_event_day(con: duckdb.DuckDBPyConnection, raw_dir: Path, day: dt.date, 
         )
         n = con.execute(
             "SELECT count(*) FROM raw_events WHERE partition_date = ?", [day]
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -54,7 +54,7 @@ class Settings:
     raw_dir: Path
     cleaning: CleaningRules = field(default_factory=CleaningRules)
     planning: PlanningSettings = field(default_factory=PlanningSettings)
-    model_time_budget_s: float = 180.0
+    model_time_budget_s: float = float(os.environ.get("LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S", 180))
 
     @property
     def warehouse_path(self) -> Path:

@@ -85,7 +85,9 @@ def test_malformed_records_are_kept_with_the_raw_line(con, tiny_catalog):
     write_events_csv(tiny_catalog / "events" / f"{D}.csv", text)
     stats = _load(con, tiny_catalog)
     assert _reasons(con) == {1: "malformed_row", 2: "malformed_row"}
-    detail = con.execute("SELECT detail FROM quarantined_events WHERE source_row = 1").fetchone()[0]
+    detail = con.execute("SELECT detail FROM quarantined_events WHERE source_row = 1").fetchall()[
+        0
+    ][0]
     assert "u1,p1,view" in detail
     assert stats["clean"] == 2 and stats["raw"] == 4
 

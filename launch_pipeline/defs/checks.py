@@ -4,8 +4,6 @@ Each rule is its own Dagster asset check (so the UI shows which rule failed); ea
 once per run for the partitions the run materialized. A failing rule blocks everything
 downstream of ``clean_events`` in the same run."""
 
-from __future__ import annotations
-
 import datetime as dt
 
 import dagster as dg
@@ -40,7 +38,7 @@ def _validated_range(context, con) -> tuple[dt.date, dt.date] | None:
         return dt.date.fromisoformat(keys[0]), dt.date.fromisoformat(keys[-1])
     row = con.execute(
         "SELECT min(partition_date), max(partition_date) FROM clean_events"
-    ).fetchone()
+    ).fetchall()[0]
     return (row[0], row[1]) if row and row[0] else None
 
 
@@ -77,15 +75,14 @@ def _specs(rules) -> list[dg.AssetCheckSpec]:
     pool=WAREHOUSE_POOL,
 )
 def clean_events_quality_rules(
-    context: dg.AssetCheckExecutionContext, config: LaunchPipelineConfig, warehouse: DuckDBResource
+    context: dg.AssetCheckExecutionContext,
+    pipeline: LaunchPipelineConfig,
+    warehouse: DuckDBResource,
 ):
-    settings = config.settings()
+    settings = pipeline.settings()
     with warehouse.get_connection() as con:
         span = _validated_range(context, con)
-        if span is None:
-            results = []
-        else:
-            results = validate_quality(con, span[0], span[1], settings.cleaning)
+        results = [] if span is None else validate_quality(con, span[0], span[1], settings.cleaning)
     yield from _results(results, QUALITY_RULES, "clean_events")
 
 
@@ -96,9 +93,11 @@ def clean_events_quality_rules(
     pool=WAREHOUSE_POOL,
 )
 def clean_events_noise_rules(
-    context: dg.AssetCheckExecutionContext, config: LaunchPipelineConfig, warehouse: DuckDBResource
+    context: dg.AssetCheckExecutionContext,
+    pipeline: LaunchPipelineConfig,
+    warehouse: DuckDBResource,
 ):
-    settings = config.settings()
+    settings = pipeline.settings()
     with warehouse.get_connection() as con:
         span = _validated_range(context, con)
         results = [] if span is None else validate_noise(con, span[0], span[1], settings.cleaning)

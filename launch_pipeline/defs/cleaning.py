@@ -1,7 +1,5 @@
 """Cleaning assets: ``clean_events`` and ``quarantined_events`` (one SQL pass per run)."""
 
-from __future__ import annotations
-
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
@@ -63,9 +61,9 @@ def build_cleaning_assets(
         pool=WAREHOUSE_POOL,
     )
     def clean_and_quarantine_events(
-        context: dg.AssetExecutionContext, config: LaunchPipelineConfig, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext, pipeline: LaunchPipelineConfig, warehouse: DuckDBResource
     ):
-        settings = config.settings()
+        settings = pipeline.settings()
         start, end = partition_dates(context)
         with warehouse.get_connection() as con:
             stats = clean_partitions(con, start, end, settings.cleaning)

@@ -1,7 +1,5 @@
 """Feature assets: DuckDB tables computed in SQL from the cleaned events and the catalog."""
 
-from __future__ import annotations
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 

@@ -1,7 +1,5 @@
 """Raw assets: the daily behaviour logs, the product catalog and the launch candidates."""
 
-from __future__ import annotations
-
 import datetime as dt
 
 import dagster as dg
@@ -34,8 +32,8 @@ def _catalog_asset(name: str, loader, description: str):
         pool=WAREHOUSE_POOL,
         description=description,
     )
-    def _asset(config: LaunchPipelineConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
-        settings = config.settings()
+    def _asset(pipeline: LaunchPipelineConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+        settings = pipeline.settings()
         try:
             with warehouse.get_connection() as con:
                 stats = loader(con, settings.raw_dir)
@@ -89,9 +87,9 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
         ),
     )
     def raw_events(
-        context: dg.AssetExecutionContext, config: LaunchPipelineConfig, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext, pipeline: LaunchPipelineConfig, warehouse: DuckDBResource
     ) -> dg.MaterializeResult:
-        settings = config.settings()
+        settings = pipeline.settings()
         start, end = partition_dates(context)
         files = event_day_files(settings.raw_dir)
         ignored = unrecognised_event_files(settings.raw_dir)
@@ -111,7 +109,7 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
                     "SELECT count(*) FROM raw_events WHERE partition_date BETWEEN ? AND ? "
                     "AND parse_error IS NOT NULL",
                     [start, end],
-                ).fetchone()[0]
+                ).fetchall()[0][0]
                 meta = table_metadata(con, "raw_events")
         except InputFileError as exc:
             raise fail_on_input_error(exc) from exc

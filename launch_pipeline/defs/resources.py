@@ -58,6 +58,6 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
 def build_resources(settings: Settings) -> dict:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return {
-        "config": LaunchPipelineConfig.from_settings(settings),
+        "pipeline": LaunchPipelineConfig.from_settings(settings),
         "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
     }

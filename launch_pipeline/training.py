@@ -1,0 +1,213 @@
+"""Training, registering and evaluating the shop's preference model (no Dagster here).
+
+The ``preference_model`` and ``model_evaluation`` assets call these functions; so do the CLI
+and the tests. Model internals live in :mod:`launch_pipeline.model`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+
+from launch_pipeline.recommender import (
+    load_shop_data,
+    purchase_prf,
+    temporal_split,
+)
+from launch_pipeline.registry import ModelRegistry, ModelVersion
+from launch_pipeline.settings import Settings
+
+EVAL_DAYS = 7
+MODEL_NAME = "preference_model"
+
+MODEL_EVALUATION_DDL = """
+CREATE TABLE IF NOT EXISTS model_evaluation (
+    model_version VARCHAR, evaluated_at TIMESTAMP, cutoff VARCHAR, method VARCHAR,
+    metric VARCHAR, value DOUBLE
+)
+"""
+
+
+def pipeline_model_config(settings: Settings):
+    from launch_pipeline.model.config import ModelConfig
+
+    return ModelConfig(
+        n_event_types=3,
+        time_budget_s=settings.model_time_budget_s,
+        seed=42,
+    )
+
+
+@dataclass
+class TrainingOutcome:
+    version: ModelVersion
+    status: str
+    history: list[dict]
+    train_seconds: float
+    epochs: int
+    best_epoch: int
+    stopped: str
+    training_users: int
+    catalog_items: int
+    valid_metrics: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+
+def train_new_version(
+    settings: Settings,
+    connect: Callable[[], duckdb.DuckDBPyConnection],
+    log: Callable[[str], None] = print,
+    config=None,
+) -> TrainingOutcome:
+    """Train on the behaviour before the evaluation window and register a new model version.
+
+    The warehouse connection is only held while reading. The new version is written completely
+    (temporary folder, then rename) before the registry points at it, then promoted to champion.
+    """
+    from launch_pipeline.model.training import save_model, train_model
+
+    with connect() as con:
+        shop = load_shop_data(con)
+    split = temporal_split(shop, EVAL_DAYS)
+    if split.train.n_users < 2:
+        raise ValueError(
+            f"only {split.train.n_users} users have two or more interactions before "
+            f"{split.cutoff}: not enough behaviour to train on; load more days of events"
+        )
+    config = config or pipeline_model_config(settings)
+    log(
+        f"training on {split.train.n_users} users, {shop.n_items} catalog items "
+        f"(events before {split.cutoff}), time budget {config.time_budget_s:.0f}s"
+    )
+    result = train_model(split.train, config, log=log)
+    registry = ModelRegistry(settings.models_dir, MODEL_NAME)
+    registry.clean_stale_temporaries()
+    metadata = {
+        "item_ids": [str(i) for i in shop.item_ids[1:]],
+        "attribute_vocab": {str(k): int(v) for k, v in shop.attribute_vocab.items()},
+        "config": result.config,
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+        "train_seconds": result.train_seconds,
+        "stopped": result.stopped,
+        "valid_metrics": result.valid_metrics,
+        "blend": result.blend,
+        "cutoff": str(split.cutoff),
+        "eval_days": EVAL_DAYS,
+        "training_users": split.train.n_users,
+        "metrics": {f"valid_{k}": v for k, v in result.valid_metrics.items()},
+    }
+    version = registry.register(
+        lambda folder: save_model(result.model, folder / "model.keras"), metadata
+    )
+    registry.promote(version.version, note="trained successfully")
+    return TrainingOutcome(
+        version=version,
+        status="champion",
+        history=result.history,
+        train_seconds=result.train_seconds,
+        epochs=result.epochs,
+        best_epoch=result.best_epoch,
+        stopped=result.stopped,
+        training_users=split.train.n_users,
+        catalog_items=shop.n_items,
+        valid_metrics=result.valid_metrics,
+        config=result.config,
+    )
+
+
+def champion_or_fail(settings: Settings) -> ModelVersion:
+    version = ModelRegistry(settings.models_dir, MODEL_NAME).champion()
+    if version is None:
+        raise FileNotFoundError(
+            f"no trained model in {settings.models_dir / MODEL_NAME}: materialize preference_model first"
+        )
+    return version
+
+
+def load_version(version: ModelVersion):
+    from launch_pipeline.model.training import load_model
+
+    return load_model(version.model_path), version.metadata()
+
+
+def evaluate_version(
+    settings: Settings, con: duckdb.DuckDBPyConnection, version: ModelVersion | None = None
+) -> dict:
+    """Held-out metrics of a model version and of a popularity baseline, same cases."""
+    from launch_pipeline.model import baselines
+    from launch_pipeline.model.training import evaluate_split, score_users
+
+    version = version or champion_or_fail(settings)
+    model, meta = load_version(version)
+    shop = load_shop_data(con, meta["item_ids"], meta["attribute_vocab"])
+    split = temporal_split(shop, int(meta.get("eval_days", EVAL_DAYS)))
+    methods: dict[str, dict] = {}
+    n_cases = len(split.next_item)
+    if n_cases:
+        blended, _ = evaluate_split(model, split.next_item, blend=True)
+        plain, _ = evaluate_split(model, split.next_item, blend=False)
+    else:
+        blended = plain = {"hr@10": 0.0, "ndcg@10": 0.0, "hr@20": 0.0, "ndcg@20": 0.0}
+
+    def model_scores(idx: np.ndarray) -> np.ndarray:
+        return score_users(
+            model,
+            [split.purchase_inputs[i] for i in idx],
+            [split.purchase_input_events[i] for i in idx],
+        )
+
+    methods["transformer"] = {**blended, **purchase_prf(model_scores, split)}
+    methods["transformer_without_knn_blend"] = dict(plain)
+
+    pop = baselines.popularity(split.train.sequences, shop.n_items)
+    pop_scores = lambda idx: np.tile(pop, (len(idx), 1))  # noqa: E731
+    from launch_pipeline.model import metrics as mt
+
+    if n_cases:
+        ranks = mt.rank_split(pop_scores, split.next_item.inputs, split.next_item.targets)
+        pop_rank = mt.hit_rate_ndcg(ranks)
+    else:
+        pop_rank = {"hr@10": 0.0, "ndcg@10": 0.0, "hr@20": 0.0, "ndcg@20": 0.0}
+    methods["popularity"] = {**pop_rank, **purchase_prf(pop_scores, split)}
+    for m in methods.values():
+        m.pop("buyers_evaluated", None)
+    return {
+        "model_version": version.label,
+        "cutoff": str(split.cutoff),
+        "next_item_cases": n_cases,
+        "buyers_evaluated": len(split.purchase_truth),
+        "methods": methods,
+    }
+
+
+def store_evaluation(
+    con: duckdb.DuckDBPyConnection, report: dict, evaluated_at: dt.datetime
+) -> None:
+    con.execute(MODEL_EVALUATION_DDL)
+    rows = [
+        (
+            report["model_version"],
+            evaluated_at.replace(tzinfo=None),
+            report["cutoff"],
+            method,
+            metric,
+            float(value),
+        )
+        for method, vals in report["methods"].items()
+        for metric, value in vals.items()
+    ]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "DELETE FROM model_evaluation WHERE model_version = ?", [report["model_version"]]
+        )
+        con.executemany("INSERT INTO model_evaluation VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
