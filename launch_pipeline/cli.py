@@ -85,13 +85,22 @@ def plan_summary(settings) -> str:
 
 
 def cmd_run(args) -> int:
+    from launch_pipeline.errors import ConfigurationError
     from launch_pipeline.runner import run_pipeline
     from launch_pipeline.settings import Settings
     from launch_pipeline.simulator import SimulatorConfig, generate_shop
 
     settings = Settings.from_env(data_dir=args.data_dir)
     t0 = time.perf_counter()
-    if not has_raw_data(settings.raw_dir):
+    if args.source:
+        from launch_pipeline.adapters import stage_source
+
+        if not args.path:
+            raise ConfigurationError("--source needs --path (the file or folder to read)")
+        print(f"Staging {args.path} ({args.source}) into {settings.raw_dir} ...")
+        staged = stage_source(args.source, args.path, settings.raw_dir)
+        print(f"  {staged.summary_line()} ({time.perf_counter() - t0:.0f}s)")
+    elif not has_raw_data(settings.raw_dir):
         print(f"No raw data in {settings.raw_dir}: generating the default simulated shop ...")
         summary = generate_shop(settings.raw_dir, SimulatorConfig())
         print(
@@ -141,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--data-dir", type=Path, default=None, help="default: $LAUNCH_PIPELINE_DATA_DIR or ./data"
     )
+    r.add_argument(
+        "--source",
+        default=None,
+        help="adapter for --path: canonical, online_retail, taobao, rees46 (default: the data "
+        "already in DATA_DIR/raw, or the simulated shop)",
+    )
+    r.add_argument("--path", type=Path, default=None, help="file or folder the adapter reads")
     r.add_argument("--first-day", type=_date, default=None)
     r.add_argument("--last-day", type=_date, default=None)
     r.set_defaults(func=cmd_run)

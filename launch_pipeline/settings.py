@@ -32,8 +32,9 @@ class CleaningRules:
     """Quantities above this are outliers (typing errors, test orders)."""
     price_outlier_factor: float = 20.0
     """A price more than this factor above or below the catalog price is an outlier."""
-    max_quarantined_share: float = 0.35
-    """The quarantined share of a partition above which the noise check fails."""
+    max_quarantined_share: float = 0.5
+    """The quarantined share of a partition above which the noise check fails (a source adapter
+    may set another limit in ``dataset.json``)."""
     future_tolerance_minutes: int = 10
     """Clock skew allowed before a timestamp counts as being in the future."""
 
@@ -78,9 +79,22 @@ class Settings:
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, raw_dir: str | Path | None = None):
+        """Settings for a data directory. A source adapter may record cleaning thresholds that
+        suit its data in ``raw/dataset.json`` under ``"cleaning"`` (e.g. Online Retail, where
+        guest checkouts without a customer id are a large share of some days); they override
+        the defaults."""
         data = Path(data_dir or os.environ.get(ENV_DATA_DIR) or "data").resolve()
         raw = Path(raw_dir or os.environ.get(ENV_RAW_DIR) or data / "raw").resolve()
-        return cls(data_dir=data, raw_dir=raw)
+        cleaning = CleaningRules()
+        manifest = raw / "dataset.json"
+        if manifest.exists():
+            try:
+                overrides = json.loads(manifest.read_text()).get("cleaning") or {}
+            except (OSError, json.JSONDecodeError):
+                overrides = {}  # raw_io reports an unreadable manifest with the file name
+            known = {k: v for k, v in overrides.items() if k in CleaningRules.__dataclass_fields__}
+            cleaning = replace(cleaning, **known)
+        return cls(data_dir=data, raw_dir=raw, cleaning=cleaning)
 
     def with_overrides(self, **kwargs) -> Settings:
         return replace(self, **kwargs)

@@ -1,0 +1,223 @@
+"""Every asset materialized on a small simulated shop, through the real Dagster job.
+
+One module-scoped run (a few hundred users, two weeks, a 20-second model budget) feeds the
+assertions: lineage, row accounting, planted noise in quarantine with the right reason, checks,
+plan constraints, and planned products against the simulator's ground truth."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from launch_pipeline.definitions import build_definitions
+from launch_pipeline.runner import run_pipeline
+from launch_pipeline.settings import Settings
+from launch_pipeline.simulator import SimulatorConfig, generate_shop
+
+pytestmark = pytest.mark.slow
+
+END = dt.date(2026, 11, 20)
+SIM = SimulatorConfig(seed=11, users=500, days=16, events_per_day=1800, end_date=END, candidates=40)
+
+EXPECTED_REASON = {
+    "bot": "bot_user",
+    "fake_review_duplicate_text": "fake_review_duplicate_text",
+    "fake_review_burst": "fake_review_burst",
+    "exact_duplicate": "exact_duplicate",
+    "missing_user_id": "missing_user_id",
+    "missing_item_id": "missing_item_id",
+    "negative_price": "invalid_price",
+    "future_timestamp": "future_timestamp",
+    "timestamp_outside_partition": "timestamp_outside_partition",
+    "unknown_item": "unknown_item",
+    "invalid_event_type": "invalid_event_type",
+    "invalid_rating": "invalid_rating",
+    "malformed_row": "malformed_row",
+    "invalid_timestamp": "invalid_timestamp",
+}
+
+
+def _settings(data_dir) -> Settings:
+    base = Settings.from_env(data_dir=data_dir)
+    return dataclasses.replace(base, model_time_budget_s=20.0)
+
+
+@pytest.fixture(scope="module")
+def shop_run(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("shop")
+    settings = _settings(data_dir)
+    generate_shop(settings.raw_dir, SIM)
+    instance = dg.DagsterInstance.ephemeral()
+    outcome = run_pipeline(settings, instance=instance)
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    yield settings, outcome, con, instance
+    con.close()
+
+
+def test_run_succeeds_and_every_check_passes(shop_run):
+    settings, outcome, con, instance = shop_run
+    assert outcome.success, outcome.failures
+    assert outcome.partitions == (
+        (END - dt.timedelta(days=SIM.days - 1)).isoformat(),
+        END.isoformat(),
+    )
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("clean_events"), "event_key_unique"), limit=1
+    )
+    assert records and records[0].status.value == "SUCCEEDED"
+
+
+def test_lineage(shop_run):
+    settings = shop_run[0]
+    graph = build_definitions(settings).resolve_asset_graph()
+    upstream = {k.to_user_string() for k in graph.get(dg.AssetKey("launch_plan")).parent_keys}
+    assert {
+        "user_preferences",
+        "activity_profile",
+        "item_features",
+        "launch_candidates",
+    } <= upstream
+    all_up = (
+        {k.to_user_string() for k in graph.upstream_key_iterator(dg.AssetKey("launch_plan"))}
+        if hasattr(graph, "upstream_key_iterator")
+        else None
+    )
+    ancestors = set()
+    frontier = [dg.AssetKey("launch_plan")]
+    while frontier:
+        key = frontier.pop()
+        for parent in graph.get(key).parent_keys:
+            if parent not in ancestors:
+                ancestors.add(parent)
+                frontier.append(parent)
+    names = {k.to_user_string() for k in ancestors}
+    assert all_up is None or all_up <= names | {"launch_plan"}
+    assert {
+        "raw_events",
+        "product_catalog",
+        "launch_candidates",
+        "clean_events",
+        "item_features",
+        "user_features",
+        "user_sequences",
+        "activity_profile",
+        "preference_model",
+        "model_evaluation",
+        "user_preferences",
+    } <= names
+    assert graph.get(dg.AssetKey("raw_events")).partitions_def is not None
+
+
+def test_every_table_exists(shop_run):
+    con = shop_run[2]
+    tables = {
+        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+    for t in (
+        "raw_events",
+        "product_catalog",
+        "launch_candidates",
+        "clean_events",
+        "quarantined_events",
+        "user_features",
+        "item_features",
+        "user_sequences",
+        "activity_profile",
+        "model_evaluation",
+        "user_preferences",
+        "launch_plan",
+        "launch_audiences",
+    ):
+        assert t in tables, t
+        assert con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] > 0, t
+
+
+def test_row_accounting(shop_run):
+    con = shop_run[2]
+    df = con.execute(
+        """
+        WITH r AS (SELECT partition_date, count(*) n FROM raw_events GROUP BY 1),
+             c AS (SELECT partition_date, count(*) n FROM clean_events GROUP BY 1),
+             q AS (SELECT partition_date, count(*) n FROM quarantined_events GROUP BY 1)
+        SELECT r.partition_date, r.n AS raw, coalesce(c.n, 0) AS clean, coalesce(q.n, 0) AS quarantined
+        FROM r LEFT JOIN c USING (partition_date) LEFT JOIN q USING (partition_date)
+        """
+    ).df()
+    assert len(df) == SIM.days
+    assert (df["raw"] == df["clean"] + df["quarantined"]).all()
+
+
+def test_planted_noise_is_quarantined_with_its_reason(shop_run):
+    settings, _, con, _ = shop_run
+    planted = pd.read_parquet(settings.ground_truth_dir / "planted_noise.parquet")
+    quarantined = con.execute("SELECT source_file, source_row, reason FROM quarantined_events").df()
+    m = planted.merge(
+        quarantined, left_on=["file", "row"], right_on=["source_file", "source_row"], how="left"
+    )
+    assert set(planted["kind"]) == set(EXPECTED_REASON)
+    assert m["reason"].notna().all(), m[m["reason"].isna()].head()
+    wrong = m[m["reason"] != m["kind"].map(EXPECTED_REASON)]
+    assert wrong.empty, wrong.head(10)
+    # and nothing genuine was quarantined
+    extra = quarantined.merge(
+        planted, left_on=["source_file", "source_row"], right_on=["file", "row"], how="left"
+    )
+    assert extra["kind"].isna().sum() == 0
+
+
+def test_plan_respects_slots_and_caps_and_beats_random(shop_run):
+    settings, _, con, _ = shop_run
+    plan = con.execute("SELECT * FROM launch_plan").df()
+    chosen = plan[plan["chosen"]]
+    assert 0 < len(chosen) <= settings.planning.slots
+    assert chosen["category"].value_counts().max() <= settings.planning.category_cap
+    assert chosen["launch_at"].notna().all()
+    assert (chosen["launch_at"] >= pd.Timestamp(plan["plan_date"].iloc[0])).all()
+    aud = con.execute("SELECT item_id, count(*) AS n FROM launch_audiences GROUP BY 1").df()
+    assert set(aud["item_id"]) == set(chosen["item_id"])
+    assert (aud["n"] <= settings.planning.audience_size).all()
+    truth = pd.read_parquet(settings.ground_truth_dir / "candidate_truth.parquet")
+    m = plan.merge(truth, on="item_id")
+    random_pick = m["true_expected_revenue"].mean()
+    planned = m.loc[m["chosen"], "true_expected_revenue"].mean()
+    assert planned > 1.5 * random_pick, (planned, random_pick)
+    report = (
+        settings.reports_dir / f"launch_plan_{pd.Timestamp(plan['plan_date'].iloc[0]).date()}.md"
+    )
+    text = report.read_text()
+    assert "Products to launch" in text and ".png" in text
+    assert any(settings.reports_dir.glob("*.png"))
+
+
+def test_model_is_versioned_and_evaluated(shop_run):
+    settings, _, con, _ = shop_run
+    versions = list((settings.models_dir / "preference_model").glob("v*/model.keras"))
+    assert versions
+    ev = con.execute("SELECT method, metric, value FROM model_evaluation").df()
+    assert {"transformer", "popularity"} <= set(ev["method"])
+    assert {"hr@10", "ndcg@10", "precision@10", "recall@10", "f1@10"} <= set(ev["metric"])
+
+
+def test_checks_fail_and_block_downstream_on_broken_data(tmp_path):
+    """A day that is mostly garbage: cleaning quarantines it, the noise check fails, and the
+    assets downstream of clean_events are not materialized in that run."""
+    settings = _settings(tmp_path)
+    generate_shop(settings.raw_dir, dataclasses.replace(SIM, users=150, days=3, events_per_day=600))
+    day_file = sorted((settings.raw_dir / "events").glob("*.csv"))[-1]
+    lines = day_file.read_text().splitlines()
+    garbage = ["x,y"] * (3 * len(lines))  # wrong field count: malformed rows
+    day_file.write_text("\n".join(lines + garbage) + "\n")
+    instance = dg.DagsterInstance.ephemeral()
+    outcome = run_pipeline(settings, instance=instance)
+    assert not outcome.success
+    assert any("quarantined_share_below_limit" in f for f in outcome.failures), outcome.failures
+    assert instance.get_latest_materialization_event(dg.AssetKey("clean_events")) is not None
+    for downstream in ("item_features", "preference_model", "launch_plan"):
+        assert instance.get_latest_materialization_event(dg.AssetKey(downstream)) is None, (
+            downstream
+        )
