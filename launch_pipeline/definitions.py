@@ -43,7 +43,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             planning.user_preferences,
             planning.launch_plan,
         ],
-        asset_checks=[checks.clean_events_quality_rules, checks.clean_events_noise_rules],
+        asset_checks=[
+            checks.clean_events_quality_rules,
+            checks.clean_events_noise_rules,
+            model.challenger_not_worse_than_champion,
+        ],
         jobs=[job],
         schedules=[build_nightly_schedule(job)],
         resources=build_resources(settings),

@@ -22,6 +22,9 @@ from launch_pipeline.settings import Settings
 
 EVAL_DAYS = 7
 MODEL_NAME = "preference_model"
+PROMOTION_TOLERANCE = 0.005
+"""A challenger is promoted unless its validation NDCG@10 is more than this below the champion's
+on the same cases."""
 
 MODEL_EVALUATION_DDL = """
 CREATE TABLE IF NOT EXISTS model_evaluation (
@@ -65,7 +68,9 @@ def train_new_version(
     """Train on the behaviour before the evaluation window and register a new model version.
 
     The warehouse connection is only held while reading. The new version is written completely
-    (temporary folder, then rename) before the registry points at it, then promoted to champion.
+    (temporary folder, then rename) before the registry points at it. It is registered as a
+    *challenger*: only :func:`compare_with_champion` (the blocking asset check) promotes it, so a
+    failed or worse training never replaces a working model.
     """
     from launch_pipeline.model.training import save_model, train_model
 
@@ -104,10 +109,10 @@ def train_new_version(
     version = registry.register(
         lambda folder: save_model(result.model, folder / "model.keras"), metadata
     )
-    registry.promote(version.version, note="trained successfully")
+    registry.set_status(version.version, "challenger")
     return TrainingOutcome(
         version=version,
-        status="champion",
+        status="challenger",
         history=result.history,
         train_seconds=result.train_seconds,
         epochs=result.epochs,
@@ -118,6 +123,57 @@ def train_new_version(
         valid_metrics=result.valid_metrics,
         config=result.config,
     )
+
+
+def validation_score(version: ModelVersion, con: duckdb.DuckDBPyConnection) -> tuple[float, int]:
+    """NDCG@10 of a version on the next-item cases of the current evaluation window."""
+    from launch_pipeline.model.training import evaluate_split
+
+    model, meta = load_version(version)
+    shop = load_shop_data(con, meta["item_ids"], meta["attribute_vocab"])
+    split = temporal_split(shop, int(meta.get("eval_days", EVAL_DAYS)))
+    if len(split.next_item) == 0:
+        return 0.0, 0
+    metrics, _ = evaluate_split(model, split.next_item, blend=True)
+    return float(metrics["ndcg@10"]), len(split.next_item)
+
+
+def compare_with_champion(
+    settings: Settings, con: duckdb.DuckDBPyConnection, tolerance: float = PROMOTION_TOLERANCE
+) -> dict:
+    """Promote the latest challenger if it is not worse than the champion beyond ``tolerance``
+    (NDCG@10 on the same held-out cases); otherwise reject it and keep the champion."""
+    registry = ModelRegistry(settings.models_dir, MODEL_NAME)
+    latest = registry.latest()
+    champion = registry.champion()
+    if latest is None:
+        raise FileNotFoundError("no model version registered: materialize preference_model first")
+    status = {v["version"]: v["status"] for v in registry.versions()}
+    result = {"challenger": latest.label, "champion_before": champion.label if champion else None}
+    if status.get(latest.version) == "champion":
+        return {**result, "passed": True, "promoted": False, "reason": "already champion"}
+    challenger_score, cases = validation_score(latest, con)
+    result.update({"challenger_ndcg@10": challenger_score, "cases": cases, "tolerance": tolerance})
+    if champion is None:
+        registry.promote(latest.version, note="first model")
+        return {**result, "passed": True, "promoted": True, "reason": "no champion yet"}
+    try:
+        champion_score, _ = validation_score(champion, con)
+    except Exception as exc:  # noqa: BLE001 - an unloadable champion must not block a good model
+        registry.promote(latest.version, note=f"champion unusable: {exc}")
+        return {**result, "passed": True, "promoted": True, "reason": f"champion unusable: {exc}"}
+    result["champion_ndcg@10"] = champion_score
+    if challenger_score >= champion_score - tolerance:
+        registry.promote(
+            latest.version, note=f"ndcg@10 {challenger_score:.4f} vs champion {champion_score:.4f}"
+        )
+        return {**result, "passed": True, "promoted": True, "reason": "not worse than champion"}
+    registry.set_status(
+        latest.version,
+        "rejected",
+        note=f"ndcg@10 {challenger_score:.4f} < champion {champion_score:.4f} - {tolerance}",
+    )
+    return {**result, "passed": False, "promoted": False, "reason": "worse than champion"}
 
 
 def champion_or_fail(settings: Settings) -> ModelVersion:
@@ -174,6 +230,23 @@ def evaluate_version(
     else:
         pop_rank = {"hr@10": 0.0, "ndcg@10": 0.0, "hr@20": 0.0, "ndcg@20": 0.0}
     methods["popularity"] = {**pop_rank, **purchase_prf(pop_scores, split)}
+
+    sim = baselines.item_cosine_similarity(split.train.sequences, shop.n_items)
+    if n_cases:
+        last = split.next_item.last_items()
+        ranks = mt.rank_split(
+            lambda idx: baselines.last_item_knn_scores(sim, last[idx]),
+            split.next_item.inputs,
+            split.next_item.targets,
+        )
+        knn_rank = mt.hit_rate_ndcg(ranks)
+    else:
+        knn_rank = {"hr@10": 0.0, "ndcg@10": 0.0, "hr@20": 0.0, "ndcg@20": 0.0}
+    buyers_last = np.array([s[-1] for s in split.purchase_inputs], dtype=np.int64)
+    methods["last_item_knn"] = {
+        **knn_rank,
+        **purchase_prf(lambda idx: baselines.last_item_knn_scores(sim, buyers_last[idx]), split),
+    }
     for m in methods.values():
         m.pop("buyers_evaluated", None)
     return {

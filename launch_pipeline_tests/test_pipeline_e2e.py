@@ -221,3 +221,26 @@ def test_checks_fail_and_block_downstream_on_broken_data(tmp_path):
         assert instance.get_latest_materialization_event(dg.AssetKey(downstream)) is None, (
             downstream
         )
+
+
+def test_registry_promotes_only_a_model_not_worse_than_the_champion(shop_run):
+    """Champion/challenger on the real registry: a retrained model on the same data is promoted;
+    a deliberately worse model (one epoch, no blend) is rejected and the champion stays."""
+    from launch_pipeline.model.config import ModelConfig
+    from launch_pipeline.registry import ModelRegistry
+    from launch_pipeline.training import compare_with_champion, train_new_version
+
+    settings, _, _, _ = shop_run
+    registry = ModelRegistry(settings.models_dir, "preference_model")
+    champion = registry.champion()
+    assert champion is not None
+    connect = lambda: duckdb.connect(str(settings.warehouse_path), read_only=True)  # noqa: E731
+    weak = ModelConfig(n_event_types=3, max_epochs=1, knn_blend=False, dim=8, blocks=1, seed=1)
+    outcome = train_new_version(settings, connect, log=lambda _m: None, config=weak)
+    assert outcome.status == "challenger"
+    with connect() as con:
+        verdict = compare_with_champion(settings, con)
+    assert verdict["passed"] is False and verdict["promoted"] is False, verdict
+    assert registry.champion() == champion
+    statuses = {v["version"]: v["status"] for v in registry.versions()}
+    assert statuses[outcome.version.version] == "rejected"

@@ -11,6 +11,7 @@ from launch_pipeline.defs.metadata import markdown_table, png_markdown
 from launch_pipeline.defs.raw import WAREHOUSE_POOL
 from launch_pipeline.defs.resources import LaunchPipelineConfig
 from launch_pipeline.training import (
+    compare_with_champion,
     evaluate_version,
     store_evaluation,
     train_new_version,
@@ -68,16 +69,38 @@ def preference_model(
     return dg.MaterializeResult(metadata=meta)
 
 
+@dg.asset_check(
+    asset=preference_model,
+    blocking=True,
+    description=(
+        "Champion/challenger: the version just trained is compared with the current champion "
+        "on the same held-out cases (NDCG@10) and promoted only if it is not worse beyond a "
+        "tolerance. Otherwise it is marked rejected, the champion stays, and this blocking check "
+        "stops the rest of the run."
+    ),
+)
+def challenger_not_worse_than_champion(
+    pipeline: LaunchPipelineConfig, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    settings = pipeline.settings()
+    with warehouse.get_connection() as con:
+        outcome = compare_with_champion(settings, con)
+    return dg.AssetCheckResult(
+        passed=bool(outcome["passed"]),
+        metadata={k: v for k, v in outcome.items() if v is not None and k != "passed"},
+    )
+
+
 @dg.asset(
     deps=[preference_model],
     group_name="model",
     kinds={"duckdb", "tensorflow"},
     pool=WAREHOUSE_POOL,
     description=(
-        "Held-out evaluation of the latest model version: next-item HR@10/NDCG@10 (full ranking "
+        "Held-out evaluation of the champion model version: next-item HR@10/NDCG@10 (full ranking "
         "over the catalog, items already seen excluded) on the first new product each user "
         "touched in the evaluation window, and precision/recall/F1@10 of the products each user "
-        "bought there, next to a popularity baseline computed in the same run. Table "
+        "bought there, next to popularity and last-item kNN baselines computed in the same run. Table "
         "model_evaluation (one row per model version, method and metric)."
     ),
 )
@@ -91,6 +114,7 @@ def model_evaluation(
     table = pd.DataFrame([{"method": m, **vals} for m, vals in report["methods"].items()])
     tm = report["methods"]["transformer"]
     pop = report["methods"]["popularity"]
+    knn = report["methods"]["last_item_knn"]
     return dg.MaterializeResult(
         metadata={
             "model_version": report["model_version"],
@@ -101,6 +125,8 @@ def model_evaluation(
             "f1@10": tm["f1@10"],
             "popularity_hr@10": pop["hr@10"],
             "popularity_ndcg@10": pop["ndcg@10"],
+            "last_item_knn_hr@10": knn["hr@10"],
+            "last_item_knn_ndcg@10": knn["ndcg@10"],
             "next_item_cases": report["next_item_cases"],
             "buyers_evaluated": report["buyers_evaluated"],
             "cutoff": report["cutoff"],
