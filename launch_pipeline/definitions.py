@@ -42,6 +42,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             model.model_evaluation,
             planning.user_preferences,
             planning.launch_plan,
+            planning.plan_outcomes,
         ],
         asset_checks=[
             checks.clean_events_quality_rules,

@@ -30,6 +30,7 @@ ASSETS = {
     "model_evaluation",
     "user_preferences",
     "launch_plan",
+    "plan_outcomes",
 }
 
 

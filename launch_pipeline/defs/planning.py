@@ -9,10 +9,11 @@ from launch_pipeline.defs.features import (
     user_features,
     user_sequences,
 )
-from launch_pipeline.defs.metadata import markdown_table, table_metadata
+from launch_pipeline.defs.metadata import markdown_table, png_markdown, table_metadata
 from launch_pipeline.defs.model import model_evaluation, preference_model
 from launch_pipeline.defs.raw import WAREHOUSE_POOL, launch_candidates
 from launch_pipeline.defs.resources import LaunchPipelineConfig
+from launch_pipeline.outcomes import build_plan_outcomes, summarise_outcomes
 from launch_pipeline.scoring import make_and_store_plan, score_preferences
 
 
@@ -106,4 +107,64 @@ def launch_plan(pipeline: LaunchPipelineConfig, warehouse: DuckDBResource) -> dg
             "plan": markdown_table(shown),
             "report": dg.MetadataValue.path(str(out["report_path"])),
         }
+    )
+
+
+@dg.asset(
+    deps=[launch_plan],
+    group_name="planning",
+    kinds={"duckdb"},
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Every earlier launch plan against what really sold since its plan date: realised vs "
+        "forecast units and revenue per launched product (forecast pro-rated to the days "
+        "observed), whether the realised units fell in the 80% interval, and the conversion of "
+        "the promotion audience vs the other users. Table plan_outcomes."
+    ),
+)
+def plan_outcomes(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    with warehouse.get_connection() as con:
+        df = build_plan_outcomes(con)
+        meta = table_metadata(con, "plan_outcomes")
+    summary = summarise_outcomes(df)
+    extra = {}
+    observed = df[df["days_observed"] > 0]
+    if not observed.empty:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.scatter(
+            observed["forecast_revenue_to_date"], observed["realised_revenue"], color="#2980b9"
+        )
+        top = float(
+            max(observed["forecast_revenue_to_date"].max(), observed["realised_revenue"].max(), 1)
+        )
+        ax.plot([0, top], [0, top], color="#7f8c8d", linestyle="--", label="forecast = realised")
+        ax.set_xlabel("forecast revenue to date")
+        ax.set_ylabel("realised revenue")
+        ax.set_title("Earlier plans: forecast vs realised")
+        ax.legend()
+        extra["forecast_vs_realised"] = png_markdown(fig)
+        extra["outcomes"] = markdown_table(
+            observed[
+                [
+                    "plan_date",
+                    "item_id",
+                    "title",
+                    "days_observed",
+                    "forecast_units_to_date",
+                    "realised_units",
+                    "forecast_revenue_to_date",
+                    "realised_revenue",
+                    "audience_conversion",
+                    "other_users_conversion",
+                ]
+            ].round(3),
+            max_rows=40,
+        )
+    return dg.MaterializeResult(
+        metadata={**meta, **{k: v for k, v in summary.items() if v is not None}, **extra}
     )
