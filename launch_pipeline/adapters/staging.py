@@ -83,6 +83,8 @@ class AdapterOutput:
     products: pd.DataFrame
     candidates: pd.DataFrame
     notes: dict = field(default_factory=dict)
+    cleaning: dict = field(default_factory=dict)
+    """Cleaning thresholds that suit this source (``Settings.from_env`` applies them)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,6 +547,7 @@ def write_raw_dir(
         "flagged": flagged,
         "categories": categories,
         "notes": out.notes,
+        "cleaning": out.cleaning,
     }
     write_manifest(raw_dir, manifest)
     return {
