@@ -169,19 +169,40 @@ WITH base AS (
     FROM cold_fives c JOIN burst_starts b
       ON b.partition_date = c.partition_date AND b.i = c.i
      AND c.t BETWEEN b.window_start AND b.window_start + INTERVAL 1 HOUR
+), dup_keys AS (   -- (day, hash of the record) seen twice: candidates for exact duplicates
+    SELECT partition_date, hash(event_id) AS h FROM typed GROUP BY ALL HAVING count(*) > 1
+), copies AS (      -- copy number of each candidate row among the equal records of its day
+    SELECT t.partition_date, t.source_file, t.source_row,
+           row_number() OVER (PARTITION BY t.partition_date, t.event_id
+                              ORDER BY t.source_file, t.source_row) AS copy_no
+    FROM typed t SEMI JOIN dup_keys k
+      ON k.partition_date = t.partition_date AND k.h = hash(t.event_id)
 ), ranked AS (
     SELECT t.*,
-           row_number() OVER (PARTITION BY t.partition_date, t.event_id
-                              ORDER BY t.source_file, t.source_row) AS copy_no,
+           coalesce(cp.copy_no, 1) AS copy_no,
            (bo.u IS NOT NULL) AS is_bot,
            (dt.txt IS NOT NULL) AS is_dup_text,
            (bu.source_row IS NOT NULL) AS in_burst
     FROM typed t
+    LEFT JOIN copies cp ON cp.partition_date = t.partition_date
+         AND cp.source_file = t.source_file AND cp.source_row = t.source_row
     LEFT JOIN bots bo ON bo.partition_date = t.partition_date AND bo.u = t.u
     LEFT JOIN dup_texts dt ON t.et = 'review' AND dt.partition_date = t.partition_date
          AND dt.txt = lower(regexp_replace(trim(t.review_text), '\\s+', ' ', 'g'))
     LEFT JOIN bursts bu ON bu.source_file = t.source_file AND bu.source_row = t.source_row
 )
+SELECT event_id, partition_date, source_file, source_row, reason,
+       u, i, et, t, q_final, price_final, price_was_imputed, rt, review_text, session_id,
+       -- the delivered text is only needed for quarantined rows
+       CASE WHEN reason IS NOT NULL THEN user_id END AS user_id,
+       CASE WHEN reason IS NOT NULL THEN item_id END AS item_id,
+       CASE WHEN reason IS NOT NULL THEN event_type END AS event_type,
+       CASE WHEN reason IS NOT NULL THEN ts END AS ts,
+       CASE WHEN reason IS NOT NULL THEN quantity END AS quantity,
+       CASE WHEN reason IS NOT NULL THEN price END AS price,
+       CASE WHEN reason IS NOT NULL THEN rating END AS rating,
+       parse_error, raw_line
+FROM (
 SELECT r.* EXCLUDE (is_bot, is_dup_text, in_burst),
     CASE
       WHEN r.parse_error IS NOT NULL THEN 'malformed_row'
@@ -214,6 +235,7 @@ SELECT r.* EXCLUDE (is_bot, is_dup_text, in_burst),
       WHEN r.in_burst THEN 'fake_review_burst'
     END AS reason
 FROM ranked r
+)
 """
 
 
@@ -236,6 +258,68 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(QUARANTINED_EVENTS_DDL)
 
 
+BATCH_ROWS = 1_000_000  # raw rows classified at once (whole partitions; >= 1 partition)
+
+
+def _batches(day_rows: list[tuple], target: int) -> list[tuple[dt.date, dt.date]]:
+    """Consecutive runs of partitions of about ``target`` rows (a larger day stands alone)."""
+    spans: list[list] = []
+    n = 0
+    for day, rows in day_rows:
+        if spans and n + rows <= target:
+            spans[-1][1] = day
+            n += rows
+        else:
+            spans.append([day, day])
+            n = rows
+    return [(lo, hi) for lo, hi in spans]
+
+
+def _classify_and_insert(con: duckdb.DuckDBPyConnection, params: dict):
+    """Classify the raw rows of ``params['start']..params['end']`` into ``_classified`` and
+    insert them into ``clean_events`` / ``quarantined_events``; returns (per-day frame,
+    reason counts)."""
+    con.execute(_CLASSIFY_SQL, params)
+    con.execute(
+        """
+        INSERT INTO clean_events
+        SELECT event_id, partition_date, u, i, et, t,
+               CASE WHEN et IN ('cart', 'purchase', 'return') THEN CAST(q_final AS BIGINT) END,
+               CASE WHEN et IN ('cart', 'purchase', 'return') THEN price_final END,
+               CASE WHEN et IN ('cart', 'purchase', 'return') THEN price_was_imputed END,
+               CASE WHEN et = 'review' THEN CAST(rt AS INTEGER) END,
+               CASE WHEN et = 'review' THEN review_text END,
+               session_id, source_file, source_row
+        FROM _classified WHERE reason IS NULL
+        ORDER BY partition_date, t, source_file, source_row
+        """
+    )
+    con.execute(
+        """
+        INSERT INTO quarantined_events
+        SELECT partition_date, reason, source_file, source_row,
+               user_id, item_id, event_type, ts, quantity, price, rating, review_text,
+               session_id, coalesce(parse_error || ' | ' || raw_line, parse_error)
+        FROM _classified WHERE reason IS NOT NULL
+        ORDER BY partition_date, source_file, source_row
+        """
+    )
+    per_day = con.execute(
+        """
+        SELECT partition_date, count(*) AS raw,
+               count(*) FILTER (WHERE reason IS NULL) AS clean,
+               count(*) FILTER (WHERE reason IS NOT NULL) AS quarantined,
+               count(*) FILTER (WHERE reason = 'exact_duplicate') AS exact_duplicates
+        FROM _classified GROUP BY 1 ORDER BY 1
+        """
+    ).df()
+    reasons = con.execute(
+        "SELECT reason, count(*) FROM _classified WHERE reason IS NOT NULL GROUP BY 1"
+    ).fetchall()
+    con.execute("DROP TABLE _classified")
+    return per_day, reasons
+
+
 def clean_partitions(
     con: duckdb.DuckDBPyConnection,
     start: dt.date,
@@ -246,62 +330,42 @@ def clean_partitions(
     """Clean the raw rows of the partitions ``start..end`` (inclusive) into ``clean_events`` and
     ``quarantined_events``, replacing whatever those days held before (one transaction).
 
+    The rules are partition-local, so the range is classified in batches of whole consecutive
+    partitions of about ``BATCH_ROWS`` raw rows (inside the one transaction): memory and sort
+    sizes are bounded by the batch (or the largest day), not by the range.
+
     Returns row accounting: per-partition and total raw/clean/quarantined counts and the count
     per quarantine reason."""
+    import pandas as pd
+
     now = now or dt.datetime.now(dt.timezone.utc)
     con.execute("SET TimeZone = 'UTC'")
     ensure_tables(con)
-    con.execute(_CLASSIFY_SQL, _params(start, end, rules, now))
+    days = con.execute(
+        "SELECT partition_date, count(*) FROM raw_events "
+        "WHERE partition_date BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",
+        [start, end],
+    ).fetchall()
+    spans = _batches(days, BATCH_ROWS) or [(start, end)]
+    frames, reasons = [], {}
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM clean_events WHERE partition_date BETWEEN ? AND ?", [start, end])
         con.execute(
             "DELETE FROM quarantined_events WHERE partition_date BETWEEN ? AND ?", [start, end]
         )
-        con.execute(
-            """
-            INSERT INTO clean_events
-            SELECT event_id, partition_date, u, i, et, t,
-                   CASE WHEN et IN ('cart', 'purchase', 'return') THEN CAST(q_final AS BIGINT) END,
-                   CASE WHEN et IN ('cart', 'purchase', 'return') THEN price_final END,
-                   CASE WHEN et IN ('cart', 'purchase', 'return') THEN price_was_imputed END,
-                   CASE WHEN et = 'review' THEN CAST(rt AS INTEGER) END,
-                   CASE WHEN et = 'review' THEN review_text END,
-                   session_id, source_file, source_row
-            FROM _classified WHERE reason IS NULL
-            ORDER BY partition_date, t, source_file, source_row
-            """
-        )
-        con.execute(
-            """
-            INSERT INTO quarantined_events
-            SELECT partition_date, reason, source_file, source_row,
-                   user_id, item_id, event_type, ts, quantity, price, rating, review_text,
-                   session_id, coalesce(parse_error || ' | ' || raw_line, parse_error)
-            FROM _classified WHERE reason IS NOT NULL
-            ORDER BY partition_date, source_file, source_row
-            """
-        )
+        for lo, hi in spans:
+            per_day, day_reasons = _classify_and_insert(con, _params(lo, hi, rules, now))
+            frames.append(per_day)
+            for reason, n in day_reasons:
+                reasons[reason] = reasons.get(reason, 0) + int(n)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
-    per_day = con.execute(
-        """
-        SELECT partition_date, count(*) AS raw,
-               count(*) FILTER (WHERE reason IS NULL) AS clean,
-               count(*) FILTER (WHERE reason IS NOT NULL) AS quarantined,
-               count(*) FILTER (WHERE reason = 'exact_duplicate') AS exact_duplicates
-        FROM _classified GROUP BY 1 ORDER BY 1
-        """
-    ).df()
-    reasons = dict(
-        con.execute(
-            "SELECT reason, count(*) FROM _classified WHERE reason IS NOT NULL "
-            "GROUP BY 1 ORDER BY 2 DESC"
-        ).fetchall()
-    )
-    con.execute("DROP TABLE _classified")
+    frames = [f for f in frames if len(f)] or frames[:1]
+    per_day = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    reasons = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
     return {
         "raw": int(per_day["raw"].sum()) if len(per_day) else 0,
         "clean": int(per_day["clean"].sum()) if len(per_day) else 0,

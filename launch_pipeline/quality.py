@@ -6,9 +6,24 @@ expectation carries a ``rule`` name in its ``meta``; :func:`run_suite` returns o
 :class:`RuleResult` per rule (success, failing-row count, examples) that the Dagster asset checks
 turn into check results.
 
+Scaling: GX never sees the whole range. Each expectation has an exact SQL twin (``unexpected``
+predicate: the rows GX would flag, or a superset of them); DuckDB scans the range once and keeps
+
+* every *suspect* row (a row any twin flags; for uniqueness, every row whose key hash occurs
+  more than once), up to ``MAX_SUSPECT_ROWS``, and
+* a deterministic sample of about ``SAMPLE_ROWS`` of the other rows (``hash(key)`` below a
+  threshold: the same rows for the same data),
+
+and GX validates that frame. Since every row that can fail is in the frame (and duplicates come
+with all their copies), GX's failing-row counts and examples are exactly those of the whole
+range; ``element_count`` (``rows_checked``) is the number of rows in the range, ``gx_rows``
+(``rows_validated_by_gx``) the rows GX saw. Past ``MAX_SUSPECT_ROWS`` suspects (a badly broken
+range) GX sees the first ones and the failing counts come from the SQL twins (``counts_from``).
+Memory is bounded by the frame, whatever the range.
+
 The quality suite validates the clean rows themselves (only the columns the rules need). The
 noise suite validates small aggregates computed in DuckDB (events per user-minute, accounts per
-review text, quarantined share per day), so it never loads more than one row per group.
+review text, quarantined share per day), through the same suspects-plus-sample frame.
 """
 
 from __future__ import annotations
@@ -41,6 +56,8 @@ NOISE_RULES = (
     "no_review_text_shared_across_accounts",
     "quarantined_share_below_limit",
 )
+SAMPLE_ROWS = 20_000  # passing rows GX validates besides the suspects (deterministic sample)
+MAX_SUSPECT_ROWS = 200_000  # suspect rows handed to GX at most (counts then come from SQL)
 
 
 @dataclass
@@ -52,6 +69,8 @@ class RuleResult:
     unexpected_count: int
     examples: list = field(default_factory=list)
     error: str | None = None
+    gx_rows: int | None = None  # rows GX validated (suspects + sample); None = all rows
+    counts_from: str = "gx"  # "gx", or "sql" when the suspects exceeded MAX_SUSPECT_ROWS
 
     def as_metadata(self) -> dict:
         meta = {
@@ -60,6 +79,9 @@ class RuleResult:
             "rows_checked": self.element_count,
             "failing_rows": self.unexpected_count,
         }
+        if self.gx_rows is not None:
+            meta["rows_validated_by_gx"] = self.gx_rows
+            meta["failing_rows_counted_by"] = self.counts_from
         if self.examples:
             meta["failing_examples"] = "; ".join(str(x) for x in self.examples[:10])
         if self.error:
@@ -73,84 +95,156 @@ def _gx():
     return gx
 
 
-def _quality_expectations(rules: CleaningRules, now: dt.datetime) -> list:
+@dataclass
+class Check:
+    """One GX expectation and its SQL twin: ``unexpected`` is a DuckDB predicate true for every
+    row the expectation would flag (or a superset); ``unique`` names the key of a uniqueness
+    expectation instead (its suspects are the rows whose key hash occurs more than once)."""
+
+    expectation: object
+    unexpected: str | None = None
+    unique: str | None = None
+
+
+def _quality_checks(rules: CleaningRules, now: dt.datetime) -> list[Check]:
     gxe = _gx().expectations
     purchase = {"row_condition": 'event_type=="purchase"', "condition_parser": "pandas"}
     review = {"row_condition": 'event_type=="review"', "condition_parser": "pandas"}
     latest = now.replace(tzinfo=None) + dt.timedelta(minutes=rules.future_tolerance_minutes)
+    types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
     return [
         *[
-            gxe.ExpectColumnValuesToNotBeNull(column=c, meta={"rule": "keys_not_null"})
+            Check(
+                gxe.ExpectColumnValuesToNotBeNull(column=c, meta={"rule": "keys_not_null"}),
+                f"{c} IS NULL",
+            )
             for c in ("event_id", "user_id", "item_id", "event_type", "ts")
         ],
-        gxe.ExpectColumnValuesToBeInSet(
-            column="event_type", value_set=list(EVENT_TYPES), meta={"rule": "allowed_event_types"}
+        Check(
+            gxe.ExpectColumnValuesToBeInSet(
+                column="event_type",
+                value_set=list(EVENT_TYPES),
+                meta={"rule": "allowed_event_types"},
+            ),
+            f"event_type NOT IN ({types})",
         ),
-        gxe.ExpectColumnPairValuesToBeEqual(
-            column_A="ts_date",
-            column_B="partition_date",
-            meta={"rule": "timestamp_inside_partition"},
+        Check(
+            gxe.ExpectColumnPairValuesToBeEqual(
+                column_A="ts_date",
+                column_B="partition_date",
+                meta={"rule": "timestamp_inside_partition"},
+            ),
+            "ts_date IS DISTINCT FROM partition_date",
         ),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="ts", max_value=latest, meta={"rule": "timestamp_not_in_future"}
+        Check(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="ts", max_value=latest, meta={"rule": "timestamp_not_in_future"}
+            ),
+            f"ts > TIMESTAMP '{latest.isoformat(sep=' ')}'",
         ),
-        gxe.ExpectColumnValuesToNotBeNull(
-            column="price", meta={"rule": "purchase_price_positive"}, **purchase
+        Check(
+            gxe.ExpectColumnValuesToNotBeNull(
+                column="price", meta={"rule": "purchase_price_positive"}, **purchase
+            ),
+            "event_type = 'purchase' AND price IS NULL",
         ),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="price",
-            min_value=0,
-            strict_min=True,
-            meta={"rule": "purchase_price_positive"},
-            **purchase,
+        Check(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="price",
+                min_value=0,
+                strict_min=True,
+                meta={"rule": "purchase_price_positive"},
+                **purchase,
+            ),
+            "event_type = 'purchase' AND (price <= 0 OR isnan(price))",
         ),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="quantity",
-            min_value=0,
-            strict_min=True,
-            meta={"rule": "purchase_quantity_positive"},
-            **purchase,
+        Check(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="quantity",
+                min_value=0,
+                strict_min=True,
+                meta={"rule": "purchase_quantity_positive"},
+                **purchase,
+            ),
+            "event_type = 'purchase' AND quantity <= 0",
         ),
-        gxe.ExpectColumnValuesToNotBeNull(
-            column="rating", meta={"rule": "rating_in_1_to_5"}, **review
+        Check(
+            gxe.ExpectColumnValuesToNotBeNull(
+                column="rating", meta={"rule": "rating_in_1_to_5"}, **review
+            ),
+            "event_type = 'review' AND rating IS NULL",
         ),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="rating", min_value=1, max_value=5, meta={"rule": "rating_in_1_to_5"}, **review
+        Check(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="rating",
+                min_value=1,
+                max_value=5,
+                meta={"rule": "rating_in_1_to_5"},
+                **review,
+            ),
+            "event_type = 'review' AND (rating < 1 OR rating > 5)",
         ),
-        gxe.ExpectColumnValuesToBeUnique(column="event_id", meta={"rule": "event_key_unique"}),
+        Check(
+            gxe.ExpectColumnValuesToBeUnique(column="event_id", meta={"rule": "event_key_unique"}),
+            unique="event_id",
+        ),
     ]
 
 
-def _noise_expectations(rules: CleaningRules) -> dict[str, list]:
+def _quality_expectations(rules: CleaningRules, now: dt.datetime) -> list:
+    return [c.expectation for c in _quality_checks(rules, now)]
+
+
+def _noise_checks(rules: CleaningRules) -> dict[str, list[Check]]:
     gxe = _gx().expectations
     return {
         "bots": [
-            gxe.ExpectColumnValuesToBeBetween(
-                column="max_events_per_minute",
-                max_value=rules.bot_events_per_minute,
-                meta={"rule": "no_bot_left"},
+            Check(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="max_events_per_minute",
+                    max_value=rules.bot_events_per_minute,
+                    meta={"rule": "no_bot_left"},
+                ),
+                f"max_events_per_minute > {int(rules.bot_events_per_minute)}",
             )
         ],
         "texts": [
-            gxe.ExpectColumnValuesToBeBetween(
-                column="accounts",
-                max_value=rules.fake_review_min_accounts - 1,
-                meta={"rule": "no_review_text_shared_across_accounts"},
+            Check(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="accounts",
+                    max_value=rules.fake_review_min_accounts - 1,
+                    meta={"rule": "no_review_text_shared_across_accounts"},
+                ),
+                f"accounts > {int(rules.fake_review_min_accounts) - 1}",
             )
         ],
         "shares": [
-            gxe.ExpectColumnValuesToBeBetween(
-                column="quarantined_share",
-                max_value=rules.max_quarantined_share,
-                meta={"rule": "quarantined_share_below_limit"},
+            Check(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="quarantined_share",
+                    max_value=rules.max_quarantined_share,
+                    meta={"rule": "quarantined_share_below_limit"},
+                ),
+                f"quarantined_share > {float(rules.max_quarantined_share)!r} "
+                "OR isnan(quarantined_share)",
             )
         ],
     }
 
 
-def run_suite(name: str, df: pd.DataFrame, expectations: list, rule_names) -> list[RuleResult]:
-    """Validate ``df`` with ``expectations`` in an ephemeral GX context; one result per rule."""
+def _noise_expectations(rules: CleaningRules) -> dict[str, list]:
+    return {k: [c.expectation for c in v] for k, v in _noise_checks(rules).items()}
+
+
+def run_suite(
+    name: str, df: pd.DataFrame, expectations: list, rule_names, element_count: int | None = None
+) -> list[RuleResult]:
+    """Validate ``df`` with ``expectations`` in an ephemeral GX context; one result per rule.
+
+    ``element_count``: rows the rules cover when ``df`` holds only part of them (the suspects
+    and a sample, see :func:`validate_sql`); default ``len(df)``."""
     gx = _gx()
+    n_rows = len(df) if element_count is None else int(element_count)
     context = gx.get_context(mode="ephemeral")
     batch_def = (
         context.data_sources.add_pandas(f"{name}_source")
@@ -165,18 +259,23 @@ def run_suite(name: str, df: pd.DataFrame, expectations: list, rule_names) -> li
         batch_parameters={"dataframe": df},
         result_format={"result_format": "COMPLETE", "partial_unexpected_count": 10},
     )
-    by_rule: dict[str, RuleResult] = {
-        r: RuleResult(
-            rule=r, passed=True, expectations=[], element_count=len(df), unexpected_count=0
+    gx_rows = None if element_count is None else len(df)
+
+    def new(rule: str) -> RuleResult:
+        return RuleResult(
+            rule=rule,
+            passed=True,
+            expectations=[],
+            element_count=n_rows,
+            unexpected_count=0,
+            gx_rows=gx_rows,
         )
-        for r in rule_names
-    }
+
+    by_rule: dict[str, RuleResult] = {r: new(r) for r in rule_names}
     for res in result.results:
         cfg = res.expectation_config
         rule = (cfg.meta or {}).get("rule", cfg.type)
-        rr = by_rule.setdefault(
-            rule, RuleResult(rule, True, [], element_count=len(df), unexpected_count=0)
-        )
+        rr = by_rule.setdefault(rule, new(rule))
         column = (
             cfg.kwargs.get("column") or f"{cfg.kwargs.get('column_A')}={cfg.kwargs.get('column_B')}"
         )
@@ -197,15 +296,117 @@ def run_suite(name: str, df: pd.DataFrame, expectations: list, rule_names) -> li
     return list(by_rule.values())
 
 
-def quality_frame(con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> pd.DataFrame:
-    return con.execute(
-        """
-        SELECT event_id, user_id, item_id, event_type, ts, price, quantity, rating,
-               partition_date, CAST(ts AS DATE) AS ts_date
-        FROM clean_events WHERE partition_date BETWEEN ? AND ?
+def _suspect_frame(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    params: list,
+    checks: list[Check],
+    sample_key: str,
+    order_by: str,
+    sample_rows: int,
+    max_suspects: int,
+) -> tuple[pd.DataFrame, int, dict[int, int] | None]:
+    """(frame for GX, rows in ``source``, exact SQL counts per check or None).
+
+    The frame holds every suspect row (up to ``max_suspects``) plus a deterministic sample of
+    about ``sample_rows`` others; SQL counts are computed only when the suspects were cut."""
+    total = con.execute(f"SELECT count(*) FROM ({source})", params).fetchall()[0][0]
+    preds = [f"coalesce(({c.unexpected}), false)" for c in checks if c.unexpected]
+    uniq = [c.unique for c in checks if c.unique]
+    ctes = [f"src AS ({source})"]
+    for k, key in enumerate(uniq):
+        ctes.append(f"dup{k} AS (SELECT hash({key}) AS h FROM src GROUP BY 1 HAVING count(*) > 1)")
+        preds.append(f"hash({key}) IN (SELECT h FROM dup{k})")
+    suspect = " OR ".join(preds) or "false"
+    # hash(...) is a UBIGINT: keep the rows whose hash falls below fraction * 2^64
+    frac = min(1.0, sample_rows / total) if total else 0.0
+    threshold = min(int(frac * 2**64), 2**64 - 1)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _gx_frame AS
+        WITH {", ".join(ctes)}
+        SELECT * FROM (SELECT *, ({suspect}) AS _suspect FROM src)
+        WHERE _suspect OR hash({sample_key}) < {threshold}::UBIGINT
         """,
-        [start, end],
-    ).df()
+        params,
+    )
+    try:
+        n_suspects = con.execute("SELECT count(*) FROM _gx_frame WHERE _suspect").fetchall()[0][0]
+        counts = None
+        if n_suspects > max_suspects:  # exact counts from the SQL twins, over all suspects
+            counts = {}
+            for k, c in enumerate(checks):
+                if c.unexpected:
+                    sql = (
+                        "SELECT count(*) FROM _gx_frame WHERE _suspect "
+                        f"AND coalesce(({c.unexpected}), false)"
+                    )
+                else:
+                    sql = (
+                        f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM _gx_frame "
+                        f"WHERE _suspect GROUP BY {c.unique} HAVING count(*) > 1)"
+                    )
+                counts[k] = int(con.execute(sql).fetchall()[0][0])
+        df = con.execute(
+            f"""
+            SELECT * EXCLUDE (_suspect) FROM (
+                (SELECT * FROM _gx_frame WHERE _suspect ORDER BY {order_by} LIMIT {int(max_suspects)})
+                UNION ALL
+                (SELECT * FROM _gx_frame WHERE NOT _suspect)
+            ) ORDER BY {order_by}
+            """
+        ).df()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _gx_frame")
+    return df, int(total), counts
+
+
+def validate_sql(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    source: str,
+    params: list,
+    checks: list[Check],
+    rule_names,
+    sample_key: str,
+    order_by: str,
+    sample_rows: int = SAMPLE_ROWS,
+    max_suspects: int = MAX_SUSPECT_ROWS,
+    prepare=None,
+) -> list[RuleResult]:
+    """Validate the rows of the SQL ``source`` with GX on its suspects plus a sample (see the
+    module docstring); one :class:`RuleResult` per rule."""
+    df, total, counts = _suspect_frame(
+        con, source, params, checks, sample_key, order_by, sample_rows, max_suspects
+    )
+    if prepare is not None:
+        df = prepare(df)
+    results = run_suite(name, df, [c.expectation for c in checks], rule_names, element_count=total)
+    if counts is not None:
+        by_rule: dict[str, int] = {}
+        for k, c in enumerate(checks):
+            rule = (c.expectation.meta or {}).get("rule", c.expectation.expectation_type)
+            by_rule[rule] = by_rule.get(rule, 0) + counts[k]
+        for rr in results:
+            if rr.rule in by_rule:
+                rr.unexpected_count = by_rule[rr.rule]
+                rr.passed = rr.passed and by_rule[rr.rule] == 0
+                rr.counts_from = "sql"
+    return results
+
+
+QUALITY_SOURCE = """
+SELECT event_id, user_id, item_id, event_type, ts, price, quantity, rating,
+       partition_date, CAST(ts AS DATE) AS ts_date, source_file, source_row
+FROM clean_events WHERE partition_date BETWEEN $1 AND $2
+"""
+
+
+def _dates(df: pd.DataFrame, cols=("partition_date", "ts_date")) -> pd.DataFrame:
+    for col in cols:
+        if col in df.columns:
+            df[col] = pd.to_datetime(df[col]).dt.date
+    return df
 
 
 def validate_quality(
@@ -214,39 +415,49 @@ def validate_quality(
     end: dt.date,
     rules: CleaningRules = CleaningRules(),
     now: dt.datetime | None = None,
+    sample_rows: int = SAMPLE_ROWS,
+    max_suspects: int = MAX_SUSPECT_ROWS,
 ) -> list[RuleResult]:
     now = now or dt.datetime.now(dt.timezone.utc)
-    df = quality_frame(con, start, end)
-    for col in ("partition_date", "ts_date"):
-        df[col] = pd.to_datetime(df[col]).dt.date
-    return run_suite("clean_events_quality", df, _quality_expectations(rules, now), QUALITY_RULES)
+    return validate_sql(
+        con,
+        "clean_events_quality",
+        QUALITY_SOURCE,
+        [start, end],
+        _quality_checks(rules, now),
+        QUALITY_RULES,
+        sample_key="event_id",
+        order_by="partition_date, source_file, source_row",
+        sample_rows=sample_rows,
+        max_suspects=max_suspects,
+        prepare=lambda df: _dates(df.drop(columns=["source_file", "source_row"])),
+    )
 
 
-def noise_frames(
-    con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date
-) -> dict[str, pd.DataFrame]:
-    args = [start, end]
-    bots = con.execute(
+NOISE_SOURCES = {
+    "bots": (
         """
         SELECT partition_date, user_id, max(n) AS max_events_per_minute FROM (
             SELECT partition_date, user_id, date_trunc('minute', ts) AS minute, count(*) AS n
-            FROM clean_events WHERE partition_date BETWEEN ? AND ? GROUP BY ALL
+            FROM clean_events WHERE partition_date BETWEEN $1 AND $2 GROUP BY ALL
         ) GROUP BY ALL
         """,
-        args,
-    ).df()
-    texts = con.execute(
+        "concat_ws('|', partition_date, user_id)",
+        "partition_date, user_id",
+    ),
+    "texts": (
         """
         SELECT partition_date, lower(regexp_replace(trim(review_text), '\\s+', ' ', 'g')) AS text,
                count(DISTINCT user_id) AS accounts
         FROM clean_events
-        WHERE partition_date BETWEEN ? AND ? AND event_type = 'review'
+        WHERE partition_date BETWEEN $1 AND $2 AND event_type = 'review'
           AND nullif(trim(review_text), '') IS NOT NULL
         GROUP BY ALL
         """,
-        args,
-    ).df()
-    shares = con.execute(
+        "concat_ws('|', partition_date, text)",
+        "partition_date, text",
+    ),
+    "shares": (
         """
         WITH c AS (SELECT partition_date, count(*) AS n FROM clean_events
                    WHERE partition_date BETWEEN $1 AND $2 GROUP BY 1),
@@ -257,9 +468,18 @@ def noise_frames(
                coalesce(q.n, 0) / greatest(coalesce(c.n, 0) + coalesce(q.n, 0), 1) AS quarantined_share
         FROM c FULL JOIN q ON c.partition_date = q.partition_date
         """,
-        args,
-    ).df()
-    return {"bots": bots, "texts": texts, "shares": shares}
+        "partition_date",
+        "partition_date",
+    ),
+}
+
+
+def noise_frames(
+    con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date
+) -> dict[str, pd.DataFrame]:
+    """The whole noise aggregates as frames (small data and tests; validation uses
+    :func:`validate_noise`, which never loads them whole)."""
+    return {key: con.execute(sql, [start, end]).df() for key, (sql, _, _) in NOISE_SOURCES.items()}
 
 
 def validate_noise(
@@ -267,10 +487,25 @@ def validate_noise(
     start: dt.date,
     end: dt.date,
     rules: CleaningRules = CleaningRules(),
+    sample_rows: int = SAMPLE_ROWS,
+    max_suspects: int = MAX_SUSPECT_ROWS,
 ) -> list[RuleResult]:
-    frames = noise_frames(con, start, end)
-    expectations = _noise_expectations(rules)
+    checks = _noise_checks(rules)
     results: list[RuleResult] = []
     for key, rule in zip(("bots", "texts", "shares"), NOISE_RULES, strict=True):
-        results.extend(run_suite(f"noise_{key}", frames[key], expectations[key], (rule,)))
+        sql, sample_key, order_by = NOISE_SOURCES[key]
+        results.extend(
+            validate_sql(
+                con,
+                f"noise_{key}",
+                sql,
+                [start, end],
+                checks[key],
+                (rule,),
+                sample_key=sample_key,
+                order_by=order_by,
+                sample_rows=sample_rows,
+                max_suspects=max_suspects,
+            )
+        )
     return results

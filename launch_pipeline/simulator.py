@@ -76,6 +76,8 @@ Determinism: the world comes from ``SeedSequence(seed, spawn_key=(0,))``, each d
 events from ``(1, date ordinal)`` and its noise from ``(2, date ordinal)``, the noise plan from
 ``(3,)``. Same config with an explicit ``end_date`` gives byte-identical files. Memory is bounded
 by one day of events plus the few pending returns/reviews; utilities are computed in user chunks.
+Each day file is written as soon as it is simulated. ``candidate_truth=False`` skips the users x
+candidates ground truth (the slow part for many users; the benchmark uses it).
 """
 
 from __future__ import annotations
@@ -161,6 +163,9 @@ class SimulatorConfig:
     candidates: int = 60  # new products awaiting launch (never appear in events)
     file_format: str = "csv"  # "csv" | "parquet" for events/; malformed rows only exist in csv
     noise: bool = True  # plant the noise kinds listed in NOISE_KINDS
+    # write ground_truth/candidate_appeal.parquet and candidate_truth.parquet (users x candidates,
+    # the expensive part at scale: about 1 s per 1,000 users); False skips them (benchmarks)
+    candidate_truth: bool = True
 
 
 @dataclass
@@ -1692,7 +1697,11 @@ def generate_shop(
         genuine += n
 
     # ground truth
-    _write_candidate_truth(w, gt_dir)
+    if cfg.candidate_truth:
+        _write_candidate_truth(w, gt_dir)
+    else:
+        for name in ("candidate_appeal.parquet", "candidate_truth.parquet"):
+            (gt_dir / name).unlink(missing_ok=True)
     kinds = np.concatenate(noise_kind) if noise_kind else np.zeros(0, np.int8)
     files = np.concatenate(noise_file) if noise_file else np.zeros(0, object)
     rownos = np.concatenate(noise_row) if noise_row else np.zeros(0, np.int64)
@@ -1710,6 +1719,8 @@ def generate_shop(
 
     generated_with = dataclasses.asdict(cfg)
     generated_with["end_date"] = end.isoformat()
+    if cfg.candidate_truth:  # the default: keep the manifest as it always was
+        generated_with.pop("candidate_truth")
     manifest = {
         "source": "simulator",
         "start_date": start.isoformat(),
