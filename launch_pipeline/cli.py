@@ -1,7 +1,9 @@
 """``launch-pipeline``: the command-line entry point.
 
 Sub-commands: ``generate`` (simulated shop data), ``run`` (materialize every asset and print the
-plan), ``prepare-instance`` (the persistent Dagster home used by ``make ui``)."""
+plan), ``eval-model`` (recommender benchmark on S3-Rec files), ``backtest`` (launch decisions at
+past cutoffs scored on real sales), ``bench`` (scale benchmark), ``prepare-instance`` (the
+persistent Dagster home used by ``make ui``)."""
 
 from __future__ import annotations
 
@@ -84,6 +86,30 @@ def plan_summary(settings) -> str:
     )
 
 
+def _source_of(raw_dir: Path) -> tuple | None:
+    from launch_pipeline.raw_io import read_manifest
+
+    manifest = read_manifest(raw_dir)
+    return (manifest.get("source"), manifest.get("path")) if manifest else None
+
+
+def archive_outputs(settings) -> Path | None:
+    """Move the warehouse and models of a previous source aside (never mix two shops)."""
+    import shutil
+
+    moved = [p for p in (settings.warehouse_path, settings.models_dir) if p.exists()]
+    if not moved:
+        return None
+    target = settings.data_dir / "archive" / dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    target.mkdir(parents=True, exist_ok=True)
+    for p in moved:
+        shutil.move(str(p), target / p.name)
+    wal = settings.warehouse_path.with_name(settings.warehouse_path.name + ".wal")
+    if wal.exists():
+        shutil.move(str(wal), target / wal.name)
+    return target
+
+
 def cmd_run(args) -> int:
     from launch_pipeline.errors import ConfigurationError
     from launch_pipeline.runner import run_pipeline
@@ -98,7 +124,16 @@ def cmd_run(args) -> int:
         if not args.path:
             raise ConfigurationError("--source needs --path (the file or folder to read)")
         print(f"Staging {args.path} ({args.source}) into {settings.raw_dir} ...")
+        before = _source_of(settings.raw_dir)
         staged = stage_source(args.source, args.path, settings.raw_dir)
+        if before is not None and before != _source_of(settings.raw_dir):
+            archived = archive_outputs(settings)
+            if archived:
+                print(
+                    f"  the data directory held another source {before}: archived its "
+                    f"warehouse and models under {archived}"
+                )
+        settings = Settings.from_env(data_dir=args.data_dir)  # the source's cleaning thresholds
         print(f"  {staged.summary_line()} ({time.perf_counter() - t0:.0f}s)")
     elif not has_raw_data(settings.raw_dir):
         print(f"No raw data in {settings.raw_dir}: generating the default simulated shop ...")
@@ -119,6 +154,58 @@ def cmd_run(args) -> int:
         f" .. {outcome.partitions[1]}).\n"
     )
     print(plan_summary(settings))
+    return 0
+
+
+def _write_json(payload: dict, out: Path | None) -> None:
+    text = json.dumps(payload, indent=2, default=str)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        print(f"wrote {out}")
+    else:
+        print(text)
+
+
+def cmd_eval_model(args) -> int:
+    from launch_pipeline.model.evaluation import evaluate_s3rec
+
+    result = evaluate_s3rec(
+        args.sequences, args.attributes, time_budget_min=args.time_budget_min, seed=args.seed
+    )
+    _write_json(result, args.out)
+    keys = ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "train_seconds", "epochs")
+    print(
+        ", ".join(
+            f"{k}={result[k]:.4f}" if isinstance(result[k], float) else f"{k}={result[k]}"
+            for k in keys
+            if k in result
+        )
+    )
+    return 0
+
+
+def cmd_backtest(args) -> int:
+    from launch_pipeline.backtest import run_backtest
+
+    result = run_backtest(
+        source=args.source,
+        path=args.path,
+        cutoffs=args.cutoff,
+        horizon_days=args.horizon_days,
+        slots=args.slots,
+        category_cap=args.category_cap,
+        work_dir=args.work_dir,
+    )
+    _write_json(result, args.out)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from launch_pipeline.bench import run_bench
+
+    result = run_bench(events=args.events, work_dir=args.work_dir, seed=args.seed)
+    _write_json(result, args.out)
     return 0
 
 
@@ -160,6 +247,38 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--first-day", type=_date, default=None)
     r.add_argument("--last-day", type=_date, default=None)
     r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("eval-model", help="full-ranking leave-one-out evaluation on S3-Rec files")
+    e.add_argument("--sequences", required=True, type=Path, help="user item item ... per line")
+    e.add_argument("--attributes", type=Path, default=None, help="JSON item -> [attribute ids]")
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--time-budget-min", type=float, default=20.0)
+    e.add_argument("--seed", type=int, default=42)
+    e.set_defaults(func=cmd_eval_model)
+
+    b = sub.add_parser(
+        "backtest", help="plan launches at past cutoffs and score them on real sales"
+    )
+    b.add_argument("--source", required=True)
+    b.add_argument("--path", required=True, type=Path)
+    b.add_argument("--cutoff", required=True, action="append", type=_date, help="repeatable")
+    b.add_argument("--horizon-days", type=int, default=90)
+    b.add_argument("--slots", type=int, default=20)
+    b.add_argument("--category-cap", type=int, default=None)
+    b.add_argument(
+        "--work-dir", type=Path, default=None, help="scratch folder (default: a temp dir)"
+    )
+    b.add_argument("--out", type=Path, required=True)
+    b.set_defaults(func=cmd_backtest)
+
+    bn = sub.add_parser("bench", help="scale benchmark of every stage against bare DuckDB")
+    bn.add_argument("--events", type=int, required=True)
+    bn.add_argument("--out", type=Path, default=None)
+    bn.add_argument(
+        "--work-dir", type=Path, default=None, help="scratch folder (default: a temp dir)"
+    )
+    bn.add_argument("--seed", type=int, default=7)
+    bn.set_defaults(func=cmd_bench)
 
     pi = sub.add_parser("prepare-instance", help="create DAGSTER_HOME under the data directory")
     pi.add_argument("--data-dir", type=Path, default=None)
