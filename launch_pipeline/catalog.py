@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from launch_pipeline.contract import CANDIDATES_STEM, PRODUCTS_STEM
+from launch_pipeline.errors import InputFileError
 from launch_pipeline.raw_io import read_products
 
 QUARANTINED_PRODUCTS_DDL = """
@@ -67,6 +68,21 @@ def load_table(con: duckdb.DuckDBPyConnection, raw_dir: Path, stem: str) -> dict
         con.execute(f"CREATE OR REPLACE TEMP TABLE _products_typed AS {sql}")
     finally:
         con.unregister("_products_src")
+    usable, total = con.execute(
+        "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FROM _products_typed"
+    ).fetchall()[0]
+    if usable == 0:
+        reasons = con.execute(
+            "SELECT reason, count(*) FROM _products_typed GROUP BY 1 ORDER BY 2 DESC"
+        ).fetchall()
+        con.execute("DROP TABLE _products_typed")
+        raise InputFileError(
+            path,
+            f"has no usable rows ({total} rows"
+            + (f", all unusable: {dict(reasons)}" if total else "")
+            + ")",
+            "deliver the file with at least one row that has an item_id and a positive price",
+        )
     cols = "item_id, title, category, brand, price, launched_at" + (
         ", unit_cost, stock" if is_candidates else ""
     )

@@ -12,8 +12,11 @@ File-level problems (missing file, unreadable or truncated file, missing require
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,9 +35,15 @@ from launch_pipeline.contract import (
     PRODUCTS_STEM,
     SUPPORTED_SUFFIXES,
 )
-from launch_pipeline.errors import InputFileError
+from launch_pipeline.errors import ConfigurationError, InputFileError
 
 DAY_FILE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
+
+MAX_LINE_BYTES = 1_048_576
+"""A CSV record longer than this is quarantined as ``malformed_row`` (its first 10,000
+characters are kept in ``raw_line``), not read."""
+_HEAD_BYTES = 65_536
+_PARQUET_MAGIC = b"PAR1"
 
 RAW_EVENTS_DDL = """
 CREATE TABLE IF NOT EXISTS raw_events (
@@ -120,6 +129,7 @@ def find_table_file(raw_dir: Path, stem: str) -> Path:
         )
     if len(hits) > 1:
         raise InputFileError(hits[0], f"both {hits[0].name} and {hits[1].name} exist", "keep one")
+    check_inside(hits[0], raw_dir)
     return hits[0]
 
 
@@ -128,11 +138,15 @@ def relation_for_file(con: duckdb.DuckDBPyConnection, path: Path, *, all_varchar
     path = Path(path)
     if path.stat().st_size == 0:
         raise InputFileError(path, "is empty (0 bytes)", "deliver the file again with a header row")
+    if path.suffix == ".csv":
+        check_csv_bytes(path)
     try:
         if path.suffix == ".parquet":
             rel = con.read_parquet(str(path))
             if all_varchar:
-                rel = rel.select(", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in rel.columns))
+                rel = rel.select(
+                    ", ".join(f"CAST({_ident(c)} AS VARCHAR) AS {_ident(c)}" for c in rel.columns)
+                )
         else:
             rel = con.read_csv(
                 str(path), header=True, all_varchar=all_varchar, delimiter=",", quotechar='"'
@@ -187,35 +201,102 @@ def _sql_str(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
-    """Stage one CSV day file into temp tables ``_day_accepted`` (with ``source_row``) and
-    ``_day_rejected``. Returns the file's (lower-cased) column names."""
+def _ident(name: str) -> str:
+    """A column name from a delivered file, quoted for DuckDB (embedded quotes doubled)."""
+    from launch_pipeline.defs.resources import quote_identifier
+
     try:
-        header = con.read_csv(
-            str(path),
-            header=True,
-            all_varchar=True,
-            delimiter=",",
-            quotechar='"',
-            escapechar='"',
-            ignore_errors=True,
-        ).columns
-    except duckdb.Error as exc:
+        return quote_identifier(name)
+    except ConfigurationError as exc:
+        raise InputFileError("(column header)", str(exc), "rename the column") from exc
+
+
+def check_inside(path: Path, root: Path) -> Path:
+    """``path`` with symlinks resolved; an :class:`InputFileError` when it leaves ``root`` (a
+    symlinked day file pointing at ``/etc/passwd`` is not read)."""
+    real = Path(os.path.realpath(path))
+    root_real = Path(os.path.realpath(root))
+    if real != root_real and root_real not in real.parents:
         raise InputFileError(
             path,
-            f"cannot be read as CSV ({str(exc).splitlines()[0]})",
-            "deliver a comma-separated UTF-8 file with a header row",
+            f"resolves to {real}, outside the raw data directory {root_real}",
+            "copy the file into the raw data directory instead of linking to it",
+        )
+    return real
+
+
+def check_csv_bytes(path: Path) -> None:
+    """File-level checks before DuckDB sees a CSV: a Parquet file named .csv, binary data."""
+    with open(path, "rb") as fh:
+        head = fh.read(_HEAD_BYTES)
+    if head.startswith(_PARQUET_MAGIC):
+        raise InputFileError(
+            path, "is a Parquet file with a .csv name", f"rename it to {Path(path).stem}.parquet"
+        )
+    control = sum(1 for b in head if b < 32 and b not in (9, 10, 13))
+    if head and (control > 0.05 * len(head) or b"\x00\x00" in head):
+        raise InputFileError(
+            path,
+            f"is binary data, not CSV text ({control} control bytes in the first {len(head)})",
+            "deliver the day's events as comma-separated UTF-8 text with a header row "
+            "(or as .parquet)",
+        )
+
+
+def read_csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file's header row (UTF-8, BOM allowed), read without DuckDB's
+    sniffer so that a bad row further down cannot make the whole file unreadable."""
+    with open(path, "rb") as fh:
+        first = fh.readline(MAX_LINE_BYTES + 1)
+    if len(first) > MAX_LINE_BYTES:
+        raise InputFileError(
+            path,
+            f"the first line is longer than {MAX_LINE_BYTES} bytes: no header row",
+            "deliver the file with a header row (user_id,item_id,event_type,ts,...)",
+        )
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(
+            path,
+            f"the header row is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
         ) from exc
+    rows = list(csv.reader(io.StringIO(text), delimiter=",", quotechar='"'))
+    names = [c.strip() for c in rows[0]] if rows else []
+    if not names or all(not n for n in names):
+        raise InputFileError(path, "has no header row", "deliver the file with a header row")
+    lowered = [n.lower() for n in names]
+    dupes = sorted({n for n in lowered if lowered.count(n) > 1})
+    if dupes:
+        raise InputFileError(
+            path, f"has duplicated column names {dupes}", "keep one column of each name"
+        )
+    return names
+
+
+def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """Stage one CSV day file into temp tables ``_day_accepted`` (with ``source_row``) and
+    ``_day_rejected``. Returns the file's (lower-cased) column names.
+
+    The header is read by :func:`read_csv_header` and DuckDB reads the rest with that schema
+    (``auto_detect=false``): a row with the wrong field count, invalid UTF-8, an unterminated
+    quote or more than :data:`MAX_LINE_BYTES` bytes becomes a rejected record (quarantined as
+    ``malformed_row`` with the reader's error and the raw line) instead of failing the file."""
+    check_csv_bytes(path)
+    header = read_csv_header(path)
     cols = [c.strip().lower() for c in header]
     require_columns(path, cols, EVENT_REQUIRED_COLUMNS, EVENT_COLUMNS)
+    schema = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in header) + "}"
     con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans;")
     try:
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _day_read AS
             SELECT row_number() OVER () - 1 AS accepted_idx, *
-            FROM read_csv({_sql_str(path)}, header=true, all_varchar=true, delim=',', quote='"',
-                          escape='"', store_rejects=true, max_line_size=1048576)
+            FROM read_csv({_sql_str(path)}, header=true, auto_detect=false, columns={schema},
+                          delim=',', quote='"', escape='"', store_rejects=true,
+                          max_line_size={MAX_LINE_BYTES})
             """
         )
     except duckdb.Error as exc:
@@ -228,7 +309,8 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
         """
         CREATE OR REPLACE TEMP TABLE _day_rejected AS
         SELECT line - 2 AS source_row,
-               arg_min(error_type || ': ' || error_message, column_idx) AS parse_error,
+               arg_min(error_type || ': ' || coalesce(error_message, ''), coalesce(column_idx, -1))
+                   AS parse_error,
                any_value(csv_line) AS raw_line
         FROM reject_errors GROUP BY line
         """
@@ -254,7 +336,15 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     rel = relation_for_file(con, path, all_varchar=False)
     cols = [c.strip().lower() for c in rel.columns]
     require_columns(path, cols, EVENT_REQUIRED_COLUMNS, EVENT_COLUMNS)
-    select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c.strip().lower()}"' for c in rel.columns)
+    lowered = [c.strip().lower() for c in rel.columns]
+    dupes = sorted({c for c in lowered if lowered.count(c) > 1})
+    if dupes:
+        raise InputFileError(
+            path, f"has duplicated column names {dupes}", "keep one column of each name"
+        )
+    select = ", ".join(
+        f"CAST({_ident(c)} AS VARCHAR) AS {_ident(c.strip().lower())}" for c in rel.columns
+    )
     try:
         con.execute(
             f"""
@@ -290,13 +380,14 @@ def load_event_day(con: duckdb.DuckDBPyConnection, raw_dir: Path, day: dt.date, 
             f"no events file for partition {day}",
             f"deliver {EVENTS_DIRNAME}/{day}.csv or .parquet, or materialize another partition",
         )
+    check_inside(path, raw_dir)
     if path.stat().st_size == 0:
         raise InputFileError(
             path, "is empty (0 bytes)", "deliver the day's file again with a header row"
         )
     cols = _stage_parquet(con, path) if path.suffix == ".parquet" else _stage_csv(con, path)
     select = ", ".join(
-        f'CAST("{c}" AS VARCHAR)' if c in cols else "NULL::VARCHAR" for c in EVENT_COLUMNS
+        f"CAST({_ident(c)} AS VARCHAR)" if c in cols else "NULL::VARCHAR" for c in EVENT_COLUMNS
     )
     names = ", ".join(EVENT_COLUMNS)
     con.execute(RAW_EVENTS_DDL)

@@ -14,26 +14,42 @@ from launch_pipeline.settings import Settings
 
 INSTANCE_YAML = """\
 # Dagster instance for launch_pipeline (written by `launch-pipeline prepare-instance`).
+# Storage: SQLite files in this folder. For PostgreSQL see deploy/dagster.postgres.yaml.
 telemetry:
   enabled: false
 concurrency:
-  # DuckDB allows one writer per database file: every warehouse-writing step is in the pool
-  # "duckdb_warehouse", and pools default to one step at a time across all runs.
+  # DuckDB allows one writer per database file: every warehouse-touching step is in the pool
+  # "duckdb_warehouse", and pools default to one step at a time across all runs ("op"
+  # granularity: a step waits for a free slot, other steps of the run go on).
   pools:
     default_limit: 1
+    granularity: op
+  # The run queue (QueuedRunCoordinator, used by `dagster dev` and the daemon): at most 4 runs
+  # at once (a 30-day backfill queues its runs), at most 1 nightly-schedule run at a time.
   runs:
     max_concurrent_runs: 4
+    tag_concurrency_limits:
+      - key: dagster/schedule_name
+        value: nightly_launch_plan
+        limit: 1
 """
+
+
+def write_instance_yaml(home: Path) -> Path:
+    """Write ``home/dagster.yaml`` (pools and run queue) unless the folder already has one."""
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text(INSTANCE_YAML)
+    return cfg
 
 
 def prepare_instance(settings: Settings) -> Path:
     """Create ``DAGSTER_HOME`` under the data directory (with ``dagster.yaml``) and point the
     environment at it unless ``DAGSTER_HOME`` is already set. Returns the home used."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
-    home.mkdir(parents=True, exist_ok=True)
-    cfg = home / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text(INSTANCE_YAML)
+    write_instance_yaml(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -2,12 +2,88 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from launch_pipeline.errors import ConfigurationError
 from launch_pipeline.settings import CleaningRules, PlanningSettings, Settings
+
+ENV_ALLOWED_ROOTS = "LAUNCH_PIPELINE_ALLOWED_ROOTS"
+"""Extra folders (``os.pathsep``-separated) a raw data directory may live in, besides the data
+directory. Set by whoever deploys the code location; the launchpad cannot change it."""
+
+_SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys", "/usr")
+_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_RESERVED = {
+    "select", "from", "where", "table", "drop", "delete", "insert", "update", "create", "alter",
+    "union", "join", "order", "group", "by", "limit", "and", "or", "not", "null", "as", "on",
+}  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# validation of what comes from configuration
+# --------------------------------------------------------------------------------------------
+def validate_identifier(name: str, what: str = "SQL identifier") -> str:
+    """A table or column name that came from configuration: letters, digits and ``_``, not
+    starting with a digit, at most 63 characters, not an SQL keyword. Returns it unchanged."""
+    if not isinstance(name, str) or not _IDENTIFIER_RE.match(name) or name.lower() in _RESERVED:
+        raise ConfigurationError(
+            f"{what} {name!r} is not allowed: use letters, digits and underscores only, not "
+            "starting with a digit, at most 63 characters, and not an SQL keyword"
+        )
+    return name
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a name that comes from data (e.g. a column header of a delivered file) for DuckDB:
+    ``"name"`` with embedded quotes doubled, so it can never end the identifier early."""
+    if "\x00" in str(name):
+        raise ConfigurationError(f"identifier {name!r} contains a NUL character")
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def allowed_raw_roots(data_dir: Path) -> list[Path]:
+    roots = [data_dir]
+    env_raw = os.environ.get("LAUNCH_PIPELINE_RAW_DIR")
+    if env_raw:
+        roots.append(Path(env_raw).resolve())
+    for extra in (os.environ.get(ENV_ALLOWED_ROOTS) or "").split(os.pathsep):
+        if extra.strip():
+            roots.append(Path(extra.strip()).resolve())
+    return roots
+
+
+def validate_paths(data_dir: str | Path, raw_dir: str | Path) -> tuple[Path, Path]:
+    """Resolve (symlinks and ``..`` included) and check the configured folders.
+
+    * the data directory must not be the filesystem root or a system folder;
+    * the raw data directory must be inside the data directory, or be the deployment's
+      ``LAUNCH_PIPELINE_RAW_DIR``, or lie inside a folder listed in
+      ``LAUNCH_PIPELINE_ALLOWED_ROOTS``. A path typed into the launchpad cannot point the
+      pipeline at ``/etc`` or at another team's files."""
+    data = Path(data_dir).expanduser().resolve()
+    raw = Path(raw_dir).expanduser().resolve()
+    if data == Path(data.anchor) or any(_is_within(data, Path(d)) for d in _SYSTEM_DIRS):
+        raise ConfigurationError(
+            f"data_dir {data} is the filesystem root or a system folder: choose a project folder "
+            "such as ./data (LAUNCH_PIPELINE_DATA_DIR)"
+        )
+    roots = allowed_raw_roots(data)
+    if not any(_is_within(raw, root) for root in roots):
+        raise ConfigurationError(
+            f"raw_dir {raw} is outside the data directory {data}: put the raw data under {data} "
+            f"(default {data / 'raw'}), or let the deployment allow its folder with "
+            f"{ENV_ALLOWED_ROOTS} (or LAUNCH_PIPELINE_RAW_DIR)"
+        )
+    return data, raw
 
 
 class LaunchPipelineConfig(dg.ConfigurableResource):
@@ -42,9 +118,19 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
         )
 
     def settings(self) -> Settings:
+        """The settings of this run; a path outside the allowed folders stops the step with a
+        :class:`dagster.Failure` that says what to change (see :func:`validate_paths`)."""
+        try:
+            data_dir, raw_dir = validate_paths(self.data_dir, self.raw_dir)
+        except ConfigurationError as exc:
+            raise dg.Failure(
+                description=f"invalid configuration of the `pipeline` resource: {exc}",
+                metadata={"data_dir": self.data_dir, "raw_dir": self.raw_dir},
+                allow_retries=False,
+            ) from exc
         return Settings(
-            data_dir=Path(self.data_dir),
-            raw_dir=Path(self.raw_dir),
+            data_dir=data_dir,
+            raw_dir=raw_dir,
             cleaning=CleaningRules(
                 **{f: getattr(self, f) for f in CleaningRules.__dataclass_fields__}
             ),
