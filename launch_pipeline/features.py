@@ -147,6 +147,9 @@ LEFT JOIN cat_agg c USING (user_id) LEFT JOIN band_agg p USING (user_id)
 ORDER BY b.user_id
 """
 
+# steps: a new step starts where the item changes (lag over the user's time order); the step
+# number is the running count of starts, so a user's step count is the largest step number and
+# the last $max_len steps are those above n_steps - $max_len (no extra window sort for either)
 USER_SEQUENCES_SQL = """
 CREATE OR REPLACE TABLE user_sequences AS
 WITH ev AS (
@@ -154,17 +157,20 @@ WITH ev AS (
            CASE event_type WHEN 'view' THEN 1 WHEN 'cart' THEN 2 WHEN 'purchase' THEN 3 END AS strength
     FROM clean_events WHERE event_type IN ('view', 'cart', 'purchase')
 ), ordered AS (
-    SELECT *, row_number() OVER w AS k,
-           CASE WHEN lag(item_id) OVER w = item_id THEN 0 ELSE 1 END AS new_step
+    SELECT *, CASE WHEN lag(item_id) OVER w = item_id THEN 0 ELSE 1 END AS new_step
     FROM ev WINDOW w AS (PARTITION BY user_id ORDER BY ts, source_file, source_row)
 ), stepped AS (
-    SELECT *, sum(new_step) OVER (PARTITION BY user_id ORDER BY k) AS step FROM ordered
+    SELECT *, sum(new_step) OVER (PARTITION BY user_id ORDER BY ts, source_file, source_row
+                                  ROWS UNBOUNDED PRECEDING) AS step
+    FROM ordered
 ), steps AS (
     SELECT user_id, step, any_value(item_id) AS item_id, max(strength) AS strength, min(ts) AS ts
     FROM stepped GROUP BY user_id, step
+), counts AS (
+    SELECT user_id, CAST(max(step) AS BIGINT) AS n_steps FROM steps GROUP BY user_id
 ), last_steps AS (
-    SELECT *, count(*) OVER (PARTITION BY user_id) AS n_steps FROM steps
-    QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY step DESC) <= $max_len
+    SELECT s.*, c.n_steps FROM steps s JOIN counts c USING (user_id)
+    WHERE s.step > c.n_steps - $max_len
 )
 SELECT user_id, any_value(n_steps) AS n_steps,
        list(item_id ORDER BY step) AS items,

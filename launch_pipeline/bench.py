@@ -1,0 +1,793 @@
+"""Scale benchmark: every stage of the pipeline measured against the bare DuckDB engine.
+
+``launch-pipeline bench --events N [--out FILE.json]`` (:func:`run_bench`):
+
+1. **generate**: the shop simulator writes about N events as Parquet day files (30 days,
+   ``N / 50`` users, ``candidate_truth=False``: the users x candidates ground truth is not needed
+   here). The simulator writes one day at a time, so its memory is bounded by one day.
+2. **bare DuckDB reference**: a fresh file-backed DuckDB reads the same Parquet files and runs one
+   ``GROUP BY`` per feature table (items, users, sequences, hour-of-week activity), timestamps
+   parsed the way any real feature needs them. Nothing else: no text landing, no cleaning, no
+   checks. It is the floor any pipeline on this engine can reach.
+3. **raw -> features** through the project's own functions, on a file-backed warehouse in the
+   work dir, in the order and with the calls of the Dagster assets (which are thin wrappers):
+   ``catalog.load_product_catalog`` / ``load_launch_candidates``, ``raw_io.load_event_day`` per day,
+   ``cleaning.clean_partitions`` over the whole range, ``quality.validate_quality`` and
+   ``quality.validate_noise`` (the GX checks), ``features.build_*``. Each stage is reported with
+   its seconds, its peak RSS and its ratio to the bare reference; ``gx_share_of_clean_stage``
+   is the GX time over (cleaning + GX).
+4. **model training throughput**: ``model.training.train_model`` (the pipeline's model config,
+   fixed epochs, no validation) on the sequences of a fixed sample of users (default 5,000,
+   chosen by a hash of the user id) read from the bench warehouse with
+   ``recommender.load_shop_data``; sequences/s of the epochs after the first (the first one
+   includes tracing).
+5. **scoring throughput**: r_ij for 1M users x 1k candidates (fewer for a small N, see
+   :func:`_workload_sizes`). ``recommender.purchase_probabilities`` itself is timed on a slice
+   (it runs the Transformer per user and returns dense float64 matrices: 16 GB at 1M x 1k), and
+   the same math (catalogue + candidate softmax, ``r = 1 - exp(-n p c)``) is timed on the full
+   size in :func:`stream_purchase_probabilities`, batched, float32, reduced per batch.
+   User vectors are the trained sample model's vectors of real users, tiled with a small jitter
+   up to 1M; candidate vectors come from the model's attribute encoder for 1k synthetic
+   attribute rows.
+6. **plan**: ``planning.select_launches`` on 10k random candidates, 1k slots, 20 categories with a
+   cap of 60 each.
+
+Memory: a sampling thread reads the process RSS (``/proc/self/statm``) every 10 ms; each stage
+reports its own peak, and ``peak_rss_mb`` is the whole process's peak (``getrusage`` maxrss of the
+process and of any children). Everything runs in one process, one stage after another.
+
+``python -m launch_pipeline.bench nightly --events-per-day 1000000`` (:func:`run_nightly`)
+measures the nightly run: a warehouse already holding the earlier days (loaded with the same
+functions), then one new day through the real Dagster job (``runner.run_pipeline`` with
+``first_day = last_day = D``: that partition plus everything downstream).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+BENCH_DAYS = 30
+EVENTS_PER_USER = 50  # over the 30 days
+END_DATE = dt.date(2026, 11, 1)  # fixed so that a bench run is reproducible
+TRAIN_SAMPLE_USERS = 5000
+TRAIN_EPOCHS = 3
+SCORE_USERS = 1_000_000
+SCORE_CANDIDATES = 1000
+MILP_CANDIDATES = 10_000
+MILP_SLOTS = 1000
+MILP_CATEGORIES = 20
+MILP_CATEGORY_CAP = 60
+
+
+# --------------------------------------------------------------------------------------------
+# measuring
+# --------------------------------------------------------------------------------------------
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def process_peak_rss_mb() -> float:
+    """Peak RSS of this process and of its waited-for children, in MB (getrusage maxrss)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return max(own, kids) * scale / 2**20
+
+
+class StageMeter:
+    """Wall time and peak RSS per stage (a sampling thread polls the RSS every ``interval`` s)."""
+
+    def __init__(self, interval: float = 0.01):
+        self.interval = interval
+        self.stages: dict[str, dict] = {}
+        self._peak = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            rss = _rss_bytes()
+            with self._lock:
+                self._peak = max(self._peak, rss)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+
+    @contextlib.contextmanager
+    def stage(self, name: str, **extra):
+        with self._lock:
+            self._peak = _rss_bytes()
+        t0 = time.perf_counter()
+        rec = {"seconds": None, "peak_rss_mb": None, **extra}
+        try:
+            yield rec
+        finally:
+            rec["seconds"] = round(time.perf_counter() - t0, 3)
+            with self._lock:
+                self._peak = max(self._peak, _rss_bytes())
+                rec["peak_rss_mb"] = round(self._peak / 2**20, 1)
+            self.stages[name] = rec
+
+
+def machine_info() -> dict:
+    mem = None
+    with contextlib.suppress(OSError, ValueError):
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    import duckdb
+
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(mem, 1) if mem else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# 1. data
+# --------------------------------------------------------------------------------------------
+def bench_config(events: int, seed: int = 7, days: int = BENCH_DAYS):
+    from launch_pipeline.simulator import SimulatorConfig
+
+    return SimulatorConfig(
+        seed=seed,
+        users=max(200, events // EVENTS_PER_USER),
+        days=days,
+        events_per_day=max(1, events // days),
+        end_date=END_DATE,
+        file_format="parquet",
+        candidate_truth=False,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 2. the bare DuckDB reference
+# --------------------------------------------------------------------------------------------
+BARE_EVENTS_VIEW = """
+CREATE OR REPLACE TEMP VIEW bare_events AS
+SELECT user_id, item_id, event_type, quantity, price, rating,
+       CASE WHEN regexp_full_match(ts, '[0-9]+') THEN to_timestamp(TRY_CAST(ts AS BIGINT))
+            ELSE TRY_CAST(ts AS TIMESTAMPTZ) END AS t
+FROM read_parquet({files})
+"""
+BARE_QUERIES = {
+    "item_features": """
+        CREATE OR REPLACE TABLE bare_item AS
+        SELECT item_id, count(*) FILTER (WHERE event_type = 'view') AS views,
+               count(*) FILTER (WHERE event_type = 'cart') AS carts,
+               count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+               sum(quantity * price) FILTER (WHERE event_type = 'purchase') AS revenue,
+               count(DISTINCT user_id) AS users, avg(rating) AS rating_mean
+        FROM bare_events GROUP BY item_id""",
+    "user_features": """
+        CREATE OR REPLACE TABLE bare_user AS
+        SELECT user_id, min(t) AS first_seen, max(t) AS last_seen, count(*) AS events,
+               count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+               sum(quantity * price) FILTER (WHERE event_type = 'purchase') AS monetary
+        FROM bare_events GROUP BY user_id""",
+    "user_sequences": """
+        CREATE OR REPLACE TABLE bare_sequences AS
+        SELECT user_id, list(item_id ORDER BY t) AS items, list(event_type ORDER BY t) AS types
+        FROM bare_events WHERE event_type IN ('view', 'cart', 'purchase') GROUP BY user_id""",
+    "activity_profile": """
+        CREATE OR REPLACE TABLE bare_activity AS
+        SELECT user_id, (isodow(t) - 1) * 24 + hour(t) AS hour_of_week, count(*) AS events,
+               count(*) FILTER (WHERE event_type = 'purchase') AS purchases
+        FROM bare_events GROUP BY ALL""",
+}
+
+
+def bare_duckdb_reference(raw_dir: Path, db_path: Path) -> dict:
+    """Seconds per bare GROUP BY over the Parquet day files (file-backed DuckDB, fresh file)."""
+    import duckdb
+
+    files = sorted(str(p) for p in (Path(raw_dir) / "events").glob("*.parquet"))
+    db_path.unlink(missing_ok=True)
+    con = duckdb.connect(str(db_path))
+    out = {}
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(BARE_EVENTS_VIEW.format(files="[" + ", ".join(f"'{f}'" for f in files) + "]"))
+        for name, sql in BARE_QUERIES.items():
+            t0 = time.perf_counter()
+            con.execute(sql)
+            out[name] = round(time.perf_counter() - t0, 3)
+    finally:
+        con.close()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# 3. raw -> features through the pipeline's functions
+# --------------------------------------------------------------------------------------------
+def pipeline_raw_to_features(
+    meter: StageMeter, raw_dir: Path, db_path: Path, rules=None, now: dt.datetime | None = None
+) -> dict:
+    """Land, clean, validate and build features like the Dagster assets do; returns accounting
+    and check results. Stages go into ``meter`` as raw, clean, gx_quality, gx_noise and one
+    ``features.<table>`` per feature table."""
+    import duckdb
+
+    from launch_pipeline import catalog, cleaning, features, quality
+    from launch_pipeline.raw_io import event_day_files, load_event_day
+    from launch_pipeline.settings import CleaningRules
+
+    rules = rules or CleaningRules()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    db_path.unlink(missing_ok=True)
+    files = event_day_files(raw_dir)
+    start, end = min(files), max(files)
+    con = duckdb.connect(str(db_path))
+    out: dict = {}
+    try:
+        with meter.stage("raw") as rec:
+            catalog.load_product_catalog(con, raw_dir)
+            catalog.load_launch_candidates(con, raw_dir)
+            rec["rows"] = sum(load_event_day(con, raw_dir, d, p) for d, p in sorted(files.items()))
+        with meter.stage("clean") as rec:
+            stats = cleaning.clean_partitions(con, start, end, rules, now=now)
+            rec["rows_clean"] = stats["clean"]
+            rec["rows_quarantined"] = stats["quarantined"]
+        with meter.stage("gx_import"):  # a one-off cost per process, reported apart
+            import great_expectations  # noqa: F401
+        with meter.stage("gx_quality"):
+            q = quality.validate_quality(con, start, end, rules, now=now)
+        with meter.stage("gx_noise"):
+            n = quality.validate_noise(con, start, end, rules)
+        for name, build in (
+            ("item_features", features.build_item_features),
+            ("user_features", features.build_user_features),
+            ("user_sequences", features.build_user_sequences),
+            ("activity_profile", features.build_activity_profile),
+        ):
+            with meter.stage(f"features.{name}") as rec:
+                build(con)
+        out["accounting_holds"] = stats["raw"] == stats["clean"] + stats["quarantined"]
+        out["rows"] = {"raw": stats["raw"], "clean": stats["clean"]}
+        out["reasons"] = stats["reasons"]
+        out["checks"] = {r.rule: r.passed for r in q + n}
+        out["checks_failing_rows"] = {r.rule: r.unexpected_count for r in q + n}
+        out["checks_rows_validated_by_gx"] = {
+            r.rule: getattr(r, "gx_rows", r.element_count) for r in q + n
+        }
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# 4. training throughput
+# --------------------------------------------------------------------------------------------
+def load_sample_shop(db_path: Path, users: int):
+    """``recommender.load_shop_data`` over ``users`` users of the warehouse (hash-chosen, so the
+    sample is the same for the same data), through an in-memory DuckDB with views onto the
+    warehouse opened read-only."""
+    import duckdb
+
+    from launch_pipeline.recommender import load_shop_data
+
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{db_path}' AS wh (READ_ONLY)")
+        con.execute("CREATE VIEW item_features AS SELECT * FROM wh.item_features")
+        con.execute("CREATE VIEW clean_events AS SELECT ts FROM wh.clean_events")
+        con.execute(
+            "CREATE VIEW user_sequences AS SELECT * FROM wh.user_sequences "
+            f"ORDER BY hash(user_id), user_id LIMIT {int(users)}"
+        )
+        return load_shop_data(con)
+    finally:
+        con.close()
+
+
+def training_throughput(shop, epochs: int = TRAIN_EPOCHS, time_budget_s: float = 300.0) -> dict:
+    from launch_pipeline.model.config import ModelConfig
+    from launch_pipeline.model.data import holdout_last
+    from launch_pipeline.model.training import train_model
+
+    cfg = ModelConfig(  # the pipeline's config (training.pipeline_model_config), fixed epochs
+        n_event_types=3,
+        seed=42,
+        max_epochs=epochs,
+        time_budget_s=time_budget_s,
+        knn_blend=False,
+    )
+    train, _ = holdout_last(shop.data)
+    keep = [k for k, s in enumerate(train.sequences) if len(s) >= 2]
+    train = train.with_sequences(
+        [train.sequences[k] for k in keep], [train.event_types[k] for k in keep]
+    )
+    result = train_model(shop.data, cfg, train_inputs=train)
+    secs = [h["seconds"] for h in result.history]
+    steady = secs[1:] or secs
+    per_epoch = float(np.mean(steady))
+    steps = int(sum(len(s) - 1 for s in train.sequences))
+    return {
+        "sequences": len(train.sequences),
+        "target_steps_per_epoch": steps,
+        "epochs": result.epochs,
+        "epoch_seconds": [round(s, 3) for s in secs],
+        "sequences_per_second": round(len(train.sequences) / per_epoch, 1),
+        "target_steps_per_second": round(steps / per_epoch, 1),
+        "train_seconds": round(result.train_seconds, 3),
+        "model": result.model,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# 5. scoring throughput
+# --------------------------------------------------------------------------------------------
+def stream_purchase_probabilities(
+    user_vecs: np.ndarray,
+    rates: np.ndarray,
+    catalog_vecs: np.ndarray,
+    cand_vecs: np.ndarray,
+    conv: np.ndarray,
+    batch_size: int = 4096,
+    top_k: int = 0,
+    threads: int | None = None,
+) -> dict:
+    """The r_ij math of ``recommender.purchase_probabilities`` (softmax over catalogue and
+    candidates, ``r = 1 - exp(-n_i p_ij c_j)``), batched in float32 and reduced per batch instead
+    of returning dense matrices: per candidate the sum of r and of r(1-r) (the demand forecast
+    and the MILP input) and, with ``top_k``, each user's top candidates (``user_top_candidates``).
+    Batches run on ``threads`` threads (numpy releases the GIL; default: one per CPU).
+
+    Returns the reductions; memory is O(threads x batch_size x (n_catalog + n_candidates))."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    all_vecs = np.ascontiguousarray(np.vstack([catalog_vecs, cand_vecs]).T.astype(np.float32))
+    n_c = cand_vecs.shape[0]
+    n_u = user_vecs.shape[0]
+    conv32 = np.asarray(conv, dtype=np.float32)[None, :]
+    rates32 = np.asarray(rates, dtype=np.float32)
+    k = min(top_k, n_c)
+    top_items = np.empty((n_u, k), dtype=np.int32)
+    top_r = np.empty((n_u, k), dtype=np.float32)
+
+    def one(start: int) -> tuple[np.ndarray, np.ndarray]:
+        sl = slice(start, min(n_u, start + batch_size))
+        logits = user_vecs[sl] @ all_vecs
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        scale = -rates32[sl] / logits.sum(axis=1)  # -n_i / softmax denominator
+        p = logits[:, -n_c:]
+        p *= scale[:, None]
+        p *= conv32
+        np.expm1(p, out=p)  # = -r
+        if k:
+            idx = np.argpartition(p, k - 1, axis=1)[:, :k]
+            top_items[sl] = idx
+            top_r[sl] = -np.take_along_axis(p, idx, axis=1)
+        return -p.sum(axis=0, dtype=np.float64), np.einsum("ij,ij->j", p, p, dtype=np.float64)
+
+    sum_r = np.zeros(n_c, dtype=np.float64)
+    sum_r2 = np.zeros(n_c, dtype=np.float64)
+    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+        for a, b in pool.map(one, range(0, n_u, batch_size)):
+            sum_r += a
+            sum_r2 += b
+    out = {"sum_r": sum_r, "sum_r_var": sum_r - sum_r2}
+    if k:
+        out.update(top_items=top_items, top_r=top_r)
+    return out
+
+
+def _synthetic_candidates(shop, n: int, rng: np.random.Generator):
+    """``n`` candidate attribute rows drawn from the attribute combinations of the catalogue
+    (category, brand and price band drawn independently, as a new product could combine them)."""
+    import pandas as pd
+
+    attrs = shop.data.item_attributes[1:]
+    rows = np.stack(
+        [attrs[rng.integers(0, len(attrs), n), j] for j in range(attrs.shape[1])], axis=1
+    )
+    cats = shop.item_category[1:][rng.integers(0, len(attrs), n)]
+    cands = pd.DataFrame(
+        {
+            "item_id": [f"bench{k:05d}" for k in range(n)],
+            "title": "",
+            "category": cats,
+            "brand": "",
+            "price": rng.lognormal(3.5, 1.0, n).round(2),
+            "price_band": "",
+        }
+    )
+    return cands, rows
+
+
+def scoring_throughput(
+    model, shop, n_users: int, n_candidates: int, seed: int, pipeline_slice: int
+) -> dict:
+    from launch_pipeline.model.training import catalog_vectors, item_vectors, user_vectors
+    from launch_pipeline.recommender import (
+        category_purchase_share,
+        interaction_rates,
+        purchase_probabilities,
+    )
+
+    rng = np.random.default_rng(seed)
+    cands, cand_attrs = _synthetic_candidates(shop, n_candidates, rng)
+    shop_c = dataclasses.replace(shop, candidates=cands, candidate_attributes=cand_attrs)
+    out: dict = {"users": n_users, "candidates": n_candidates}
+
+    # (a) the pipeline's own function on a slice (Transformer user vectors + dense outputs)
+    rows = np.arange(pipeline_slice) % len(shop.data.sequences)
+    t0 = time.perf_counter()
+    r, _ = purchase_probabilities(model, shop_c, rows, horizon_days=30)
+    secs = time.perf_counter() - t0
+    out["purchase_probabilities"] = {
+        "users": int(pipeline_slice),
+        "seconds": round(secs, 3),
+        "scores_per_second": round(r.size / secs),
+        "extrapolated_seconds_for_target": round(secs * n_users / pipeline_slice, 1),
+        "dense_output_gb_for_target": round(2 * n_users * n_candidates * 8 / 2**30, 1),
+    }
+    del r
+
+    # (b) user vectors: the Transformer encoder alone
+    seqs = shop.data.sequences
+    t0 = time.perf_counter()
+    uv = user_vectors(model, seqs, shop.data.event_types)
+    secs = time.perf_counter() - t0
+    out["user_vectors_per_second"] = round(len(seqs) / secs, 1)
+
+    # (c) the r_ij math on the full size, streamed (synthetic users: real vectors, tiled + jitter)
+    reps = -(-n_users // len(uv))
+    big = np.tile(uv, (reps, 1))[:n_users]
+    big += rng.normal(0, 0.05 * float(np.abs(uv).mean() + 1e-6), big.shape).astype(np.float32)
+    rates = np.tile(interaction_rates(shop, 30), reps)[:n_users]
+    share = category_purchase_share(shop)
+    conv = np.array([share.get(c, share["*"]) for c in cands["category"]])
+    cat_vecs = catalog_vectors(model)[1:]
+    cand_vecs = item_vectors(model, cand_attrs, None)
+    t0 = time.perf_counter()
+    red = stream_purchase_probabilities(big, rates, cat_vecs, cand_vecs, conv)
+    secs = time.perf_counter() - t0
+    out["score_seconds"] = round(secs, 3)
+    out["scores_per_second"] = round(n_users * n_candidates / secs)
+    out["mean_r"] = float(red["sum_r"].sum() / (n_users * n_candidates))
+    # the per-user top 10 (user_top_candidates) on top of it, timed on a tenth of the users
+    part = max(1, n_users // 10)
+    t0 = time.perf_counter()
+    stream_purchase_probabilities(big[:part], rates[:part], cat_vecs, cand_vecs, conv, top_k=10)
+    out["with_top10_per_user_seconds_extrapolated"] = round(
+        (time.perf_counter() - t0) * n_users / part, 1
+    )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# 6. plan
+# --------------------------------------------------------------------------------------------
+def milp_bench(n: int, slots: int, n_categories: int, cap: int, seed: int) -> dict:
+    import pandas as pd
+
+    from launch_pipeline.planning import select_launches
+
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {
+            "item_id": [f"c{k:06d}" for k in range(n)],
+            "category": [f"cat{k}" for k in rng.integers(0, n_categories, n)],
+            "expected_revenue": rng.lognormal(6.0, 1.5, n) * (rng.random(n) > 0.02),
+        }
+    )
+    t0 = time.perf_counter()
+    res = select_launches(df, slots=slots, category_cap=cap)
+    total = time.perf_counter() - t0
+    return {
+        "candidates": n,
+        "slots": slots,
+        "categories": n_categories,
+        "category_cap": cap,
+        "chosen": len(res.chosen),
+        "solve_seconds": round(res.solve_seconds, 3),
+        "select_launches_seconds": round(total, 3),
+        "status": res.status,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# the bench
+# --------------------------------------------------------------------------------------------
+def _workload_sizes(events: int) -> dict:
+    """Fixed workloads of the issue; a smoke run (N < 1M events) shrinks the scoring users so
+    that it stays quick. The sizes used are in the JSON."""
+    return {
+        "score_users": SCORE_USERS
+        if events >= 1_000_000
+        else max(10_000, min(events, SCORE_USERS)),
+        "score_candidates": SCORE_CANDIDATES,
+        "pipeline_scoring_slice": 20_000 if events >= 1_000_000 else 2_000,
+        "train_users": TRAIN_SAMPLE_USERS,
+        "train_epochs": TRAIN_EPOCHS if events >= 1_000_000 else 2,
+    }
+
+
+def run_bench(
+    events: int,
+    work_dir: Path | str | None = None,
+    seed: int = 7,
+    *,
+    keep: bool | None = None,
+    model_stages: bool = True,
+) -> dict:
+    """Run the whole benchmark for about ``events`` events; returns a JSON-able dict.
+
+    ``work_dir`` (default: a temporary folder, removed afterwards) holds the raw files and the
+    warehouses; a given ``work_dir`` is kept (``keep``) so the data can be inspected."""
+    if events < 1000:
+        raise ValueError("events must be >= 1000")
+    tmp = None
+    if work_dir is None:
+        tmp = tempfile.mkdtemp(prefix="launch_bench_")
+        work_dir = Path(tmp)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    keep = (tmp is None) if keep is None else keep
+    raw_dir = work_dir / "raw"
+    sizes = _workload_sizes(events)
+    meter = StageMeter()
+    result: dict = {"events_requested": int(events), "machine": machine_info(), "sizes": sizes}
+    t_all = time.perf_counter()
+    try:
+        from launch_pipeline.simulator import generate_shop
+
+        cfg = bench_config(events, seed)
+        with meter.stage("generate") as rec:
+            summary = generate_shop(raw_dir, cfg)
+            rec["events"] = summary.events
+        result.update(
+            events=summary.events,
+            users=cfg.users,
+            days=cfg.days,
+            events_per_day=cfg.events_per_day,
+            raw_parquet_mb=round(
+                sum(p.stat().st_size for p in (raw_dir / "events").iterdir()) / 2**20, 1
+            ),
+        )
+
+        with meter.stage("bare_duckdb") as rec:
+            rec["tables"] = bare_duckdb_reference(raw_dir, work_dir / "bare.duckdb")
+        bare = meter.stages["bare_duckdb"]["seconds"]
+
+        wh = work_dir / "warehouse.duckdb"
+        result["pipeline"] = pipeline_raw_to_features(meter, raw_dir, wh)
+        result["warehouse_mb"] = round(wh.stat().st_size / 2**20, 1)
+        st = meter.stages
+        feats = [k for k in st if k.startswith("features.")]
+        gx = st["gx_quality"]["seconds"] + st["gx_noise"]["seconds"]
+        clean_stage = st["clean"]["seconds"] + gx
+        features_s = sum(st[k]["seconds"] for k in feats)
+        r2f = st["raw"]["seconds"] + clean_stage + features_s
+        result.update(
+            bare_duckdb_seconds=bare,
+            raw_seconds=st["raw"]["seconds"],
+            clean_seconds=st["clean"]["seconds"],
+            gx_seconds=round(gx, 3),
+            clean_stage_seconds=round(clean_stage, 3),
+            gx_share_of_clean_stage=round(gx / clean_stage, 4) if clean_stage else None,
+            features_seconds=round(features_s, 3),
+            raw_to_features_seconds=round(r2f, 3),
+            raw_to_features_vs_bare_duckdb=round(r2f / bare, 2) if bare else None,
+            raw_to_features_peak_rss_mb=max(
+                st[k]["peak_rss_mb"] for k in ("raw", "clean", "gx_quality", "gx_noise", *feats)
+            ),
+        )
+
+        if model_stages:
+            with meter.stage("train_model") as rec:
+                shop = load_sample_shop(wh, sizes["train_users"])
+                tr = training_throughput(shop, epochs=sizes["train_epochs"])
+                model = tr.pop("model")
+                rec.update(tr)
+            result["training"] = dict(meter.stages["train_model"])
+            with meter.stage("scoring") as rec:
+                rec.update(
+                    scoring_throughput(
+                        model,
+                        shop,
+                        sizes["score_users"],
+                        sizes["score_candidates"],
+                        seed,
+                        sizes["pipeline_scoring_slice"],
+                    )
+                )
+            result["scoring"] = dict(meter.stages["scoring"])
+            del model, shop
+        with meter.stage("plan") as rec:
+            rec.update(
+                milp_bench(MILP_CANDIDATES, MILP_SLOTS, MILP_CATEGORIES, MILP_CATEGORY_CAP, seed)
+            )
+        result["plan"] = dict(meter.stages["plan"])
+    finally:
+        meter.close()
+        if tmp is not None and not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    for rec in meter.stages.values():
+        if bare and rec.get("seconds") is not None:
+            rec["vs_bare_duckdb"] = round(rec["seconds"] / bare, 2)
+    result["stages"] = meter.stages
+    result["total_seconds"] = round(time.perf_counter() - t_all, 3)
+    result["peak_rss_mb"] = round(process_peak_rss_mb(), 1)
+    result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["work_dir"] = str(work_dir) if keep else None
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# the nightly run
+# --------------------------------------------------------------------------------------------
+def run_nightly(
+    work_dir: Path | str,
+    events_per_day: int = 1_000_000,
+    history_days: int = 6,
+    users: int = 200_000,
+    seed: int = 7,
+    model_time_budget_s: float | None = None,
+) -> dict:
+    """One new day of ``events_per_day`` events through the real Dagster job, on a warehouse that
+    already holds ``history_days`` earlier days (landed and cleaned with the same functions)."""
+    import duckdb
+
+    from launch_pipeline import catalog, cleaning
+    from launch_pipeline.raw_io import event_day_files, load_event_day
+    from launch_pipeline.runner import prepare_instance, run_pipeline
+    from launch_pipeline.settings import Settings
+    from launch_pipeline.simulator import SimulatorConfig, generate_shop
+
+    work_dir = Path(work_dir).resolve()
+    data_dir = work_dir / "data"
+    raw_dir = data_dir / "raw"
+    meter = StageMeter()
+    out: dict = {"machine": machine_info()}
+    try:
+        cfg = SimulatorConfig(
+            seed=seed,
+            users=users,
+            days=history_days + 1,
+            events_per_day=events_per_day,
+            end_date=END_DATE,
+            file_format="parquet",
+            candidate_truth=False,
+        )
+        with meter.stage("generate") as rec:
+            rec["events"] = generate_shop(raw_dir, cfg).events
+        files = event_day_files(raw_dir)
+        days = sorted(files)
+        new_day = days[-1]
+        settings = Settings.from_env(data_dir=data_dir, raw_dir=raw_dir)
+        if model_time_budget_s is not None:
+            settings = settings.with_overrides(model_time_budget_s=model_time_budget_s)
+        wh = settings.warehouse_path
+        wh.unlink(missing_ok=True)
+        with meter.stage("history") as rec:
+            con = duckdb.connect(str(wh))
+            try:
+                catalog.load_product_catalog(con, raw_dir)
+                catalog.load_launch_candidates(con, raw_dir)
+                for d in days[:-1]:
+                    load_event_day(con, raw_dir, d, files[d])
+                stats = cleaning.clean_partitions(con, days[0], days[-2], settings.cleaning)
+                rec["clean_rows"] = stats["clean"]
+            finally:
+                con.close()
+        home = work_dir / "dagster_home"
+        shutil.rmtree(home, ignore_errors=True)
+        os.environ["DAGSTER_HOME"] = str(home)
+        prepare_instance(settings)
+        import dagster as dg
+
+        instance = dg.DagsterInstance.get()
+        with meter.stage("nightly_run") as rec:
+            outcome = run_pipeline(settings, first_day=new_day, last_day=new_day, instance=instance)
+            rec["success"] = outcome.success
+            rec["failures"] = outcome.failures[:5]
+        out["step_seconds"] = _step_seconds(instance, outcome.run_id)
+        out.update(
+            events_per_day=events_per_day,
+            history_days=history_days,
+            users=users,
+            new_day=new_day.isoformat(),
+            nightly_seconds=meter.stages["nightly_run"]["seconds"],
+            success=outcome.success,
+        )
+    finally:
+        meter.close()
+    out["stages"] = meter.stages
+    out["peak_rss_mb"] = round(process_peak_rss_mb(), 1)
+    out["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def _step_seconds(instance, run_id: str) -> dict:
+    """Seconds per step of a finished run, from its event log."""
+    import dagster as dg
+
+    starts, out = {}, {}
+    for rec in instance.all_logs(run_id):
+        ev = rec.dagster_event
+        if ev is None or not ev.step_key:
+            continue
+        if ev.event_type == dg.DagsterEventType.STEP_START:
+            starts[ev.step_key] = rec.timestamp
+        elif ev.step_key in starts and ev.event_type in (
+            dg.DagsterEventType.STEP_SUCCESS,
+            dg.DagsterEventType.STEP_FAILURE,
+        ):
+            out[ev.step_key] = round(rec.timestamp - starts[ev.step_key], 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m launch_pipeline.bench")
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("bench", help="same as `launch-pipeline bench`")
+    b.add_argument("--events", type=int, required=True)
+    b.add_argument("--work-dir", type=Path, default=None)
+    b.add_argument("--seed", type=int, default=7)
+    b.add_argument("--out", type=Path, default=None)
+    b.add_argument("--no-model", action="store_true", help="skip training and scoring")
+    n = sub.add_parser("nightly", help="one new day through the Dagster job")
+    n.add_argument("--work-dir", type=Path, required=True)
+    n.add_argument("--events-per-day", type=int, default=1_000_000)
+    n.add_argument("--history-days", type=int, default=6)
+    n.add_argument("--users", type=int, default=200_000)
+    n.add_argument("--seed", type=int, default=7)
+    n.add_argument("--model-time-budget-s", type=float, default=None)
+    n.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    if args.command == "bench":
+        res = run_bench(
+            args.events, args.work_dir, args.seed, keep=True, model_stages=not args.no_model
+        )
+    else:
+        res = run_nightly(
+            args.work_dir,
+            args.events_per_day,
+            args.history_days,
+            args.users,
+            args.seed,
+            args.model_time_budget_s,
+        )
+    text = json.dumps(res, indent=2, default=str)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""The scale benchmark: `launch-pipeline bench` runs on a tiny N and writes the documented keys.
+
+Benchmarks are not timed tests: only the shape of the output and the accounting are checked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+
+from launch_pipeline import bench
+from launch_pipeline.cli import main
+from launch_pipeline.quality import NOISE_RULES, QUALITY_RULES
+
+DOCUMENTED_KEYS = (
+    "events",
+    "raw_to_features_seconds",
+    "bare_duckdb_seconds",
+    "raw_to_features_vs_bare_duckdb",
+    "peak_rss_mb",
+    "raw_seconds",
+    "clean_seconds",
+    "gx_seconds",
+    "gx_share_of_clean_stage",
+    "features_seconds",
+    "stages",
+    "training",
+    "scoring",
+    "plan",
+    "machine",
+)
+
+
+@pytest.mark.slow
+def test_bench_command_writes_the_documented_keys(tmp_path):
+    out = tmp_path / "bench.json"
+    rc = main(
+        ["bench", "--events", "20000", "--out", str(out), "--work-dir", str(tmp_path / "work")]
+    )
+    assert rc == 0
+    res = json.loads(out.read_text())
+    missing = [k for k in DOCUMENTED_KEYS if k not in res]
+    assert not missing, missing
+    assert res["events"] > 10_000
+    assert res["bare_duckdb_seconds"] > 0
+    assert res["raw_to_features_seconds"] > 0
+    assert res["raw_to_features_vs_bare_duckdb"] == pytest.approx(
+        res["raw_to_features_seconds"] / res["bare_duckdb_seconds"], rel=0.02
+    )
+    assert res["peak_rss_mb"] > 0
+    assert 0 < res["gx_share_of_clean_stage"] < 1
+    assert res["pipeline"]["accounting_holds"]
+    # one result per rule (at this tiny size a planted bot burst of ~1,000 views can push one
+    # day's quarantined share over the limit: a real check result, not a bench failure)
+    assert set(res["pipeline"]["checks"]) == set(QUALITY_RULES) | set(NOISE_RULES)
+    assert res["pipeline"]["checks_failing_rows"]["event_key_unique"] == 0
+    for stage in ("generate", "bare_duckdb", "raw", "clean", "gx_quality", "gx_noise", "plan"):
+        assert res["stages"][stage]["seconds"] >= 0
+        assert res["stages"][stage]["peak_rss_mb"] > 0
+    assert res["training"]["sequences_per_second"] > 0
+    assert res["scoring"]["scores_per_second"] > 0
+    assert res["plan"]["chosen"] <= res["plan"]["slots"]
+
+
+def test_streamed_scores_match_the_dense_formula():
+    """The streamed r_ij reductions equal the dense formula of purchase_probabilities."""
+    rng = np.random.default_rng(0)
+    uv = rng.normal(size=(50, 8)).astype(np.float32)
+    cat = rng.normal(size=(30, 8)).astype(np.float32)
+    cand = rng.normal(size=(7, 8)).astype(np.float32)
+    rates = rng.uniform(1, 20, 50)
+    conv = rng.uniform(0.01, 0.2, 7)
+    red = bench.stream_purchase_probabilities(uv, rates, cat, cand, conv, batch_size=16, top_k=3)
+    logits = uv.astype(np.float64) @ np.vstack([cat, cand]).T
+    ex = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p = ex[:, -7:] / ex.sum(axis=1, keepdims=True)
+    r = 1 - np.exp(-rates[:, None] * p * conv[None, :])
+    np.testing.assert_allclose(red["sum_r"], r.sum(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(red["sum_r_var"], (r * (1 - r)).sum(axis=0), rtol=1e-4)
+    best = np.sort(r, axis=1)[:, ::-1][:, :3]
+    np.testing.assert_allclose(np.sort(red["top_r"], axis=1)[:, ::-1], best, rtol=1e-4)
+
+
+def test_quality_counts_are_exact_with_a_sample_and_a_suspect_cap(con):
+    """GX sees suspects plus a sample; capped suspects fall back to exact SQL counts."""
+    from launch_pipeline import quality
+    from launch_pipeline.cleaning import ensure_tables
+    from launch_pipeline.settings import CleaningRules
+
+    day = dt.date(2026, 11, 1)
+    now = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
+    ensure_tables(con)
+    con.execute(
+        """
+        INSERT INTO clean_events
+        SELECT CASE WHEN i % 500 = 7 THEN 'dup' ELSE 'e' || i END, DATE '2026-11-01',
+               'u' || (i % 50), 'p1',
+               CASE WHEN i % 100 = 3 THEN 'purchase' ELSE 'view' END,
+               TIMESTAMP '2026-11-01 10:00:00' + INTERVAL (i % 3600) SECOND,
+               CASE WHEN i % 100 = 3 THEN 1 END,
+               CASE WHEN i % 100 = 3 THEN (CASE WHEN i % 300 = 3 THEN -1.0 ELSE 5.0 END) END,
+               NULL, NULL, NULL, 's', 'f', i
+        FROM range(5000) t(i)
+        """
+    )
+    full = {
+        r.rule: r
+        for r in quality.validate_quality(con, day, day, CleaningRules(), now, sample_rows=500)
+    }
+    assert full["purchase_price_positive"].unexpected_count == 17  # i % 300 == 3
+    assert full["event_key_unique"].unexpected_count == 10  # i % 500 == 7
+    assert full["keys_not_null"].passed
+    assert full["purchase_price_positive"].element_count == 5000
+    assert full["purchase_price_positive"].gx_rows < 5000
+    assert full["purchase_price_positive"].counts_from == "gx"
+    capped = {
+        r.rule: r
+        for r in quality.validate_quality(
+            con, day, day, CleaningRules(), now, sample_rows=10, max_suspects=5
+        )
+    }
+    for rule in quality.QUALITY_RULES:
+        assert capped[rule].passed == full[rule].passed, rule
+        assert capped[rule].unexpected_count == full[rule].unexpected_count, rule
+    assert capped["event_key_unique"].counts_from == "sql"
+    assert capped["purchase_price_positive"].examples
