@@ -20,7 +20,10 @@ telemetry:
 concurrency:
   # DuckDB allows one writer per database file: every warehouse-touching step is in the pool
   # "duckdb_warehouse", and pools default to one step at a time across all runs ("op"
-  # granularity: a step waits for a free slot, other steps of the run go on).
+  # granularity: a step waits for a free slot, other steps of the run go on). The run queue
+  # starts a run that needs the pool only when a slot is free, so runs that touch the warehouse
+  # start one after another; raising `op_granularity_run_buffer` lets more start and wait
+  # (measured slower on 2 cores, see docs/operations.md).
   pools:
     default_limit: 1
     granularity: op

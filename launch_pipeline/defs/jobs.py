@@ -26,9 +26,14 @@ MULTIPROCESS_RUN_CONFIG: dict = {
             "multiprocess": {
                 # 2 step processes per run; the DuckDB pool (limit 1) serialises the writers
                 "max_concurrent": 2,
-                # forked from a server that imported the code location once, instead of a fresh
-                # interpreter (and a fresh import of dagster + launch_pipeline) per step
-                "start_method": {"forkserver": {}},
+                # forked from a server that imported the code location (and Great Expectations,
+                # which the check steps need) once, instead of a fresh interpreter and fresh
+                # imports per step: a step then holds the DuckDB pool slot only for its work
+                "start_method": {
+                    "forkserver": {
+                        "preload_modules": ["launch_pipeline.definitions", "great_expectations"]
+                    }
+                },
             }
         }
     }

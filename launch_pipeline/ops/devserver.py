@@ -48,6 +48,10 @@ def kill_process_group(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
             os.killpg(pgid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
+    # killed processes disappear once reaped: wait for the group to be empty
+    t_end = time.monotonic() + 20
+    while pgid is not None and process_group_alive(pgid) and time.monotonic() < t_end:
+        time.sleep(0.2)
 
 
 def process_group_alive(pgid: int) -> bool:

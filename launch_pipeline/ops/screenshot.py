@@ -1,7 +1,7 @@
 """Screenshot of a Dagster UI page (by default the global asset lineage) in headless Chromium.
 
     python -m launch_pipeline.ops.screenshot --url http://127.0.0.1:3000 \
-        --out data/reports/asset_lineage.png
+        --out data/reports/asset_lineage.png [--page asset_lineage|global_lineage]
 
 Uses Debian's ``chromium`` and ``chromium-driver`` (``apt-get install chromium chromium-driver``):
 ``chromedriver`` is driven through the W3C WebDriver HTTP protocol with the standard library
@@ -25,10 +25,29 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-LINEAGE_PATH = "/asset-groups"
+# UI pages: (path, texts that show the page has rendered)
+PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # every asset upstream of the launch plan, grouped (raw -> cleaning -> features -> model ->
+    # planning): the asset lineage
+    "asset_lineage": (
+        "/assets/launch_plan?view=lineage&lineageScope=upstream&lineageDepth=10",
+        ("raw_events", "clean_events", "preference_model", "launch_plan"),
+    ),
+    # the "Lineage" entry of the sidebar: the asset groups and how they connect
+    "global_lineage": ("/asset-groups", ("Global asset lineage", "cleaning", "planning")),
+}
+LINEAGE_PATH, DEFAULT_EXPECT = PAGES["asset_lineage"]
 DEFAULT_OUT = Path("data/reports/asset_lineage.png")
-DEFAULT_EXPECT = ("raw_events", "clean_events", "launch_plan")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+# Run in the page while waiting: close the first-visit "Join the Dagster community" dialog (its
+# "Skip" button) and return the page text, SVG labels of the lineage graph included.
+_POLL_SCRIPT = """
+for (const b of document.querySelectorAll('button')) {
+  if (b.innerText.trim() === 'Skip') { b.click(); }
+}
+return document.body ? document.body.textContent : '';
+"""
 
 
 class ScreenshotError(RuntimeError):
@@ -137,7 +156,7 @@ def screenshot_with_webdriver(
     *,
     expect: tuple[str, ...] = DEFAULT_EXPECT,
     width: int = 1600,
-    height: int = 1000,
+    height: int = 1300,
     timeout_s: float = 90.0,
     settle_s: float = 2.0,
 ) -> dict:
@@ -165,18 +184,17 @@ def screenshot_with_webdriver(
             t_end = time.monotonic() + timeout_s
             found: list[str] = []
             while time.monotonic() < t_end:
-                text = wd.cmd(
-                    "POST",
-                    "/execute/sync",
-                    {"script": "return document.body ? document.body.innerText : '';", "args": []},
-                )
+                text = wd.cmd("POST", "/execute/sync", {"script": _POLL_SCRIPT, "args": []})
                 found = [e for e in expect if e in (text or "")]
                 if len(found) == len(expect):
                     break
                 time.sleep(1.0)
             else:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(base64.b64decode(wd.cmd("GET", "/screenshot")))
                 raise ScreenshotError(
-                    f"{url} did not show {list(expect)} within {timeout_s}s (found {found})"
+                    f"{url} did not show {list(expect)} within {timeout_s}s (found {found}); "
+                    f"what it showed is in {out}"
                 )
             time.sleep(settle_s)  # let the graph layout finish animating
             png = base64.b64decode(wd.cmd("GET", "/screenshot"))
@@ -196,7 +214,7 @@ def screenshot_with_webdriver(
 
 
 def screenshot_with_cli(
-    url: str, out: Path, *, width: int = 1600, height: int = 1000, budget_ms: int = 20000
+    url: str, out: Path, *, width: int = 1600, height: int = 1300, budget_ms: int = 20000
 ) -> dict:
     """Fallback without chromedriver: ``chromium --headless --screenshot``."""
     chromium = find_chromium()
@@ -215,22 +233,30 @@ def screenshot_with_cli(
     return {"path": str(out), "bytes": out.stat().st_size, "method": "cli"}
 
 
-def take_screenshot(base_url: str, out: Path = DEFAULT_OUT, path: str = LINEAGE_PATH, **kw) -> dict:
+def take_screenshot(
+    base_url: str, out: Path = DEFAULT_OUT, page: str = "asset_lineage", **kw
+) -> dict:
+    """Screenshot of one of :data:`PAGES` (or of a path starting with ``/``)."""
+    path, expect = PAGES.get(page, (page, ()))
     url = base_url.rstrip("/") + path
     if find_chromedriver():
-        return screenshot_with_webdriver(url, Path(out), **kw)
+        return screenshot_with_webdriver(url, Path(out), expect=expect, **kw)
     return screenshot_with_cli(url, Path(out))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", default="http://127.0.0.1:3000", help="the Dagster webserver")
-    p.add_argument("--path", default=LINEAGE_PATH, help="UI page (default: global asset lineage)")
+    p.add_argument(
+        "--page",
+        default="asset_lineage",
+        help=f"one of {sorted(PAGES)} or a UI path such as /runs (default: asset_lineage)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--timeout", type=float, default=90.0)
     args = p.parse_args(argv)
     try:
-        info = take_screenshot(args.url, args.out, args.path, timeout_s=args.timeout)
+        info = take_screenshot(args.url, args.out, args.page, timeout_s=args.timeout)
     except (ScreenshotError, subprocess.SubprocessError, OSError) as exc:
         print(f"screenshot failed: {exc}", file=sys.stderr)
         return 1
