@@ -3,19 +3,22 @@
 Pure functions over pandas/numpy; the ``launch_plan`` asset only feeds them tables and writes
 their output.
 
-* **Selection** (:func:`select_launches`): maximise the expected revenue
-  ``sum_j x_j * sum_i r_ij * price_j`` over binary ``x_j`` subject to at most ``slots`` launches and
-  at most ``category_cap`` launches per category. Solved exactly as a MILP with
-  ``scipy.optimize.milp`` (HiGHS).
+* **Selection** (:func:`select_launches`): maximise the expected revenue ``sum_j x_j * v_j`` over
+  binary ``x_j`` subject to at most ``slots`` launches and at most ``category_cap`` launches per
+  category. Solved exactly as a MILP with ``scipy.optimize.milp`` (HiGHS). ``v_j`` is the
+  demand model's expected revenue (:mod:`launch_pipeline.demand`, fitted on the shop's past
+  launches) when there is one, else ``sum_i r_ij * price_j * units per purchase``.
 * **Audience** (:func:`promotion_audiences`): the ``audience_size`` users with the highest
   ``r_ij`` for each chosen product.
 * **Timing** (:func:`best_launch_window`): the hour of week in which the audience is most active
   (their activity profiles weighted by ``r_ij``), and the first such day-and-hour after the plan
   date.
-* **Forecast** (:func:`demand_forecast`): ``r_ij`` is the probability that user ``i`` buys ``j``
-  within the horizon; units are a sum of independent Bernoulli purchases times the mean units per
-  purchase of the product's category. The 80% interval uses the normal approximation of that
-  Poisson-binomial sum (mean ``sum r``, variance ``sum r(1-r)``), floored at zero.
+* **Forecast**: with a demand model, expected units and revenue and their 80% interval come from
+  it (the spread of its errors on past launches). Without one (:func:`demand_forecast`): ``r_ij``
+  is the probability that user ``i`` buys ``j`` within the horizon; units are a sum of
+  independent Bernoulli purchases times the mean units per purchase of the product's category.
+  The 80% interval uses the normal approximation of that Poisson-binomial sum (mean ``sum r``,
+  variance ``sum r(1-r)``), floored at zero. ``expected_buyers`` is ``sum_i r_ij`` either way.
 """
 
 from __future__ import annotations
@@ -28,6 +31,16 @@ import pandas as pd
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 Z80 = 1.2815515655446004  # standard normal quantile for a central 80% interval
+
+DEMAND_COLUMNS = (
+    "expected_revenue",
+    "revenue_p10",
+    "revenue_p90",
+    "expected_units",
+    "units_p10",
+    "units_p90",
+    "demand_score",
+)
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -164,12 +177,15 @@ def make_plan(
     slots: int,
     category_cap: int | None,
     audience_size: int,
+    demand: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, SelectionResult]:
     """The whole plan.
 
     ``prefs``: ``user_id, item_id, r`` (purchase probability within the horizon);
     ``candidates``: ``item_id, title, category, brand, price, units_per_purchase``;
-    ``user_profiles``: ``user_id, hour_of_week, event_share``.
+    ``user_profiles``: ``user_id, hour_of_week, event_share``; ``demand`` (optional): the demand
+    model's ``item_id, expected_revenue, revenue_p10, revenue_p90, expected_units, units_p10,
+    units_p90`` (and ``demand_score``), which then replace the r_ij-based forecast and value.
 
     Returns (plan: one row per candidate with ``chosen`` and, for chosen ones, launch time and
     forecast; audiences: ``item_id, user_id, r, audience_rank``; the MILP result)."""
@@ -182,6 +198,16 @@ def make_plan(
         f = demand_forecast(rs, price, getattr(rec, "units_per_purchase", 1.0) or 1.0)
         rows.append({"item_id": rec.item_id, **f})
     forecast = pd.DataFrame(rows)
+    forecast["value_source"] = "preferences"
+    if demand is not None and len(demand):
+        cols = [c for c in DEMAND_COLUMNS if c in demand.columns]
+        d = demand.set_index("item_id")[cols]
+        known = forecast["item_id"].isin(d.index)
+        for c in cols:
+            if c not in forecast.columns:
+                forecast[c] = np.nan
+            forecast.loc[known, c] = d.loc[forecast.loc[known, "item_id"], c].to_numpy()
+        forecast.loc[known, "value_source"] = "past_launches"
     table = candidates.merge(forecast, on="item_id", how="left")
     selection = select_launches(table, slots=slots, category_cap=category_cap)
     table["chosen"] = table["item_id"].isin(selection.chosen)

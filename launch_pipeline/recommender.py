@@ -2,8 +2,11 @@
 
 * :func:`load_shop_data` turns ``item_features`` and ``user_sequences`` into the integer
   inputs of :mod:`launch_pipeline.model` (catalog items ``1..n``; attributes ``category=..``,
-  ``brand=..``, ``price_band=..``; event types view=1, cart=2, purchase=3). Launch candidates get
-  attribute rows through the same vocabulary, so the model scores them from attributes alone.
+  ``brand=..``, ``price_band=..`` and the words of the title, ``word=..``, for the words found in
+  at least ``MIN_WORD_PRODUCTS`` catalog titles; event types view=1, cart=2, purchase=3). Launch
+  candidates get attribute rows through the same vocabulary, so the model scores them from
+  attributes alone, and a new product shares words with the old ones it resembles
+  (``JUMBO BAG`` ..., ``WALL ART`` ...).
 * :func:`temporal_split` holds out the last ``eval_days`` of behaviour: the model is trained on
   what happened before, and judged on what each user did next (full ranking over the catalog)
   and on which products each user bought in the held-out days (precision/recall/F1 at 10).
@@ -18,6 +21,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,8 +53,37 @@ class ShopData:
         return self.data.n_items
 
 
-def _attribute_values(row) -> list[str]:
-    return [f"{c}={row[c]}" for c in ATTRIBUTE_COLUMNS if pd.notna(row[c])]
+MIN_WORD_PRODUCTS = 2
+MAX_TITLE_WORDS = 8
+STOP_WORDS = frozenset({
+    "a", "an", "and", "the", "of", "for", "in", "on", "with", "to", "by", "from", "set", "sets",
+    "pack", "box", "assorted", "asst", "design", "small", "large", "medium", "mini", "big", "new",
+})  # fmt: skip
+_WORD_RE = re.compile(r"[^\W\d_]{3,}")
+
+
+def title_words(title) -> list[str]:
+    """The distinct words of a title (lower case, letters only, 3+ letters, no stop words),
+    first ``MAX_TITLE_WORDS`` in order."""
+    if title is None or (isinstance(title, float) and np.isnan(title)):
+        return []
+    words = [w for w in _WORD_RE.findall(str(title).lower()) if w not in STOP_WORDS]
+    return list(dict.fromkeys(words))[:MAX_TITLE_WORDS]
+
+
+def _attribute_values(row, words: set[str] | None = None) -> list[str]:
+    values = [f"{c}={row[c]}" for c in ATTRIBUTE_COLUMNS if pd.notna(row[c])]
+    if words is not None:
+        values += [f"word={w}" for w in title_words(row.get("title")) if w in words]
+    return values
+
+
+def _catalog_words(titles) -> set[str]:
+    counts: dict[str, int] = {}
+    for t in titles:
+        for w in title_words(t):
+            counts[w] = counts.get(w, 0) + 1
+    return {w for w, n in counts.items() if n >= MIN_WORD_PRODUCTS}
 
 
 def load_shop_data(
@@ -73,9 +106,19 @@ def load_shop_data(
         known = catalog.set_index("item_id")
         catalog = pd.DataFrame({"item_id": list(item_ids)}).join(known, on="item_id")
     index = {item: k + 1 for k, item in enumerate(catalog["item_id"])}
-    mapping = {index[r.item_id]: _attribute_values(r._asdict()) for r in catalog.itertuples()}
+    # a trained model's vocabulary already holds the words it knows
+    words = (
+        _catalog_words(catalog["title"])
+        if attribute_vocab is None
+        else {str(a)[5:] for a in attribute_vocab if str(a).startswith("word=")}
+    )
+    mapping = {
+        index[r.item_id]: _attribute_values(r._asdict(), words) for r in catalog.itertuples()
+    }
     attrs, vocab = attributes_matrix(mapping, len(catalog), vocab=attribute_vocab)
-    cand_map = {k + 1: _attribute_values(r._asdict()) for k, r in enumerate(cands.itertuples())}
+    cand_map = {
+        k + 1: _attribute_values(r._asdict(), words) for k, r in enumerate(cands.itertuples())
+    }
     cand_attrs, _ = (
         attributes_matrix(cand_map, len(cands), vocab=vocab)
         if len(cands)
@@ -234,6 +277,52 @@ def category_purchase_share(shop: ShopData) -> dict[str, float]:
     return share
 
 
+def _softmax_parts(model, shop: ShopData):
+    from launch_pipeline.model.training import catalog_vectors, item_vectors
+
+    cat_vecs = catalog_vectors(model)[1:]
+    cand_vecs = (
+        item_vectors(model, shop.candidate_attributes, None)
+        if len(shop.candidates)
+        else np.zeros((0, cat_vecs.shape[1]), dtype=np.float32)
+    )
+    return np.vstack([cat_vecs, cand_vecs]).astype(np.float32)
+
+
+def next_probabilities(
+    model,
+    shop: ShopData,
+    sequences: list[np.ndarray],
+    event_types: list[np.ndarray],
+    item_vecs: np.ndarray,
+    included: bool,
+    batch_size: int = 4096,
+) -> np.ndarray:
+    """``p_ij``: probability that user ``i``'s next interaction is with item ``j`` (given by its
+    vector), softmax over the catalog and all candidates (``included``: the scored items are the
+    candidates), plus the scored item itself when it is not among them. ``(n_users, n_items)``."""
+    from launch_pipeline.model.training import user_vectors
+
+    all_vecs = _softmax_parts(model, shop)
+    n_users = len(sequences)
+    out = np.zeros((n_users, len(item_vecs)))
+    for start in range(0, n_users, batch_size):
+        sl = slice(start, min(start + batch_size, n_users))
+        uv = user_vectors(model, sequences[sl], event_types[sl])
+        logits = uv @ all_vecs.T
+        own = uv @ item_vecs.T
+        top = np.maximum(logits.max(axis=1, keepdims=True), own.max(axis=1, keepdims=True))
+        z = np.exp(logits - top).sum(axis=1, keepdims=True)
+        ex = np.exp(own - top)
+        out[sl] = ex / (z if included else z + ex)
+    return out
+
+
+def category_conversion(shop: ShopData, categories) -> np.ndarray:
+    share = category_purchase_share(shop)
+    return np.array([share.get(c, share["*"]) for c in categories], dtype=float)
+
+
 def purchase_probabilities(
     model,
     shop: ShopData,
@@ -243,29 +332,159 @@ def purchase_probabilities(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(r, p)`` arrays of shape ``(len(user_rows), n_candidates)``: purchase probability within
     the horizon and next-interaction probability, for the given user rows of ``shop``."""
-    from launch_pipeline.model.training import catalog_vectors, item_vectors, user_vectors
+    from launch_pipeline.model.training import item_vectors
 
     n_c = len(shop.candidates)
     if n_c == 0 or len(user_rows) == 0:
         return np.zeros((len(user_rows), n_c)), np.zeros((len(user_rows), n_c))
-    cat_vecs = catalog_vectors(model)[1:]
-    cand_vecs = item_vectors(model, shop.candidate_attributes, None)
-    all_vecs = np.vstack([cat_vecs, cand_vecs]).astype(np.float32)
+    cand_vecs = item_vectors(model, shop.candidate_attributes, None).astype(np.float32)
+    p = next_probabilities(
+        model,
+        shop,
+        [shop.data.sequences[u] for u in user_rows],
+        [shop.data.event_types[u] for u in user_rows],
+        cand_vecs,
+        included=True,
+        batch_size=batch_size,
+    )
     rates = interaction_rates(shop, horizon_days)[user_rows]
-    share = category_purchase_share(shop)
-    conv = np.array([share.get(c, share["*"]) for c in shop.candidates["category"]])
-    r_out = np.zeros((len(user_rows), n_c))
-    p_out = np.zeros((len(user_rows), n_c))
-    for start in range(0, len(user_rows), batch_size):
-        rows = user_rows[start : start + batch_size]
-        uv = user_vectors(
-            model, [shop.data.sequences[u] for u in rows], [shop.data.event_types[u] for u in rows]
+    conv = category_conversion(shop, shop.candidates["category"])
+    return 1.0 - np.exp(-rates[:, None] * p * conv[None, :]), p
+
+
+@dataclass
+class UsersAsOf:
+    """Users as they were at some past time: their last steps before it (active ones only)."""
+
+    rows: np.ndarray  # user rows of the shop
+    sequences: list[np.ndarray]
+    event_types: list[np.ndarray]
+    rates: np.ndarray  # expected interactions over the horizon, from their rate up to as_of
+    items_touched: np.ndarray  # distinct items viewed, carted or bought before as_of
+    recency_days: np.ndarray  # days from their last event to as_of
+
+    def user_features(self) -> np.ndarray:
+        return user_features_matrix(self.rates, self.items_touched, self.recency_days)
+
+
+def user_features_matrix(rates, items_touched, recency_days) -> np.ndarray:
+    """Per user: log expected interactions, log(1 + distinct items touched), log(1 + days since
+    the last event)."""
+    return np.column_stack(
+        [
+            np.log(np.maximum(np.asarray(rates, dtype=float), 1e-6)),
+            np.log1p(np.maximum(np.asarray(items_touched, dtype=float), 0.0)),
+            np.log1p(np.maximum(np.asarray(recency_days, dtype=float), 0.0)),
+        ]
+    )
+
+
+CALIBRATION_FEATURES = (
+    "log_rate",
+    "log_items_touched",
+    "log_recency_days",
+    "log_p",
+    "log_category_conversion",
+    "log_similar_purchases",
+)
+
+
+@dataclass
+class PurchaseCalibration:
+    """Logistic calibration of purchase probabilities on past launches::
+
+        r_ij = sigmoid(b0 + b1 log n_i + b2 log(1 + items_i) + b3 log(1 + recency_i)
+                       + b4 log p_ij + b5 log c_j + b6 log(1 + s_ij))
+
+    with ``n_i`` the user's expected interactions over the horizon (their recent rate),
+    ``items_i`` the distinct products they touched and ``recency_i`` the days since their last
+    event, from their whole history (on invoice-line data one big basket makes a high rate;
+    customers who buy across the range are the ones who try a new product), ``p_ij`` the model's next-interaction probability of the (attribute-only) item and
+    ``c_j`` its category's purchase share, and ``s_ij`` how often user ``i`` bought the products
+    whose titles are most similar to ``j``'s (``launch_pipeline.demand.similar_purchases``).
+    Fitted on who really bought the products launched in past windows, scored as they were at
+    the window start (see ``scoring.py``)."""
+
+    intercept: float
+    coef: tuple[float, ...]
+    pairs: int
+    positives: int
+
+    @staticmethod
+    def features(
+        user_x: np.ndarray, p: np.ndarray, conv: np.ndarray, similar: np.ndarray
+    ) -> np.ndarray:
+        n_u, n_i = p.shape
+        return np.column_stack(
+            [
+                np.repeat(user_x, n_i, axis=0),
+                np.log(np.maximum(p, 1e-12)).ravel(),
+                np.tile(np.log(np.maximum(conv, 1e-6)), n_u),
+                np.log1p(np.maximum(similar, 0.0)).ravel(),
+            ]
         )
-        logits = uv @ all_vecs.T
-        logits -= logits.max(axis=1, keepdims=True)
-        ex = np.exp(logits)
-        p = ex[:, -n_c:] / ex.sum(axis=1, keepdims=True)
-        sl = slice(start, start + len(rows))
-        p_out[sl] = p
-        r_out[sl] = 1.0 - np.exp(-rates[start : start + len(rows), None] * p * conv[None, :])
-    return r_out, p_out
+
+    def apply(
+        self, user_x: np.ndarray, p: np.ndarray, conv: np.ndarray, similar: np.ndarray
+    ) -> np.ndarray:
+        if p.size == 0:
+            return np.zeros_like(p)
+        z = self.intercept + self.features(user_x, p, conv, similar) @ np.asarray(self.coef)
+        return (1.0 / (1.0 + np.exp(-z))).reshape(p.shape)
+
+    @classmethod
+    def fit(cls, blocks: list[tuple]):
+        """``blocks``: ``(user features, p, conv, similar, bought)`` per past window, ``bought``
+        a boolean ``(n_users, n_items)``. ``None`` without any buyer (nothing to learn from)."""
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.vstack([cls.features(u, p, c, s) for u, p, c, s, _ in blocks])
+        y = np.concatenate([b.ravel() for *_, b in blocks]).astype(int)
+        if y.sum() == 0 or y.sum() == len(y):
+            return None
+        reg = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
+        return cls(
+            float(reg.intercept_[0]), tuple(float(c) for c in reg.coef_[0]), len(y), int(y.sum())
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "intercept": self.intercept,
+            **{f"coef_{n}": c for n, c in zip(CALIBRATION_FEATURES, self.coef, strict=True)},
+            "pairs": self.pairs,
+            "buyers": self.positives,
+        }
+
+
+def attributes_known_at_launch(
+    shop: ShopData, item_rows: np.ndarray, catalog_launched_at: np.ndarray, as_of
+) -> np.ndarray:
+    """Attribute rows of catalog items ``item_rows`` as they would have been known at ``as_of``:
+    a word (``word=..``) is kept only if ``MIN_WORD_PRODUCTS`` catalog products with that word
+    were launched before ``as_of``, any other attribute (brand, category, price band) if one
+    was. That is how a candidate is seen (its new words and a brand-new stock family are
+    unknown to the model), so a past launch scored this way is comparable with a candidate.
+
+    ``catalog_launched_at``: ``(n_items + 1,)`` datetime64 launch times of the catalog rows
+    (NaT = on sale before the data starts)."""
+    attrs = shop.data.item_attributes
+    launched = np.asarray(catalog_launched_at, dtype="datetime64[us]")
+    old = np.datetime64("1900-01-01", "us")
+    times = np.where(np.isnat(launched), old, launched)
+    names = {v: str(k) for k, v in shop.attribute_vocab.items()}
+    rows, cols = np.nonzero(attrs[1:] > 0)
+    rows = rows + 1
+    by_attr = pd.DataFrame({"a": attrs[rows, cols], "t": times[rows]}).groupby("a")["t"]
+    sorted_times = {int(a): np.sort(g.to_numpy()) for a, g in by_attr}
+    before = np.datetime64(as_of, "us")
+    out = np.zeros((len(item_rows), attrs.shape[1]), dtype=np.int64)
+    for k, j in enumerate(np.asarray(item_rows, dtype=np.int64)):
+        kept = [
+            a
+            for a in attrs[j]
+            if a > 0
+            and np.searchsorted(sorted_times.get(int(a), np.array([], dtype=times.dtype)), before)
+            >= (MIN_WORD_PRODUCTS if names.get(int(a), "").startswith("word=") else 1)
+        ]
+        out[k, : len(kept)] = kept
+    return out

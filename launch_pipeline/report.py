@@ -51,6 +51,23 @@ def _plot_launch_hours(plan: pd.DataFrame, overall_profile, path: Path) -> None:
     plt.close(fig)
 
 
+def _forecast_note(plan: pd.DataFrame) -> str:
+    if "value_source" in plan and (plan["value_source"] == "past_launches").any():
+        return (
+            "Expected revenue comes from the demand model fitted on this shop's own past launches "
+            "(launch_pipeline/demand.py: text similarity to products that sell, category, price, "
+            "collection size and the Transformer's expected buyers sum_i r_ij); the interval is "
+            "the 10th-90th percentile of its errors on those past launches; units = revenue / "
+            "price. Expected buyers are sums over users of r_ij (the probability that user i buys "
+            "product j within the horizon)."
+        )
+    return (
+        "Expected units are sums over users of r_ij (the probability that user i buys product j "
+        "within the horizon) times the mean units per purchase in the product's category; the "
+        "interval is the 10th-90th percentile of that sum of independent purchases."
+    )
+
+
 def write_plan_report(
     reports_dir: Path,
     plan: pd.DataFrame,
@@ -111,6 +128,7 @@ def write_plan_report(
         f"{context.get('category_cap')} per category; horizon {context.get('horizon_days')} days.",
         f"- Chosen: {len(chosen)} products, expected revenue {total:,.2f} over the horizon "
         f"(MILP objective, {context.get('solver_status', '')}).",
+        f"- Value of a candidate: {context.get('value_source', 'sum of r_ij x price')}.",
         "",
         "## Products to launch",
         "",
@@ -126,9 +144,7 @@ def write_plan_report(
         "",
         f"![launch hours]({hours_png.name})",
         "",
-        "Expected units are sums over users of r_ij (the probability that user i buys product j "
-        "within the horizon) times the mean units per purchase in the product's category; the "
-        "interval is the 10th-90th percentile of that sum of independent purchases.",
+        _forecast_note(plan),
         "",
     ]
     path = reports_dir / f"{stem}.md"

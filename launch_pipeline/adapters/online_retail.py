@@ -53,6 +53,15 @@ Launch candidates: the products whose first sale falls in the last ``candidate_d
 30) days of the data go to ``candidates.parquet`` (title, category, brand, price = the unit
 price of that first sale, launched_at) and NOT to ``products.parquet``. All their events are
 kept: cleaning counts candidates as known items.
+
+Staging a past cutoff (the backtest, ``launch_pipeline/backtest.py``): with
+``history_before=T`` only the lines dated before ``T`` (00:00 UTC) are staged, the partition
+range ends the day before ``T`` and the catalog (titles, prices, first sales) is derived from
+those lines alone. With ``candidates_window=(T, T + H)`` as well, the candidates are the products
+whose first sale falls in ``[T, T + H)``, described only by what is known at their launch: the
+description of that first sale line (repaired as above), its category and stock family, and
+its unit price; ``launched_at`` is left empty (when to launch is what the plan decides). Nothing
+else at or after ``T`` is read into the output: not their later lines, not other products'.
 """
 
 from __future__ import annotations
@@ -165,9 +174,15 @@ def stage(
     end_date: str | dt.date | None = None,
     date_format: str | None = None,
     brand: str = "stock_family",
+    history_before: str | dt.date | None = None,
+    candidates_window: tuple | None = None,
 ) -> StagingSummary:
     if brand not in ("stock_family", "unknown"):
         raise ConfigurationError(f"brand must be 'stock_family' or 'unknown' (got {brand!r})")
+    cut, window = _cutoff_options(history_before, candidates_window)
+    if cut is not None:
+        bound = cut - dt.timedelta(days=1)
+        end_date = min(as_date(end_date, "end_date") or bound, bound)
     notes: dict = {}
     con = connect()
     try:
@@ -176,6 +191,11 @@ def stage(
         q = {k: (f'"{v}"' if v else "NULL::VARCHAR") for k, v in c.items()}
         notes["columns"] = {k: v for k, v in c.items() if v}
         _map_events(con, q, date_format)
+        cutoff_candidates = None
+        if cut is not None:
+            if window is not None:
+                cutoff_candidates = _window_candidates(con, cut, window, brand)
+            notes["cutoff"] = _keep_history(con, cut, window)
         start, end, moved = assign_days(
             con,
             "_or_events",
@@ -183,8 +203,23 @@ def stage(
             end=as_date(end_date, "end_date"),
             path=path,
         )
-        products, candidates, cat_notes = _catalog(con, start, end, candidate_days, brand)
+        products, candidates, cat_notes = _catalog(
+            con, start, end, 0 if cut is not None else candidate_days, brand
+        )
         notes.update(cat_notes)
+        if cut is not None:
+            candidates = (
+                cutoff_candidates if cutoff_candidates is not None else candidates.iloc[0:0]
+            )
+            products = products[~products["item_id"].isin(candidates["item_id"])]
+            products = products.reset_index(drop=True)
+            notes["candidates_rule"] = (
+                f"products whose first sale falls in [{window[0]}, {window[1]}): title = the "
+                "description of that first sale line, price = its unit price, launched_at "
+                "empty; not in products"
+                if window is not None
+                else f"none: history before {cut} only"
+            )
         notes.update(_mapping_notes(con, moved))
         out = AdapterOutput(
             "_or_events", start, end, products, candidates, notes, cleaning=CLEANING_OVERRIDES
@@ -193,6 +228,109 @@ def stage(
     finally:
         con.close()
     return summary_from(SOURCE, path, raw_dir, start, end, written, notes)
+
+
+def _cutoff_options(history_before, candidates_window) -> tuple[dt.date | None, tuple | None]:
+    cut = as_date(history_before, "history_before")
+    if candidates_window is None:
+        return cut, None
+    if cut is None:
+        raise ConfigurationError(
+            "candidates_window needs history_before: the candidates' later sales must not be "
+            "staged with the history"
+        )
+    try:
+        lo, hi = (as_date(d, "candidates_window") for d in candidates_window)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"candidates_window must be two dates (first day, day after the last), got "
+            f"{candidates_window!r}"
+        ) from exc
+    if lo is None or hi is None or hi <= lo or lo < cut:
+        raise ConfigurationError(
+            f"candidates_window {candidates_window!r} must be (lo, hi) with "
+            f"history_before <= lo < hi"
+        )
+    return cut, (lo, hi)
+
+
+def _window_candidates(
+    con: duckdb.DuckDBPyConnection, cut: dt.date, window: tuple[dt.date, dt.date], brand: str
+) -> pd.DataFrame:
+    """The products first sold in ``[lo, hi)`` and never before ``cut``, described by their first
+    sale line only (description, unit price) plus what the history says about the code."""
+    lo, hi = window
+    brand_sql = (
+        "CASE WHEN regexp_full_match(item_id, '[0-9]{5}.*') "
+        "THEN 'stock family ' || left(item_id, 3) || 'xx' ELSE 'unknown' END"
+        if brand == "stock_family"
+        else "'unknown'"
+    )
+    sale = "e.event_type = 'purchase' AND l.qty > 0 AND l.price > 0"
+    df = con.execute(
+        f"""
+        WITH ok AS (
+            SELECT e.item_id, e.event_type, l.seq, l.t, l.qty, l.price, l.descr
+            FROM _or_events e JOIN _or_lines l USING (seq)
+            WHERE e.flag IS NULL AND e.item_id IS NOT NULL AND l.t IS NOT NULL
+        ), first_sales AS (
+            SELECT e.item_id, l.seq, l.t, l.price, l.descr,
+                   row_number() OVER (PARTITION BY e.item_id ORDER BY l.t, l.seq) AS rk
+            FROM _or_events e JOIN _or_lines l USING (seq)
+            WHERE e.flag IS NULL AND e.item_id IS NOT NULL AND l.t IS NOT NULL AND {sale}
+              AND l.t < $hi
+        ), known_before AS (   -- a description seen before the cutoff, for an empty one
+            SELECT item_id, mode(descr) AS descr FROM ok WHERE t < $cut AND descr IS NOT NULL
+            GROUP BY 1
+        )
+        SELECT f.item_id, coalesce(f.descr, k.descr, f.item_id) AS title,
+               {brand_sql} AS brand, f.price AS first_price
+        FROM first_sales f LEFT JOIN known_before k USING (item_id)
+        WHERE f.rk = 1 AND f.t >= $lo
+        ORDER BY f.item_id
+        """,
+        {
+            "cut": dt.datetime.combine(cut, dt.time()),
+            "lo": dt.datetime.combine(lo, dt.time()),
+            "hi": dt.datetime.combine(hi, dt.time()),
+        },
+    ).df()
+    df["title"] = [fix_mojibake(t) for t in df["title"]]
+    df["category"] = [categorize(t) for t in df["title"]]
+    df["price"] = [None if pd.isna(p) else str(round(float(p), 4)) for p in df["first_price"]]
+    df["launched_at"] = None
+    return df[["item_id", "title", "category", "brand", "price", "launched_at"]]
+
+
+def _keep_history(
+    con: duckdb.DuckDBPyConnection, cut: dt.date, window: tuple[dt.date, dt.date] | None
+) -> dict:
+    """Drop every line dated at or after ``cut`` (a line without a readable date goes with the
+    previous line in file order, as staging places it)."""
+    before = con.execute("SELECT count(*) FROM _or_events").fetchall()[0][0]
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _or_events AS
+        SELECT * EXCLUDE (t_fill) FROM (
+            SELECT *, coalesce(
+                t,
+                last_value(t IGNORE NULLS) OVER (
+                    ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+                first_value(t IGNORE NULLS) OVER (
+                    ORDER BY seq ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)) AS t_fill
+            FROM _or_events)
+        WHERE t_fill IS NULL OR t_fill < $cut
+        """,
+        {"cut": dt.datetime.combine(cut, dt.time())},
+    )
+    con.execute("DELETE FROM _or_lines WHERE seq NOT IN (SELECT seq FROM _or_events)")
+    kept = con.execute("SELECT count(*) FROM _or_events").fetchall()[0][0]
+    return {
+        "history_before": cut.isoformat(),
+        "candidates_window": [d.isoformat() for d in window] if window else None,
+        "lines_kept": int(kept),
+        "lines_at_or_after_cutoff_dropped": int(before - kept),
+    }
 
 
 def _map_events(con: duckdb.DuckDBPyConnection, q: dict, date_format: str | None) -> None:

@@ -1,6 +1,7 @@
 """Planning assets: predicted preferences r_ij and the launch plan."""
 
 import dagster as dg
+import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from launch_pipeline.defs.features import (
@@ -58,10 +59,14 @@ def user_preferences(
     kinds={"duckdb", "scipy"},
     pool=WAREHOUSE_POOL,
     description=(
-        "Which candidates to launch (MILP: maximise sum of r_ij x price under launch slots and a "
-        "per-category cap), when (the hour of week its audience is most active), to whom (top "
-        "users by r_ij) and how much they will sell (units and revenue with an 80% interval). "
-        "Kept per plan date in launch_plan and launch_audiences; report under data/reports/."
+        "Which candidates to launch (MILP: maximise expected revenue under launch slots and a "
+        "per-category cap; expected revenue from a demand model fitted on the shop's own past "
+        "launches: text similarity to products that sell, category, price, collection size and "
+        "the Transformer's expected buyers sum_i r_ij; sum of r_ij x price x units when the "
+        "history has too few launches), when (the hour of week its audience is most active), to "
+        "whom (top users by r_ij) and how much they will sell (units and revenue with an 80% "
+        "interval). Kept per plan date in launch_plan and launch_audiences; report under "
+        "data/reports/."
     ),
 )
 def launch_plan(pipeline: LaunchPipelineConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
@@ -81,6 +86,15 @@ def launch_plan(pipeline: LaunchPipelineConfig, warehouse: DuckDBResource) -> dg
         out = make_and_store_plan(settings, con, context)
         meta = table_metadata(con, "launch_plan")
     chosen = out["chosen"]
+    demand_meta = {}
+    model = out.get("demand_model")
+    if model is not None:
+        demand_meta = {
+            "demand_model_launches": model.launches,
+            "demand_model_windows": markdown_table(pd.DataFrame(model.windows)),
+            "demand_model_coefficients": {k: round(v, 4) for k, v in model.coefficients.items()},
+            "demand_model_train_spearman": model.train_spearman,
+        }
     shown = chosen[
         [
             "plan_rank",
@@ -106,6 +120,10 @@ def launch_plan(pipeline: LaunchPipelineConfig, warehouse: DuckDBResource) -> dg
             "solve_seconds": out["selection"].solve_seconds,
             "plan": markdown_table(shown),
             "report": dg.MetadataValue.path(str(out["report_path"])),
+            "value_source": (
+                "demand model (past launches)" if model is not None else "sum r_ij x price"
+            ),
+            **demand_meta,
         }
     )
 

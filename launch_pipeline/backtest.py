@@ -1,0 +1,548 @@
+"""Backtest: launch plans made at past cutoffs, scored on what really sold afterwards.
+
+For each cutoff ``T`` (``launch-pipeline backtest``, :func:`run_backtest`):
+
+1. **Staging** (``launch_pipeline/adapters/online_retail.py``, options ``history_before=T`` and
+   ``candidates_window=(T, T + H)``): the raw directory holds only the invoice lines dated before
+   ``T``; the catalog is derived from them; the candidates are the products first sold in
+   ``[T, T + H)``, described only by their first sale line (description, derived category,
+   stock family, unit price).
+2. **The pipeline itself**: :func:`launch_pipeline.runner.run_pipeline` materializes every asset
+   (landing, cleaning, GX checks, features, the Transformer, ``user_preferences``,
+   ``launch_plan``) into a fresh data directory per cutoff, with ``slots``, ``category_cap`` and
+   ``horizon_days = H`` as its settings. The plan is read from the ``launch_plan`` and
+   ``launch_audiences`` tables: exactly what the asset made.
+3. **Scoring** against the whole file: *realised revenue* (:func:`realised_by_item`) is the net
+   sales (purchases minus returns, quantity x price) of the **clean** events in ``[T, T + H)``,
+   where clean means what the pipeline's own cleaning (``launch_pipeline/cleaning.py``, with the
+   source's thresholds) keeps when it cleans the whole file. The one definition serves the
+   picks, the hindsight best, the baselines and the forecast coverage.
+
+Metrics (per cutoff; the functions are small and tested on hand-computed cases):
+
+* ``captured_revenue_share``: realised revenue of the chosen products / realised revenue of the
+  best ``slots`` candidates in hindsight (:func:`captured_share`);
+* ``spearman``: rank correlation of the predicted (the plan's ``expected_revenue``) and the
+  realised revenue over all candidates;
+* ``audience_precision@50``: per chosen product, the share of its promotion audience (the plan's
+  top users by ``r_ij``) who bought it in the window, averaged over the chosen products; next to
+  the same for the 50 customers with the most purchases before ``T`` ("most active");
+* timing: the share of the audience's purchases before ``T`` that fall in the chosen launch
+  hour of week and in the three hours around it, against a uniform choice (1/168, 3/168); the
+  same share for their purchases in the window (out of sample);
+* forecast: the share of candidates whose realised units (and revenue) fall in the plan's 80%
+  interval ``[p10, p90]``.
+
+Baselines computed in the same run, from the same history and the same realised revenue:
+``random`` (the expected captured share of ``slots`` random picks), ``text_knn`` (each candidate's
+revenue = the mean net revenue over the ``H`` days before ``T`` of the 20 existing products with
+the most similar description, TF-IDF cosine) and ``category_popularity`` (the mean recent
+revenue of the existing products of the candidate's category; ties broken at random, in
+expectation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from launch_pipeline.errors import ConfigurationError
+
+BACKTEST_SOURCES = ("online_retail",)
+AUDIENCE_SIZE = 50
+KNN_NEIGHBOURS = 20
+MODEL_TIME_BUDGET_S = 180.0
+
+
+# --------------------------------------------------------------------------------------------
+# metrics (pure functions)
+# --------------------------------------------------------------------------------------------
+def best_possible(realised: pd.Series, k: int) -> float:
+    """Realised revenue of the best ``k`` products in hindsight (negative ones never help)."""
+    return float(realised.sort_values(ascending=False).head(k).clip(lower=0).sum())
+
+
+def captured_share(picks, realised: pd.Series, k: int) -> float:
+    """Realised revenue of ``picks`` / that of the best ``k`` in hindsight (nan if that is 0)."""
+    best = best_possible(realised, k)
+    if best <= 0:
+        return float("nan")
+    got = float(realised.reindex(list(picks)).fillna(0.0).sum())
+    return got / best
+
+
+def expected_top_k_share(predicted: pd.Series, realised: pd.Series, k: int) -> float:
+    """Captured share of the top ``k`` by ``predicted``, ties broken uniformly at random (in
+    expectation): a group of tied products that only partly fits contributes its mean."""
+    best = best_possible(realised, k)
+    if best <= 0:
+        return float("nan")
+    df = pd.DataFrame(
+        {"p": predicted.fillna(-np.inf), "r": realised.reindex(predicted.index).fillna(0.0)}
+    )
+    got, room = 0.0, k
+    for value in sorted(df["p"].unique(), reverse=True):
+        if room <= 0:
+            break
+        g = df[df["p"] == value]
+        take = min(room, len(g))
+        got += float(g["r"].mean()) * take
+        room -= take
+    return got / best
+
+
+def random_share(realised: pd.Series, k: int) -> float:
+    """Expected captured share of ``k`` products picked uniformly at random."""
+    best = best_possible(realised, k)
+    if best <= 0 or len(realised) == 0:
+        return float("nan")
+    return min(k, len(realised)) * float(realised.mean()) / best
+
+
+def spearman(predicted, realised) -> float:
+    from scipy.stats import spearmanr
+
+    a = np.asarray(predicted, dtype=float)
+    b = np.asarray(realised, dtype=float)
+    if len(a) < 3 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def audience_precision(audiences: dict, buyers: dict) -> float:
+    """Mean over products of the share of its audience that bought it (``buyers``: product ->
+    set of users who bought it in the window)."""
+    shares = [
+        len(set(users) & set(buyers.get(item, ()))) / len(users)
+        for item, users in audiences.items()
+        if len(users)
+    ]
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def hour_window(hour_of_week: int, width: int = 1) -> list[int]:
+    """The hour of week and ``width`` hours either side (wrapping around the week)."""
+    return [(int(hour_of_week) + d) % 168 for d in range(-width, width + 1)]
+
+
+def timing_share(purchase_hours, hour_of_week: int, width: int = 0) -> float:
+    """Share of purchases (their hours of week) inside the launch window."""
+    hours = np.asarray(purchase_hours, dtype=int)
+    if len(hours) == 0:
+        return float("nan")
+    return float(np.isin(hours, hour_window(hour_of_week, width)).mean())
+
+
+def interval_coverage(realised, lo, hi) -> float:
+    r = np.asarray(realised, dtype=float)
+    if len(r) == 0:
+        return float("nan")
+    return float(((r >= np.asarray(lo, dtype=float)) & (r <= np.asarray(hi, dtype=float))).mean())
+
+
+# --------------------------------------------------------------------------------------------
+# realised sales: the pipeline's cleaning over the whole file
+# --------------------------------------------------------------------------------------------
+def realised_sales(source: str, path: Path, lo: dt.date, hi: dt.date, work: Path) -> pd.DataFrame:
+    """The clean purchase and return events dated in ``[lo, hi)`` of the whole file: staged
+    like any run (all products known) and cleaned by ``launch_pipeline/cleaning.py`` with the
+    source's thresholds. Columns: ``item_id, user_id, ts, units, revenue`` (negative for
+    returns), ``event_type``."""
+    from launch_pipeline import catalog, cleaning, raw_io
+    from launch_pipeline.adapters import stage_source
+    from launch_pipeline.settings import Settings
+
+    raw = work / "raw"
+    stage_source(source, path, raw)  # every product is known: in the catalog or a candidate
+    rules = Settings.from_env(data_dir=work, raw_dir=raw).cleaning
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        catalog.load_product_catalog(con, raw)
+        catalog.load_launch_candidates(con, raw)
+        days = [d for d in raw_io.event_day_files(raw).items() if lo <= d[0] < hi]
+        for day, file in days:
+            raw_io.load_event_day(con, raw, day, file)
+        if not days:
+            return pd.DataFrame(columns=["item_id", "user_id", "ts", "units", "revenue"])
+        cleaning.clean_partitions(con, days[0][0], days[-1][0], rules)
+        sales = con.execute(
+            """
+            SELECT item_id, user_id, ts, event_type,
+                   CASE WHEN event_type = 'return' THEN -quantity ELSE quantity END AS units,
+                   CASE WHEN event_type = 'return' THEN -quantity * price
+                        ELSE quantity * price END AS revenue
+            FROM clean_events WHERE event_type IN ('purchase', 'return')
+            """
+        ).df()
+    finally:
+        con.close()
+        shutil.rmtree(raw, ignore_errors=True)
+    sales["ts"] = pd.to_datetime(sales["ts"])
+    return sales
+
+
+def realised_by_item(sales: pd.DataFrame, items, lo: dt.date, hi: dt.date) -> pd.DataFrame:
+    """Net revenue and units of each of ``items`` in ``[lo, hi)`` (0 when nothing sold), and
+    the set of its buyers."""
+    win = sales[(sales["ts"] >= pd.Timestamp(lo)) & (sales["ts"] < pd.Timestamp(hi))]
+    win = win[win["item_id"].isin(list(items))]
+    agg = win.groupby("item_id").agg(revenue=("revenue", "sum"), units=("units", "sum"))
+    out = agg.reindex(list(items)).fillna(0.0)
+    buyers = win[win["event_type"] == "purchase"].groupby("item_id")["user_id"].agg(set)
+    out["buyers"] = [buyers.get(i, set()) for i in out.index]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# one cutoff
+# --------------------------------------------------------------------------------------------
+def _settings(data_dir: Path, horizon: int, slots: int, cap: int | None, budget: float):
+    from launch_pipeline.settings import PlanningSettings, Settings
+
+    base = Settings.from_env(data_dir=data_dir, raw_dir=data_dir / "raw")
+    planning = PlanningSettings(
+        slots=slots,
+        category_cap=cap if cap is not None else max(slots, 1),
+        audience_size=AUDIENCE_SIZE,
+        horizon_days=horizon,
+    )
+    return dataclasses.replace(base, planning=planning, model_time_budget_s=budget)
+
+
+def _history(con: duckdb.DuckDBPyConnection) -> dict:
+    purchases = con.execute(
+        "SELECT user_id, item_id, ts, (isodow(ts) - 1) * 24 + hour(ts) AS how "
+        "FROM clean_events WHERE event_type = 'purchase'"
+    ).df()
+    return {"purchases": purchases}
+
+
+def _baseline_inputs(con: duckdb.DuckDBPyConnection, cutoff: dt.date, horizon: int):
+    """Existing products with their title, category and net revenue over the ``horizon`` days
+    before the cutoff (scaled to ``horizon`` days when the history is shorter)."""
+    existing = con.execute(
+        """
+        WITH bounds AS (SELECT min(ts) AS first FROM clean_events)
+        SELECT f.item_id, f.title, f.category,
+               coalesce(sum(CASE WHEN e.event_type = 'return' THEN -e.quantity * e.price
+                                 ELSE e.quantity * e.price END), 0) AS revenue
+        FROM item_features f
+        LEFT JOIN clean_events e
+          ON e.item_id = f.item_id AND e.event_type IN ('purchase', 'return')
+         AND e.ts >= CAST(? AS TIMESTAMP) - to_days(CAST(? AS INTEGER))
+         AND e.ts < CAST(? AS TIMESTAMP)
+        WHERE NOT f.is_candidate
+        GROUP BY ALL ORDER BY f.item_id
+        """,
+        [cutoff, horizon, cutoff],
+    ).df()
+    first = con.execute("SELECT min(ts) FROM clean_events").fetchall()[0][0]
+    days = min(horizon, max((pd.Timestamp(cutoff) - pd.Timestamp(first)).days, 1))
+    existing["revenue"] = existing["revenue"] * horizon / days
+    return existing
+
+
+def _most_active(purchases: pd.DataFrame, n: int) -> list[str]:
+    counts = purchases.groupby("user_id").size().reset_index(name="n")
+    counts = counts.sort_values(["n", "user_id"], ascending=[False, True])
+    return counts["user_id"].head(n).astype(str).tolist()
+
+
+def score_cutoff(
+    con: duckdb.DuckDBPyConnection,
+    sales: pd.DataFrame,
+    cutoff: dt.date,
+    horizon: int,
+    slots: int,
+    category_cap: int | None,
+) -> dict:
+    """Read the plan the pipeline stored in ``con`` and score it and the baselines against
+    ``sales`` (the clean events of the whole file) in ``[cutoff, cutoff + horizon)``."""
+    from launch_pipeline.demand import text_knn_revenue
+    from launch_pipeline.planning import select_launches
+
+    end = cutoff + dt.timedelta(days=horizon)
+    plan_date = con.execute("SELECT max(plan_date) FROM launch_plan").fetchall()[0][0]
+    plan = con.execute("SELECT * FROM launch_plan WHERE plan_date = ?", [plan_date]).df()
+    aud = con.execute(
+        "SELECT item_id, user_id, audience_rank FROM launch_audiences WHERE plan_date = ? "
+        "ORDER BY item_id, audience_rank",
+        [plan_date],
+    ).df()
+    chosen = plan[plan["chosen"]].sort_values("plan_rank")
+    picks = [str(i) for i in chosen["item_id"]]
+    audiences = {
+        str(item): [str(u) for u in g["user_id"]] for item, g in aud.groupby("item_id", sort=False)
+    }
+    audiences = {i: audiences.get(i, []) for i in picks}
+    cands = plan[["item_id", "title", "category", "price"]].copy()
+    truth = realised_by_item(sales, cands["item_id"], cutoff, end)
+    realised = truth["revenue"]
+    buyers = truth["buyers"].to_dict()
+    predicted = plan.set_index("item_id")["expected_revenue"].reindex(realised.index)
+
+    hist = _history(con)
+    purchases = hist["purchases"]
+    active = _most_active(purchases, AUDIENCE_SIZE)
+    by_user_hours = purchases.groupby("user_id")["how"].agg(list)
+    win_sales = sales[(sales["ts"] >= pd.Timestamp(cutoff)) & (sales["ts"] < pd.Timestamp(end))]
+    win_sales = win_sales[win_sales["event_type"] == "purchase"]
+    after_hours = (
+        ((win_sales["ts"].dt.dayofweek) * 24 + win_sales["ts"].dt.hour)
+        .groupby(win_sales["user_id"])
+        .agg(list)
+    )
+
+    timing = []
+    for rec in chosen.itertuples():
+        users = audiences.get(str(rec.item_id), [])
+        how = int(rec.launch_hour_of_week)
+        before = [h for u in users for h in by_user_hours.get(u, [])]
+        after = [h for u in users for h in after_hours.get(u, [])]
+        timing.append(
+            (
+                timing_share(before, how, 0),
+                timing_share(before, how, 1),
+                timing_share(after, how, 1),
+            )
+        )
+    timing_arr = np.array(timing, dtype=float) if timing else np.full((1, 3), np.nan)
+
+    units = truth["units"]
+    p10 = plan.set_index("item_id")["units_p10"].reindex(units.index)
+    p90 = plan.set_index("item_id")["units_p90"].reindex(units.index)
+    r10 = plan.set_index("item_id")["revenue_p10"].reindex(units.index)
+    r90 = plan.set_index("item_id")["revenue_p90"].reindex(units.index)
+    chosen_mask = units.index.isin(picks)
+    metrics = {
+        "captured_revenue_share": captured_share(picks, realised, slots),
+        "spearman": spearman(predicted.fillna(0.0), realised),
+        f"audience_precision@{AUDIENCE_SIZE}": audience_precision(audiences, buyers),
+        f"audience_precision@{AUDIENCE_SIZE}_most_active": audience_precision(
+            {i: active for i in picks}, buyers
+        ),
+        "timing_share_launch_hour": float(np.nanmean(timing_arr[:, 0])),
+        "timing_share_launch_hour_uniform": 1 / 168,
+        "timing_share_3h_window": float(np.nanmean(timing_arr[:, 1])),
+        "timing_share_3h_window_uniform": 3 / 168,
+        "timing_share_3h_window_after_cutoff": float(np.nanmean(timing_arr[:, 2])),
+        "interval_coverage_units": interval_coverage(units, p10, p90),
+        "interval_coverage_revenue": interval_coverage(realised, r10, r90),
+        "interval_coverage_units_chosen": interval_coverage(
+            units[chosen_mask], p10[chosen_mask], p90[chosen_mask]
+        ),
+        "realised_revenue_picks": float(realised.reindex(picks).fillna(0.0).sum()),
+        "realised_revenue_best": best_possible(realised, slots),
+        "forecast_revenue_picks": float(chosen["expected_revenue"].sum()),
+        "realised_revenue_all_candidates": float(realised.sum()),
+        "forecast_revenue_all_candidates": float(plan["expected_revenue"].sum()),
+    }
+
+    existing = _baseline_inputs(con, plan_date, horizon)
+    knn = pd.Series(
+        text_knn_revenue(existing["title"], existing["revenue"], cands["title"], KNN_NEIGHBOURS),
+        index=cands["item_id"].to_numpy(),
+    )
+    per_product = existing.groupby(existing["category"].fillna("unknown"))["revenue"].mean()
+    catpop = pd.Series(
+        [float(per_product.get(c, 0.0)) for c in cands["category"].fillna("unknown")],
+        index=cands["item_id"].to_numpy(),
+    )
+
+    def baseline(pred: pd.Series) -> dict:
+        pred = pred.reindex(realised.index)
+        if category_cap is None:
+            share = expected_top_k_share(pred, realised, slots)
+            order = pred.sort_values(ascending=False, kind="stable").index
+            top = [str(i) for i in order[:slots]]
+        else:
+            df = pd.DataFrame(
+                {
+                    "item_id": pred.index,
+                    "category": cands.set_index("item_id").loc[pred.index, "category"].to_numpy(),
+                    "v": pred.to_numpy(),
+                }
+            )
+            top = select_launches(df, slots, category_cap, value_col="v").chosen
+            share = captured_share(top, realised, slots)
+        return {
+            "captured_revenue_share": share,
+            "spearman": spearman(pred, realised),
+            "picks": top,
+        }
+
+    baselines = {
+        "random": {
+            "captured_revenue_share": random_share(realised, slots),
+            "spearman": 0.0,
+        },
+        "text_knn": baseline(knn),
+        "category_popularity": baseline(catpop),
+        "most_active_customers": {
+            f"audience_precision@{AUDIENCE_SIZE}": metrics[
+                f"audience_precision@{AUDIENCE_SIZE}_most_active"
+            ],
+            "audience": active,
+        },
+    }
+    return {
+        "cutoff": cutoff.isoformat(),
+        "plan_date": str(plan_date),
+        "horizon_end": end.isoformat(),
+        "candidates": int(len(cands)),
+        "candidates_sold_in_window": int((realised != 0).sum()),
+        "value_source": str(chosen["value_source"].iloc[0])
+        if "value_source" in chosen and len(chosen)
+        else None,
+        "picks": picks,
+        "audiences": audiences,
+        "launch_hours_of_week": {
+            str(r.item_id): int(r.launch_hour_of_week) for r in chosen.itertuples()
+        },
+        "metrics": metrics,
+        "baselines": baselines,
+    }
+
+
+def _check_source(source: str) -> None:
+    if source not in BACKTEST_SOURCES:
+        raise ConfigurationError(
+            f"backtest supports the source(s) {', '.join(BACKTEST_SOURCES)} (historical logs "
+            f"whose launches can be replayed), not {source!r}"
+        )
+
+
+def run_backtest(
+    source: str,
+    path,
+    cutoffs,
+    horizon_days: int = 90,
+    slots: int = 20,
+    category_cap: int | None = None,
+    work_dir: Path | None = None,
+    model_time_budget_s: float = MODEL_TIME_BUDGET_S,
+    log=print,
+) -> dict:
+    """Plan at every cutoff with the real pipeline on the history before it, score against the
+    sales that followed. Returns ``{"cutoffs": [...], "summary": {...}, "settings": {...}}``."""
+    import dagster as dg
+
+    from launch_pipeline.adapters import stage_source
+    from launch_pipeline.runner import run_pipeline
+
+    _check_source(source)
+    path = Path(path)
+    cutoffs = sorted(
+        {c if isinstance(c, dt.date) else dt.date.fromisoformat(str(c)) for c in cutoffs}
+    )
+    if not cutoffs:
+        raise ConfigurationError("backtest needs at least one --cutoff")
+    if horizon_days <= 0 or slots <= 0:
+        raise ConfigurationError("horizon_days and slots must be positive")
+    own_tmp = work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="backtest_")) if own_tmp else Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+    try:
+        t0 = time.perf_counter()
+        lo = cutoffs[0]
+        hi = cutoffs[-1] + dt.timedelta(days=horizon_days)
+        sales = realised_sales(source, path, lo, hi, work / "realised")
+        log(
+            f"realised sales {lo} .. {hi}: {len(sales):,} clean events "
+            f"({time.perf_counter() - t0:.0f}s)"
+        )
+        results = []
+        for cutoff in cutoffs:
+            t0 = time.perf_counter()
+            data_dir = work / f"cutoff_{cutoff.isoformat()}"
+            if data_dir.exists():
+                shutil.rmtree(data_dir)
+            staged = stage_source(
+                source,
+                path,
+                data_dir / "raw",
+                history_before=cutoff,
+                candidates_window=(cutoff, cutoff + dt.timedelta(days=horizon_days)),
+            )
+            log(f"{cutoff}: {staged.summary_line()}")
+            settings = _settings(data_dir, horizon_days, slots, category_cap, model_time_budget_s)
+            t1 = time.perf_counter()
+            outcome = run_pipeline(settings, instance=dg.DagsterInstance.ephemeral())
+            if not outcome.success:
+                raise RuntimeError(
+                    f"the pipeline failed on the history before {cutoff}: "
+                    + "; ".join(outcome.failures[:5])
+                )
+            t2 = time.perf_counter()
+            con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+            try:
+                scored = score_cutoff(con, sales, cutoff, horizon_days, slots, category_cap)
+            finally:
+                con.close()
+            scored["seconds"] = {
+                "staging": round(t1 - t0, 1),
+                "pipeline": round(t2 - t1, 1),
+                "scoring": round(time.perf_counter() - t2, 1),
+            }
+            m, b = scored["metrics"], scored["baselines"]
+            log(
+                f"{cutoff}: captured {m['captured_revenue_share']:.3f} (random "
+                f"{b['random']['captured_revenue_share']:.3f}, text-kNN "
+                f"{b['text_knn']['captured_revenue_share']:.3f}, category "
+                f"{b['category_popularity']['captured_revenue_share']:.3f}), spearman "
+                f"{m['spearman']:.3f} ({time.perf_counter() - t0:.0f}s)"
+            )
+            results.append(scored)
+    finally:
+        if own_tmp:
+            shutil.rmtree(work, ignore_errors=True)
+    return {
+        "source": source,
+        "path": str(path),
+        "settings": {
+            "horizon_days": horizon_days,
+            "slots": slots,
+            "category_cap": category_cap,
+            "audience_size": AUDIENCE_SIZE,
+            "model_time_budget_s": model_time_budget_s,
+            "text_knn_neighbours": KNN_NEIGHBOURS,
+        },
+        "cutoffs": results,
+        "summary": summarise(results),
+        "wall_seconds": round(time.perf_counter() - t_all, 1),
+    }
+
+
+def summarise(results: list[dict]) -> dict:
+    """Means over the cutoffs of every metric, ours and the baselines'."""
+
+    def mean(values):
+        vals = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    out: dict = {"ours": {}, "baselines": {}}
+    if not results:
+        return out
+    for key in results[0]["metrics"]:
+        out["ours"][key] = mean([r["metrics"][key] for r in results])
+    for name in results[0]["baselines"]:
+        keys = [
+            k
+            for k, v in results[0]["baselines"][name].items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
+        out["baselines"][name] = {k: mean([r["baselines"][name][k] for r in results]) for k in keys}
+    knn = [r["baselines"]["text_knn"]["captured_revenue_share"] for r in results]
+    ours = [r["metrics"]["captured_revenue_share"] for r in results]
+    out["beats_text_knn_at_every_cutoff"] = bool(all(o > k for o, k in zip(ours, knn, strict=True)))
+    return out

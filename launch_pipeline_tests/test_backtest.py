@@ -1,0 +1,313 @@
+"""The backtest: staging a cutoff, no look-ahead (poisoned future data), metrics on hand-computed
+cases, and the whole command on a tiny synthetic Online-Retail-like file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from launch_pipeline import backtest as bt
+from launch_pipeline.adapters import stage_source
+from launch_pipeline.errors import ConfigurationError
+
+CUTOFF = dt.date(2011, 3, 1)
+HORIZON = 30
+HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
+          "CustomerID", "Country"]  # fmt: skip
+
+OLD_TITLES = [
+    "JUMBO BAG RED RETROSPOT", "JUMBO BAG PINK POLKADOT", "LUNCH BAG RED RETROSPOT",
+    "LUNCH BAG SPACEBOY", "WHITE HANGING HEART T-LIGHT HOLDER", "RED HANGING HEART T-LIGHT HOLDER",
+    "REGENCY CAKESTAND 3 TIER", "REGENCY TEACUP AND SAUCER", "PAPER CHAIN KIT VINTAGE CHRISTMAS",
+    "PAPER BUNTING RETROSPOT", "HAND WARMER UNION JACK", "HAND WARMER RED POLKA DOT",
+    "ALARM CLOCK BAKELIKE RED", "ALARM CLOCK BAKELIKE GREEN", "SET OF 3 CAKE TINS PANTRY",
+    "PACK OF 72 RETROSPOT CAKE CASES", "WOODEN PICTURE FRAME WHITE", "DOORMAT HEARTS",
+    "GLASS STAR FROSTED T-LIGHT HOLDER", "PARTY BUNTING",
+]  # fmt: skip
+NEW_TITLES = [
+    "JUMBO BAG APPLES", "LUNCH BAG APPLE DESIGN", "REGENCY MILK JUG PINK", "WALL ART BIG LOVE",
+    "WALL ART KEEP CALM", "DOORMAT KEEP CALM", "ALARM CLOCK BAKELIKE PINK", "SPOTTY BUNTING",
+]  # fmt: skip
+
+
+def _tiny_lines(seed: int = 3) -> pd.DataFrame:
+    """About 4 months of invoices of 40 customers: 20 products on sale from the start, 8 new
+    ones first sold after the cutoff (some of them before it in no way), returns, guest lines,
+    postage."""
+    rng = np.random.default_rng(seed)
+    old = [(f"{21000 + 7 * k}", t, round(float(rng.choice([0.85, 1.65, 2.1, 4.95])), 2))
+           for k, t in enumerate(OLD_TITLES)]  # fmt: skip
+    new = [(f"{23100 + k}", t, round(float(rng.choice([1.25, 2.08, 4.95, 8.25])), 2))
+           for k, t in enumerate(NEW_TITLES)]  # fmt: skip
+    launch = {
+        code: CUTOFF + dt.timedelta(days=int(2 + 3 * k)) for k, (code, _, _) in enumerate(new)
+    }
+    rows = []
+    inv = 536000
+    day = dt.date(2010, 12, 1)
+    while day < CUTOFF + dt.timedelta(days=HORIZON + 10):
+        if day.weekday() != 5:
+            for _ in range(int(rng.integers(3, 7))):
+                inv += 1
+                cust = int(rng.integers(0, 40))
+                hour = int(rng.choice([8, 9, 10, 11, 12, 13, 14, 15]) + (cust % 3))
+                when = dt.datetime.combine(day, dt.time(hour, int(rng.integers(0, 60))))
+                avail = old + [p for p in new if launch[p[0]] <= day]
+                pool = rng.choice(len(avail), size=min(len(avail), int(rng.integers(2, 6))),
+                                  replace=False)  # fmt: skip
+                for j in pool:
+                    code, title, price = avail[j]
+                    qty = int(rng.choice([1, 2, 6, 12, 24]))
+                    rows.append([str(inv), code, title, qty, when, price, 12000.0 + cust, "UK"])
+                if rng.random() < 0.3:
+                    rows.append([str(inv), "POST", "POSTAGE", 1, when, 18.0, 12000.0 + cust, "UK"])
+                if rng.random() < 0.1:
+                    code, title, price = avail[int(pool[0])]
+                    rows.append([f"C{inv}", code, title, -1, when + dt.timedelta(hours=1), price,
+                                 12000.0 + cust, "UK"])  # fmt: skip
+            guest = old[int(rng.integers(0, len(old)))]
+            rows.append([str(inv + 1), guest[0], guest[1], 3,
+                         dt.datetime.combine(day, dt.time(16)), guest[2], None, "UK"])  # fmt: skip
+            inv += 1
+        day += dt.timedelta(days=1)
+    df = pd.DataFrame(rows, columns=HEADER)
+    df["InvoiceDate"] = pd.to_datetime(df["InvoiceDate"]).dt.strftime("%Y-%m-%d %H:%M:%S")
+    return df
+
+
+def _write(df: pd.DataFrame, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    return path
+
+
+def _first_sale_rows(df: pd.DataFrame) -> set[int]:
+    sale = df[(df["Quantity"] > 0) & (df["UnitPrice"] > 0) & ~df["InvoiceNo"].str.startswith("C")]
+    sale = sale.assign(_t=pd.to_datetime(sale["InvoiceDate"]), _i=sale.index)
+    return set(sale.sort_values(["_t", "_i"]).groupby("StockCode").head(1).index)
+
+
+def _poison(df: pd.DataFrame) -> pd.DataFrame:
+    """Everything at or after the cutoff changed, except the first sale line of each product
+    (what is known at a candidate's launch); plus extra lines after the cutoff."""
+    out = df.copy()
+    keep = _first_sale_rows(df)
+    after = pd.to_datetime(out["InvoiceDate"]) >= pd.Timestamp(CUTOFF)
+    hit = after & ~out.index.isin(keep)
+    out.loc[hit, "Quantity"] = out.loc[hit, "Quantity"] * 50
+    out.loc[hit, "UnitPrice"] = out.loc[hit, "UnitPrice"] * 3
+    out.loc[hit, "CustomerID"] = 99999.0
+    out.loc[hit, "Description"] = "POISONED DESCRIPTION"
+    extra = out[after].head(40).copy()
+    extra["StockCode"] = "21000"
+    extra["Quantity"] = 1000
+    extra["CustomerID"] = 12001.0
+    late = extra.head(5).copy()
+    late["StockCode"] = "99999"
+    late["Description"] = "FUTURE PRODUCT"
+    late["InvoiceDate"] = "2011-04-05 10:00:00"  # after the window: never a candidate
+    return pd.concat([out, extra, late], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_or")
+    df = _tiny_lines()
+    return _write(df, root / "clean.csv"), _write(_poison(df), root / "poisoned.csv")
+
+
+# --------------------------------------------------------------------------------------------
+# staging a cutoff
+# --------------------------------------------------------------------------------------------
+def _stage(src, raw):
+    return stage_source(
+        "online_retail",
+        src,
+        raw,
+        history_before=CUTOFF,
+        candidates_window=(CUTOFF, CUTOFF + dt.timedelta(days=HORIZON)),
+    )
+
+
+def test_cutoff_staging_keeps_history_only(tmp_path, tiny_files):
+    clean, _ = tiny_files
+    summary = _stage(clean, tmp_path / "raw")
+    assert summary.end_date == CUTOFF - dt.timedelta(days=1)
+    events = pd.concat(pd.read_parquet(p) for p in (tmp_path / "raw" / "events").iterdir())
+    assert pd.to_datetime(events["ts"]).max() < pd.Timestamp(CUTOFF, tz="UTC")
+    cands = pd.read_parquet(tmp_path / "raw" / "candidates.parquet")
+    products = pd.read_parquet(tmp_path / "raw" / "products.parquet")
+    assert set(cands["title"]) <= set(NEW_TITLES)  # the new products launched in the window
+    assert len(cands) >= 6
+    assert not set(cands["item_id"]) & set(products["item_id"])
+    assert cands["launched_at"].isna().all()
+    df = _tiny_lines()
+    first = df.loc[sorted(_first_sale_rows(df))].set_index("StockCode")
+    for r in cands.itertuples():
+        assert float(r.price) == pytest.approx(float(first.loc[r.item_id, "UnitPrice"]))
+
+
+def test_candidates_window_needs_history_before(tmp_path, tiny_files):
+    with pytest.raises(ConfigurationError):
+        stage_source(
+            "online_retail",
+            tiny_files[0],
+            tmp_path / "raw",
+            candidates_window=(CUTOFF, CUTOFF + dt.timedelta(days=HORIZON)),
+        )
+    with pytest.raises(ConfigurationError):
+        stage_source(
+            "online_retail",
+            tiny_files[0],
+            tmp_path / "raw",
+            history_before=CUTOFF,
+            candidates_window=(CUTOFF - dt.timedelta(days=1), CUTOFF),
+        )
+
+
+def test_poisoned_future_does_not_change_the_staged_history(tmp_path, tiny_files):
+    clean, poisoned = tiny_files
+    _stage(clean, tmp_path / "a")
+    _stage(poisoned, tmp_path / "b")
+    for name in ("products.parquet", "candidates.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "a" / name), pd.read_parquet(tmp_path / "b" / name)
+        )
+    days_a = sorted(p.name for p in (tmp_path / "a" / "events").iterdir())
+    assert days_a == sorted(p.name for p in (tmp_path / "b" / "events").iterdir())
+    for name in days_a:
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "a" / "events" / name),
+            pd.read_parquet(tmp_path / "b" / "events" / name),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# metrics on hand-computed cases
+# --------------------------------------------------------------------------------------------
+def test_captured_share_and_random():
+    realised = pd.Series({"a": 100.0, "b": 50.0, "c": 30.0, "d": 20.0, "e": -10.0})
+    # best 2 = a + b = 150
+    assert bt.captured_share(["a", "c"], realised, 2) == pytest.approx(130 / 150)
+    assert bt.captured_share(["e", "zzz"], realised, 2) == pytest.approx(-10 / 150)
+    # random 2 of 5: 2 * mean (190 / 5 = 38) / 150
+    assert bt.random_share(realised, 2) == pytest.approx(76 / 150)
+    assert np.isnan(bt.captured_share(["a"], pd.Series({"a": 0.0}), 1))
+
+
+def test_expected_top_k_share_breaks_ties_in_expectation():
+    realised = pd.Series({"a": 100.0, "b": 50.0, "c": 30.0, "d": 20.0})
+    predicted = pd.Series({"a": 1.0, "b": 5.0, "c": 5.0, "d": 5.0})
+    # the top 2 are two of the three tied b, c, d: expected 2 * (50 + 30 + 20) / 3
+    assert bt.expected_top_k_share(predicted, realised, 2) == pytest.approx((200 / 3) / 150)
+    predicted = pd.Series({"a": 9.0, "b": 5.0, "c": 1.0, "d": 0.0})
+    assert bt.expected_top_k_share(predicted, realised, 2) == pytest.approx(1.0)
+
+
+def test_spearman_audience_timing_coverage():
+    assert bt.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert bt.spearman([4, 3, 2, 1], [10, 20, 30, 40]) == pytest.approx(-1.0)
+    assert np.isnan(bt.spearman([1, 1, 1], [1, 2, 3]))
+    audiences = {"x": ["u1", "u2", "u3", "u4"], "y": ["u1", "u5"]}
+    buyers = {"x": {"u1", "u9"}, "y": {"u1", "u5"}}
+    # x: 1 of 4, y: 2 of 2 -> mean (0.25 + 1) / 2
+    assert bt.audience_precision(audiences, buyers) == pytest.approx(0.625)
+    assert bt.hour_window(0, 1) == [167, 0, 1]
+    hours = [10, 10, 11, 12, 50]
+    assert bt.timing_share(hours, 10, 0) == pytest.approx(2 / 5)
+    assert bt.timing_share(hours, 11, 1) == pytest.approx(4 / 5)
+    assert bt.interval_coverage([1, 5, 10], [0, 6, 9], [2, 8, 10]) == pytest.approx(2 / 3)
+
+
+def test_realised_by_item_nets_returns():
+    sales = pd.DataFrame(
+        {
+            "item_id": ["a", "a", "a", "b", "b"],
+            "user_id": ["u1", "u2", "u1", "u1", "u3"],
+            "ts": pd.to_datetime(
+                [
+                    "2011-03-01 10:00",
+                    "2011-03-05 00:00",
+                    "2011-03-06 00:00",
+                    "2011-02-28 00:00",
+                    "2011-03-30 23:00",
+                ]
+            ),
+            "event_type": ["purchase", "purchase", "return", "purchase", "purchase"],
+            "units": [6, 2, -1, 5, 1],
+            "revenue": [12.0, 4.0, -2.0, 10.0, 3.0],
+        }
+    )
+    out = bt.realised_by_item(sales, ["a", "b", "c"], CUTOFF, CUTOFF + dt.timedelta(days=30))
+    assert out.loc["a", "revenue"] == pytest.approx(14.0)
+    assert out.loc["a", "units"] == pytest.approx(7.0)
+    assert out.loc["b", "revenue"] == pytest.approx(3.0)  # 2011-02-28 is before the window
+    assert out.loc["c", "revenue"] == 0.0
+    assert out.loc["a", "buyers"] == {"u1", "u2"}
+
+
+def test_backtest_rejects_other_sources(tmp_path):
+    with pytest.raises(ConfigurationError):
+        bt.run_backtest("taobao", tmp_path / "x.csv", [CUTOFF])
+
+
+# --------------------------------------------------------------------------------------------
+# the whole backtest on the tiny file (the real pipeline), clean and poisoned
+# --------------------------------------------------------------------------------------------
+def _run(src, work):
+    return bt.run_backtest(
+        "online_retail",
+        src,
+        [CUTOFF],
+        horizon_days=HORIZON,
+        slots=3,
+        work_dir=work,
+        model_time_budget_s=600.0,
+        log=lambda _msg: None,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_backtests(tiny_files, tmp_path_factory):
+    clean, poisoned = tiny_files
+    return (
+        _run(clean, tmp_path_factory.mktemp("bt_clean")),
+        _run(poisoned, tmp_path_factory.mktemp("bt_poisoned")),
+    )
+
+
+@pytest.mark.slow
+def test_tiny_backtest_output_shape(tiny_backtests):
+    result = tiny_backtests[0]
+    json.dumps(result)  # serialisable as the CLI writes it
+    (c,) = result["cutoffs"]
+    assert c["cutoff"] == CUTOFF.isoformat()
+    assert 0 < len(c["picks"]) <= 3 and all(isinstance(p, str) for p in c["picks"])
+    assert set(c["audiences"]) == set(c["picks"])
+    assert all(0 < len(u) <= bt.AUDIENCE_SIZE for u in c["audiences"].values())
+    m = c["metrics"]
+    for key in ("captured_revenue_share", "spearman", "audience_precision@50"):
+        assert key in m
+    assert -1.0 <= m["captured_revenue_share"] <= 1.0
+    assert set(c["baselines"]) >= {"random", "text_knn", "category_popularity"}
+    assert 0 <= m["interval_coverage_units"] <= 1
+
+
+@pytest.mark.slow
+def test_poisoned_future_does_not_change_the_plan(tiny_backtests):
+    clean, poisoned = (r["cutoffs"][0] for r in tiny_backtests)
+    assert clean["picks"] == poisoned["picks"]
+    assert clean["audiences"] == poisoned["audiences"]
+    assert clean["launch_hours_of_week"] == poisoned["launch_hours_of_week"]
+    assert clean["metrics"]["forecast_revenue_all_candidates"] == pytest.approx(
+        poisoned["metrics"]["forecast_revenue_all_candidates"]
+    )
+    # while what really happened did change
+    assert (
+        clean["metrics"]["realised_revenue_all_candidates"]
+        != poisoned["metrics"]["realised_revenue_all_candidates"]
+    )
