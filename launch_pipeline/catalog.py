@@ -71,16 +71,14 @@ def load_table(con: duckdb.DuckDBPyConnection, raw_dir: Path, stem: str) -> dict
     usable, total = con.execute(
         "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FROM _products_typed"
     ).fetchall()[0]
-    if usable == 0:
+    if total > 0 and usable == 0:  # rows delivered, none usable (an empty file is allowed)
         reasons = con.execute(
             "SELECT reason, count(*) FROM _products_typed GROUP BY 1 ORDER BY 2 DESC"
         ).fetchall()
         con.execute("DROP TABLE _products_typed")
         raise InputFileError(
             path,
-            f"has no usable rows ({total} rows"
-            + (f", all unusable: {dict(reasons)}" if total else "")
-            + ")",
+            f"has no usable rows ({total} rows, all unusable: {dict(reasons)})",
             "deliver the file with at least one row that has an item_id and a positive price",
         )
     cols = "item_id, title, category, brand, price, launched_at" + (

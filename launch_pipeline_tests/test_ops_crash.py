@@ -13,6 +13,7 @@ to; re-running repairs everything.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import os
@@ -86,6 +87,12 @@ def _wait_for_step(home: Path, step: str, proc: subprocess.Popen, deadline_s: fl
 
 @pytest.mark.timeout(900)
 def test_sigkill_during_model_step_then_rerun(tmp_path):
+    # a copy of the context: Dagster keeps the storage of an instance used in a `with` block in
+    # a ContextVar, and nested `with instance` blocks (execute_in_process) leave it set
+    contextvars.copy_context().run(_sigkill_during_model_step_then_rerun, tmp_path)
+
+
+def _sigkill_during_model_step_then_rerun(tmp_path):
     settings = tiny_shop(tmp_path / "data", days=10, users=150, events_per_day=300)
     home = tmp_path / "home"
     write_instance_yaml(home)

@@ -7,6 +7,7 @@ stopped. Skipped with a reason when PostgreSQL or dagster-postgres is missing.""
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import importlib.util
 import shutil
@@ -35,6 +36,12 @@ pytestmark = [
 
 @pytest.mark.timeout(600)
 def test_nightly_job_with_postgres_storage(tmp_path, monkeypatch):
+    # a copy of the context: Dagster keeps the storage of an instance used in a `with` block in
+    # a ContextVar, and nested `with instance` blocks (execute_in_process) leave it set
+    contextvars.copy_context().run(_nightly_job_with_postgres_storage, tmp_path, monkeypatch)
+
+
+def _nightly_job_with_postgres_storage(tmp_path, monkeypatch):
     settings = tiny_shop(tmp_path / "data", days=12, users=150, events_per_day=300)
     home = tmp_path / "home"
     home.mkdir()
