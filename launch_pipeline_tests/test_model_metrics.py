@@ -124,6 +124,7 @@ def test_read_s3rec_and_leave_one_out(tmp_path):
     assert data.item_attributes[1].tolist() == [1, 2]
     assert data.item_attributes[12].tolist() == [1, 0]
     assert data.item_attributes[0].tolist() == [0, 0]
+    assert data.attribute_names == ["", "10", "20", "30"]
 
     train, valid, test = leave_one_out(data)
     assert [s.tolist() for s in train.sequences] == [[1, 2], [5], [], [2, 3, 8]]

@@ -143,7 +143,8 @@ def group_data(n_groups=8, per_group=5, n_users=400, seed=0):
     attrs = np.zeros((n_items + 1, 1), dtype=np.int64)
     attrs[1:, 0] = group[1:] + 1
     cold = np.array([g * per_group + 1 for g in range(n_groups)])
-    return SequenceData(seqs, None, attrs, n_groups + 1), cold, group
+    names = ["", *(f"group={g}" for g in range(n_groups))]
+    return SequenceData(seqs, None, attrs, n_groups + 1, attribute_names=names), cold, group
 
 
 def test_cold_item_scored_from_attributes():
@@ -160,9 +161,21 @@ def test_cold_item_scored_from_attributes():
     next_group = np.array([(group[s[-1]] + 1) % 8 for s in seqs])
     uv = user_vectors(model, seqs)
     cold_vecs = item_vectors(model, data.item_attributes[cold], None)
+    # the vocabulary travels with the model: new items can be described by attribute names
+    from launch_pipeline.model.training import attribute_rows
+
+    named = attribute_rows(model, [[f"group={g}", "brand=never-seen"] for g in range(8)])
+    np.testing.assert_array_equal(named, data.item_attributes[cold])
     cold_scores = uv @ cold_vecs.T  # (users, 8 cold items): never-trained items
     hit_among_cold = np.mean(np.argmax(cold_scores, axis=1) == next_group)
     assert hit_among_cold >= 0.9, hit_among_cold
+    # ranking users for a new product: P(next = cold item) is highest for the users whose last
+    # item is in the group before it
+    from launch_pipeline.model.training import item_probabilities
+
+    probs = item_probabilities(model, uv, cold_vecs)
+    assert probs.shape == (len(seqs), len(cold)) and np.all((probs > 0) & (probs < 1))
+    assert np.mean(np.argmax(probs, axis=1) == next_group) >= 0.9
     # and against the whole (warm, id-based) catalogue the right cold item is in the top 10
     all_vecs = item_vectors(model, data.item_attributes[1:], np.arange(1, data.n_items + 1))
     all_vecs[cold - 1] = cold_vecs

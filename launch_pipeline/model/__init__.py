@@ -34,6 +34,8 @@ _LAZY = {
     "catalog_vectors": "training",
     "score_items": "training",
     "score_users": "training",
+    "item_probabilities": "training",
+    "attribute_rows": "training",
     "set_item_neighbors": "training",
     "blend_scores": "training",
     "evaluate_split": "training",

@@ -29,7 +29,14 @@ class ModelConfig:
     # dropped (item vector = attributes only), so attribute-only vectors of new items are usable
     id_dropout: float = 0.1
     # optimisation
-    lr: float = 1e-3
+    lr: float = 2e-3
+    # learning-rate schedule: halve the rate after ``lr_plateau_patience`` epochs without a better
+    # validation NDCG@10 (0 = never), and decay it linearly to 10% over the last
+    # ``lr_anneal_fraction`` of the time budget (0 = never), so a run that is stopped by the
+    # clock still ends annealed
+    lr_plateau_patience: int = 3
+    lr_plateau_factor: float = 0.5
+    lr_anneal_fraction: float = 0.2
     weight_decay: float = 0.0  # AdamW decoupled weight decay (0 = plain Adam)
     batch_size: int = 128  # users (training windows) per step
     max_epochs: int = 200
@@ -45,7 +52,7 @@ class ModelConfig:
     knn_blend: bool = True
     knn_neighbors: int = 100  # neighbours per item kept inside the saved model
     blend_grid: tuple[float, ...] = field(
-        default_factory=lambda: (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
+        default_factory=lambda: (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
     )
     # similarity exponent of the kNN lists (0.5 = cosine, smaller favours popular neighbours)
     blend_betas: tuple[float, ...] = (0.25, 0.5)

@@ -28,6 +28,9 @@ class SequenceData:
     item_attributes: np.ndarray  # (n_items + 1, n_slots) attribute ids, row 0 = padding
     n_attributes: int  # attribute vocabulary size including 0
     user_ids: np.ndarray | None = None  # original user ids (optional, for joining back)
+    # optional name of every attribute id (index = id, entry 0 = "" for padding); it travels
+    # inside the trained model so new items can be encoded with the same vocabulary
+    attribute_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.sequences = [np.asarray(s, dtype=np.int64) for s in self.sequences]
@@ -43,6 +46,10 @@ class SequenceData:
         self.item_attributes = attrs
         if int(attrs.max(initial=0)) >= self.n_attributes:
             raise ValueError("attribute id >= n_attributes")
+        if self.attribute_names is not None:
+            self.attribute_names = [str(a) for a in self.attribute_names]
+            if len(self.attribute_names) != self.n_attributes:
+                raise ValueError("attribute_names needs one entry per attribute id (incl. 0)")
         top = max((int(s.max()) for s in self.sequences if len(s)), default=0)
         if (
             top > self.n_items
@@ -74,6 +81,7 @@ class SequenceData:
             item_attributes=self.item_attributes,
             n_attributes=self.n_attributes,
             user_ids=self.user_ids,
+            attribute_names=self.attribute_names,
         )
 
 
@@ -173,6 +181,7 @@ def read_s3rec(
         item_attributes=mat,
         n_attributes=len(vocab) + 1,
         user_ids=user_ids,
+        attribute_names=["", *(str(a) for a, _ in sorted(vocab.items(), key=lambda kv: kv[1]))],
     )
 
 

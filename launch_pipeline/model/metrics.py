@@ -59,32 +59,40 @@ def rank_of_targets(
         return np.zeros(0, dtype=np.int64)
     if t_idx.min() < 1 or t_idx.max() >= m:
         raise ValueError("targets must be item ids 1..n_items")
-    if exclude is None:
-        allowed = np.ones((n, m), dtype=bool)
-    elif isinstance(exclude, np.ndarray) and exclude.dtype == bool:
-        if exclude.shape != (n, m):
-            raise ValueError("exclusion mask must have the shape of scores")
-        allowed = ~exclude
-    else:
-        allowed = ~exclusion_mask(n, m, exclude)
+    rows = np.arange(n)
+    t = s[rows, t_idx].astype(np.float64 if s.dtype == np.float64 else np.float32)
+    # one working copy: excluded / non-candidate columns get -inf, then a single comparison
+    work = np.array(s, dtype=t.dtype, copy=True)
+    if exclude is not None:
+        if isinstance(exclude, np.ndarray) and exclude.dtype == bool:
+            if exclude.shape != (n, m):
+                raise ValueError("exclusion mask must have the shape of scores")
+            work[exclude] = -np.inf
+        else:
+            if len(exclude) != n:
+                raise ValueError("one exclusion list per row is required")
+            lens = np.fromiter((len(e) for e in exclude), dtype=np.int64, count=n)
+            if lens.sum():
+                cols = np.concatenate([np.asarray(e, dtype=np.int64).ravel() for e in exclude])
+                work[np.repeat(rows, lens), cols] = -np.inf
     if candidates is not None:
         cand = np.zeros(m, dtype=bool)
         cand[np.asarray(candidates, dtype=np.int64)] = True
         if not cand[t_idx].all():
             raise ValueError("every target must be among the candidates")
-        allowed &= cand[None, :]
-    allowed[:, 0] = False
-    rows = np.arange(n)
-    allowed[rows, t_idx] = False  # the target is not its own competitor
-    t = s[rows, t_idx][:, None]
-    above = (s > t) & allowed
+        work[:, ~cand] = -np.inf
+    work[:, 0] = -np.inf
+    work[rows, t_idx] = np.nan  # the target is not its own competitor (NaN never compares)
+    tc = t[:, None]
     if ties == "pessimistic":
-        above |= (s == t) & allowed
-    # NaN scores never beat the target; a NaN target score is ranked last
-    rank = above.sum(axis=1)
-    nan_t = np.isnan(t[:, 0])
+        # a competitor at -inf (excluded) must not tie with a -inf target
+        rank = (work >= tc).sum(axis=1) - ((tc[:, 0] == -np.inf) * (work == -np.inf).sum(axis=1))
+    else:
+        rank = (work > tc).sum(axis=1)
+    # NaN scores never beat the target; a NaN target is ranked below every rankable competitor
+    nan_t = np.isnan(t)
     if nan_t.any():
-        rank[nan_t] = allowed[nan_t].sum(axis=1)
+        rank[nan_t] = (work[nan_t] > -np.inf).sum(axis=1)
     return rank.astype(np.int64)
 
 

@@ -18,7 +18,7 @@ import math
 import os
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,17 @@ def training_windows(
     return _pad_right(xs, max_len), _pad_right(ys, max_len), _pad_right(es, max_len), lens
 
 
+def _anneal(elapsed: float, budget: float, config: ModelConfig) -> float:
+    """Learning-rate factor: 1, then linear to 0.1 over the last ``lr_anneal_fraction`` of time."""
+    f = config.lr_anneal_fraction
+    if f <= 0 or budget <= 0:
+        return 1.0
+    start = budget * (1.0 - f)
+    if elapsed <= start:
+        return 1.0
+    return max(0.1, 1.0 - 0.9 * (elapsed - start) / (budget * f))
+
+
 def length_batches(
     lens: np.ndarray, target_tokens: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -145,6 +156,7 @@ def build_model(data: SequenceData, config: ModelConfig):
         use_attributes=config.use_attributes,
         knn_neighbors=config.knn_neighbors,
         train_config=config.to_dict(),
+        attribute_names=data.attribute_names,
     )
     model.item_encoder.item_attributes.assign(data.item_attributes.astype(np.int32))
     return model
@@ -160,7 +172,7 @@ def _make_train_step(model, optimizer, catalog_ids: np.ndarray, logits_dtype: st
     var_list = model.trainable_variables
     pool = model.item_encoder.attribute_pool(model.item_encoder.item_attributes)
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, autograph=False)
     def softmax_grad(logits, labels, weights):
         z = tf.cast(logits, tf.float32)
         m = tf.reduce_max(z, axis=1, keepdims=True)
@@ -196,7 +208,7 @@ def _make_train_step(model, optimizer, catalog_ids: np.ndarray, logits_dtype: st
         tf.TensorSpec((None,), tf.float32),  # id keep mask over the catalogue
     ]
 
-    @tf.function(input_signature=spec)
+    @tf.function(input_signature=spec, autograph=False)
     def step(items, events, sel, labels, weights, id_keep):
         with tf.GradientTape() as tape:
             cat = model.item_encoder.catalog(id_keep, pool)
@@ -225,7 +237,8 @@ def _infer_fn(model):
                 tf.TensorSpec((None, None), tf.int32),
                 tf.TensorSpec((None, None), tf.int32),
                 tf.TensorSpec((None,), tf.int32),
-            ]
+            ],
+            autograph=False,
         )
         def fn(items, events, last):
             h = model({"items": items, "events": events}, training=False)
@@ -281,6 +294,26 @@ def item_vectors(
     return np.array(model.item_encoder.vectors(attrs, ids), dtype=np.float32)
 
 
+def attribute_rows(model, item_attributes: Sequence[Iterable[Any]]) -> np.ndarray:
+    """Encode new items' attribute *names* with the vocabulary stored in ``model``.
+
+    ``item_attributes[k]`` lists item ``k``'s attributes as named in training (compared as
+    strings, e.g. ``"brand=Acme"`` or the S3-Rec attribute id ``"17"``); names the model never
+    saw are dropped.  Returns the ``(n, slots)`` int matrix :func:`item_vectors` takes.
+    """
+    if model.attribute_names is None:
+        raise ValueError("this model was trained without attribute_names")
+    vocab = {name: i for i, name in enumerate(model.attribute_names) if i > 0}
+    rows = [
+        list(dict.fromkeys(vocab[str(a)] for a in attrs if str(a) in vocab))
+        for attrs in item_attributes
+    ]
+    out = np.zeros((len(rows), max([len(r) for r in rows] + [1])), dtype=np.int64)
+    for k, r in enumerate(rows):
+        out[k, : len(r)] = r
+    return out
+
+
 def catalog_vectors(model) -> np.ndarray:
     """``(n_items + 1, dim)`` vectors of the trained catalogue (row 0 = zeros)."""
     return np.array(model.item_encoder.catalog(), dtype=np.float32)
@@ -289,6 +322,28 @@ def catalog_vectors(model) -> np.ndarray:
 def score_items(user_vecs: np.ndarray, item_vecs: np.ndarray) -> np.ndarray:
     """Logits ``(n_users, n_items)``; a softmax over a row gives next-item probabilities."""
     return np.asarray(user_vecs, dtype=np.float32) @ np.asarray(item_vecs, dtype=np.float32).T
+
+
+def item_probabilities(
+    model, user_vecs: np.ndarray, item_vecs: np.ndarray, batch_size: int = 4096
+) -> np.ndarray:
+    """``P(next item = new item j | user)`` for items outside the trained catalogue.
+
+    The softmax runs over the trained catalogue plus the given items, so the numbers are
+    comparable across users (raw logits are not: a user vector's norm scales all its logits).
+    This is what ranks *users* for a brand-new product.  Returns ``(n_users, n_new_items)``.
+    """
+    uv = np.asarray(user_vecs, dtype=np.float32)
+    new = np.asarray(item_vecs, dtype=np.float32)
+    cat = catalog_vectors(model)[1:]
+    out = np.zeros((len(uv), len(new)), dtype=np.float64)
+    for start in range(0, len(uv), batch_size):
+        u = uv[start : start + batch_size]
+        z = np.concatenate([u @ cat.T, u @ new.T], axis=1).astype(np.float64)
+        m = z.max(axis=1, keepdims=True)
+        lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+        out[start : start + batch_size] = np.exp(z[:, cat.shape[0] :] - lse)
+    return out
 
 
 def blend_state(model) -> dict[str, Any]:
@@ -516,10 +571,16 @@ def train_model(
     epoch_secs: list[float] = []
     valid_secs = 0.0
     bucket = 256
+    # the blend search ranks the validation split once per (beta, alpha > 0) pair plus once
+    # without the blend; a ranking pass costs a bit less than a validation pass
+    n_alphas = len({float(a) for a in config.blend_grid} - {0.0})
+    blend_cost = 0.8 * (1 + len(config.blend_betas) * n_alphas)
+    lr_scale = 1.0  # plateau halvings
+    since_best = 0
     for epoch in range(1, config.max_epochs + 1):
         elapsed = time.perf_counter() - t0
         # stop when another epoch (plus the blend search) would not fit into the budget
-        reserve = 3.0 * valid_secs if (config.knn_blend and valid is not None) else 0.0
+        reserve = blend_cost * valid_secs if (config.knn_blend and valid is not None) else 0.0
         if epoch > 1 and elapsed + max(epoch_secs[-3:]) + reserve > budget:
             stopped = "time_budget"
             break
@@ -541,11 +602,14 @@ def train_model(
             wt_p = np.zeros(n_pad, dtype=np.float32)
             wt_p[:n_real] = 1.0
             keep = (rng.random(data.n_items + 1) >= config.id_dropout).astype(np.float32)
+            optimizer.learning_rate.assign(
+                config.lr * lr_scale * _anneal(time.perf_counter() - t0, budget, config)
+            )
             loss = step(xb, eb, sel_p, lab_p, wt_p, keep)
             losses += float(loss) * n_real
             weights_n += n_real
             steps += 1
-            if time.perf_counter() - t0 > budget:
+            if time.perf_counter() - t0 > budget - reserve - valid_secs:
                 cut = True  # budget spent mid-epoch: validate what we have and stop
                 break
         rec: dict[str, float] = {
@@ -566,6 +630,12 @@ def train_model(
                 best = (m["ndcg@10"], epoch)
                 best_weights = model.get_weights()
                 best_metrics = m
+                since_best = 0
+            else:
+                since_best += 1
+                if config.lr_plateau_patience > 0 and since_best % config.lr_plateau_patience == 0:
+                    lr_scale *= config.lr_plateau_factor
+            rec["lr"] = float(np.asarray(optimizer.learning_rate))
         epoch_secs.append(time.perf_counter() - te)
         rec["seconds"] = epoch_secs[-1]
         history.append(rec)
@@ -581,7 +651,7 @@ def train_model(
         if valid is not None and epoch - best[1] >= config.patience:
             stopped = "patience"
             break
-        if time.perf_counter() - t0 > budget:
+        if cut or time.perf_counter() - t0 > budget:
             stopped = "time_budget"
             break
 

@@ -272,9 +272,13 @@ class SequentialRecommender(keras.Model):
         use_attributes: bool = True,
         knn_neighbors: int = 100,
         train_config: dict | None = None,
+        attribute_names: list[str] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.attribute_names = (
+            None if attribute_names is None else [str(a) for a in attribute_names]
+        )
         self.n_items = int(n_items)
         self.n_attributes = int(n_attributes)
         self.n_slots = int(n_slots)
@@ -375,6 +379,7 @@ class SequentialRecommender(keras.Model):
             "use_attributes": self.use_attributes,
             "knn_neighbors": self.knn_neighbors,
             "train_config": self.train_config,
+            "attribute_names": self.attribute_names,
         }
 
     @classmethod
