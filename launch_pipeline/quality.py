@@ -305,11 +305,29 @@ def _suspect_frame(
     order_by: str,
     sample_rows: int,
     max_suspects: int,
+    materialize: bool = False,
 ) -> tuple[pd.DataFrame, int, dict[int, int] | None]:
     """(frame for GX, rows in ``source``, exact SQL counts per check or None).
 
     The frame holds every suspect row (up to ``max_suspects``) plus a deterministic sample of
-    about ``sample_rows`` others; SQL counts are computed only when the suspects were cut."""
+    about ``sample_rows`` others; SQL counts are computed only when the suspects were cut.
+    ``materialize``: compute ``source`` once into a temp table (for aggregates, which would
+    otherwise run twice: once to count, once to select)."""
+    if materialize:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _gx_src AS {source}", params)
+        try:
+            return _suspect_frame(
+                con,
+                "SELECT * FROM _gx_src",
+                [],
+                checks,
+                sample_key,
+                order_by,
+                sample_rows,
+                max_suspects,
+            )
+        finally:
+            con.execute("DROP TABLE IF EXISTS _gx_src")
     total = con.execute(f"SELECT count(*) FROM ({source})", params).fetchall()[0][0]
     preds = [f"coalesce(({c.unexpected}), false)" for c in checks if c.unexpected]
     uniq = [c.unique for c in checks if c.unique]
@@ -373,11 +391,12 @@ def validate_sql(
     sample_rows: int = SAMPLE_ROWS,
     max_suspects: int = MAX_SUSPECT_ROWS,
     prepare=None,
+    materialize: bool = False,
 ) -> list[RuleResult]:
     """Validate the rows of the SQL ``source`` with GX on its suspects plus a sample (see the
     module docstring); one :class:`RuleResult` per rule."""
     df, total, counts = _suspect_frame(
-        con, source, params, checks, sample_key, order_by, sample_rows, max_suspects
+        con, source, params, checks, sample_key, order_by, sample_rows, max_suspects, materialize
     )
     if prepare is not None:
         df = prepare(df)
@@ -506,6 +525,7 @@ def validate_noise(
                 order_by=order_by,
                 sample_rows=sample_rows,
                 max_suspects=max_suspects,
+                materialize=True,
             )
         )
     return results
