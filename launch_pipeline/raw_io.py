@@ -345,22 +345,17 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     select = ", ".join(
         f"CAST({_ident(c)} AS VARCHAR) AS {_ident(c.strip().lower())}" for c in rel.columns
     )
-    try:
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _day_accepted AS
-            SELECT row_number() OVER () - 1 AS source_row, {select}
-            FROM read_parquet({_sql_str(path)})
-            """
-        )
-    except duckdb.Error as exc:
-        raise InputFileError(
-            path,
-            f"cannot be read as Parquet ({str(exc).splitlines()[0]})",
-            "check that the file is complete (not truncated); deliver it again",
-        ) from exc
+    # a view, not a copy: the INSERT into raw_events streams straight from the file, and
+    # file_row_number is the record's 0-based row in the file
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _day_rejected AS "
+        f"""
+        CREATE OR REPLACE TEMP VIEW _day_accepted AS
+        SELECT file_row_number AS source_row, {select}
+        FROM read_parquet({_sql_str(path)}, file_row_number = true)
+        """
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW _day_rejected AS "
         "SELECT NULL::BIGINT AS source_row, NULL::VARCHAR AS parse_error, "
         "NULL::VARCHAR AS raw_line WHERE false"
     )
@@ -385,7 +380,8 @@ def load_event_day(con: duckdb.DuckDBPyConnection, raw_dir: Path, day: dt.date, 
         raise InputFileError(
             path, "is empty (0 bytes)", "deliver the day's file again with a header row"
         )
-    cols = _stage_parquet(con, path) if path.suffix == ".parquet" else _stage_csv(con, path)
+    is_parquet = path.suffix == ".parquet"
+    cols = _stage_parquet(con, path) if is_parquet else _stage_csv(con, path)
     select = ", ".join(
         f"CAST({_ident(c)} AS VARCHAR)" if c in cols else "NULL::VARCHAR" for c in EVENT_COLUMNS
     )
@@ -412,9 +408,19 @@ def load_event_day(con: duckdb.DuckDBPyConnection, raw_dir: Path, day: dt.date, 
             "SELECT count(*) FROM raw_events WHERE partition_date = ?", [day]
         ).fetchall()[0][0]
         con.execute("COMMIT")
+    except duckdb.Error as exc:
+        con.execute("ROLLBACK")
+        if is_parquet:  # the file is read during the INSERT: a damaged file fails here
+            raise InputFileError(
+                path,
+                f"cannot be read as Parquet ({str(exc).splitlines()[0]})",
+                "check that the file is complete (not truncated); deliver it again",
+            ) from exc
+        raise
     except Exception:
         con.execute("ROLLBACK")
         raise
     finally:
-        con.execute("DROP TABLE IF EXISTS _day_accepted; DROP TABLE IF EXISTS _day_rejected;")
+        kind = "VIEW" if is_parquet else "TABLE"
+        con.execute(f"DROP {kind} IF EXISTS _day_accepted; DROP {kind} IF EXISTS _day_rejected;")
     return int(n)

@@ -56,6 +56,7 @@ class Settings:
     cleaning: CleaningRules = field(default_factory=CleaningRules)
     planning: PlanningSettings = field(default_factory=PlanningSettings)
     model_time_budget_s: float = float(os.environ.get("LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S", 180))
+    duckdb_memory_limit: str = os.environ.get("LAUNCH_PIPELINE_DUCKDB_MEMORY_LIMIT", "2GB")
 
     @property
     def warehouse_path(self) -> Path:
