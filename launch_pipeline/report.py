@@ -55,11 +55,11 @@ def _forecast_note(plan: pd.DataFrame) -> str:
     if "value_source" in plan and (plan["value_source"] == "past_launches").any():
         return (
             "Expected revenue comes from the demand model fitted on this shop's own past launches "
-            "(launch_pipeline/demand.py: text similarity to products that sell, category, price, "
-            "collection size and the Transformer's expected buyers sum_i r_ij); the interval is "
-            "the 10th-90th percentile of its errors on those past launches; units = revenue / "
-            "price. Expected buyers are sums over users of r_ij (the probability that user i buys "
-            "product j within the horizon)."
+            "(launch_pipeline/demand.py: title similarity to products that sell, category, launch "
+            "price, collection size); the interval is the 10th-90th percentile of realised / "
+            "predicted revenue on those past launches; units = revenue / price. Expected buyers "
+            "are sums over users of r_ij (the probability, calibrated on past launches, that "
+            "user i buys product j within the horizon); audiences are the top users by r_ij."
         )
     return (
         "Expected units are sums over users of r_ij (the probability that user i buys product j "

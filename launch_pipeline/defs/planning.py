@@ -25,8 +25,11 @@ from launch_pipeline.scoring import make_and_store_plan, score_preferences
     pool=WAREHOUSE_POOL,
     description=(
         "r_ij: the probability that active user i buys candidate j within the planning horizon, "
-        "from the champion model (candidates scored from their attributes alone). Table "
-        "user_preferences; view user_top_candidates holds each user's top 10."
+        "from the champion model (candidates scored from their attributes and title words "
+        "alone), calibrated on who bought the shop's past launches (user activity, similar "
+        "products bought). Table user_preferences (r_model: uncalibrated); view "
+        "user_top_candidates holds each user's top 10; launch_history_buyers: the past launches "
+        "scored as they would have been at their window start."
     ),
 )
 def user_preferences(
@@ -48,6 +51,12 @@ def user_preferences(
             "candidates": stats["candidates"],
             "mean_r": stats["mean_r"],
             "horizon_days": stats["horizon_days"],
+            "past_launches_scored": stats["past_launches_scored"],
+            "calibration": (
+                {k: round(float(v), 4) for k, v in stats["calibration"].items()}
+                if stats["calibration"]
+                else "none (no past launch window yet): r_ij = 1 - exp(-n_i p_ij c_j)"
+            ),
             "top_candidates_by_expected_buyers": markdown_table(by_item),
         }
     )
@@ -61,9 +70,8 @@ def user_preferences(
     description=(
         "Which candidates to launch (MILP: maximise expected revenue under launch slots and a "
         "per-category cap; expected revenue from a demand model fitted on the shop's own past "
-        "launches: text similarity to products that sell, category, price, collection size and "
-        "the Transformer's expected buyers sum_i r_ij; sum of r_ij x price x units when the "
-        "history has too few launches), when (the hour of week its audience is most active), to "
+        "launches: title similarity to products that sell, category, price, collection size; "
+        "sum of r_ij x price x units when the history has too few launches), when (the hour of week its audience is most active), to "
         "whom (top users by r_ij) and how much they will sell (units and revenue with an 80% "
         "interval). Kept per plan date in launch_plan and launch_audiences; report under "
         "data/reports/."
