@@ -196,6 +196,7 @@ def cmd_backtest(args) -> int:
         slots=args.slots,
         category_cap=args.category_cap,
         work_dir=args.work_dir,
+        model_time_budget_s=args.model_time_budget_s,
     )
     _write_json(result, args.out)
     return 0
@@ -267,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--category-cap", type=int, default=None)
     b.add_argument(
         "--work-dir", type=Path, default=None, help="scratch folder (default: a temp dir)"
+    )
+    b.add_argument(
+        "--model-time-budget-s", type=float, default=180.0, help="training budget per cutoff"
     )
     b.add_argument("--out", type=Path, required=True)
     b.set_defaults(func=cmd_backtest)

@@ -22,10 +22,11 @@ from launch_pipeline.training import (
     deps=[user_sequences, item_features],
     group_name="model",
     kinds={"tensorflow", "keras"},
+    pool=WAREHOUSE_POOL,  # reads the warehouse with a read-write connection
     description=(
         "A Keras 3 Transformer (causal self-attention over a user's recent items; an item is its "
-        "id embedding plus embeddings of category, brand and price band, so a brand-new product "
-        "gets a vector from its attributes). Trained on all behaviour before the last "
+        "id embedding plus embeddings of category, brand, price band and title words, so a "
+        "brand-new product gets a vector from its attributes). Trained on all behaviour before the last "
         "evaluation window with early stopping and a time budget; saved as a new version under "
         "data/models/preference_model/."
     ),
@@ -72,6 +73,7 @@ def preference_model(
 @dg.asset_check(
     asset=preference_model,
     blocking=True,
+    pool=WAREHOUSE_POOL,
     description=(
         "Champion/challenger: the version just trained is compared with the current champion "
         "on the same held-out cases (NDCG@10) and promoted only if it is not worse beyond a "
