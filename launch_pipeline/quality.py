@@ -142,11 +142,17 @@ def _quality_checks(rules: CleaningRules, now: dt.datetime) -> list[Check]:
             ),
             f"ts > TIMESTAMP '{latest.isoformat(sep=' ')}'",
         ),
-        Check(
-            gxe.ExpectColumnValuesToNotBeNull(
-                column="price", meta={"rule": "purchase_price_positive"}, **purchase
-            ),
-            "event_type = 'purchase' AND price IS NULL",
+        *(
+            [
+                Check(
+                    gxe.ExpectColumnValuesToNotBeNull(
+                        column="price", meta={"rule": "purchase_price_positive"}, **purchase
+                    ),
+                    "event_type = 'purchase' AND price IS NULL",
+                )
+            ]
+            if rules.purchase_price_required
+            else []  # a source without prices (e.g. Taobao): price > 0 where there is one
         ),
         Check(
             gxe.ExpectColumnValuesToBeBetween(

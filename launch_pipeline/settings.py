@@ -37,6 +37,9 @@ class CleaningRules:
     may set another limit in ``dataset.json``)."""
     future_tolerance_minutes: int = 10
     """Clock skew allowed before a timestamp counts as being in the future."""
+    purchase_price_required: bool = True
+    """Whether every clean purchase must carry a price (False for sources without prices, such
+    as Taobao UserBehavior: the quality rule then checks price > 0 only where there is one)."""
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,12 @@ def test_noise_rules(con):
     )
     res = _by_rule(quality.validate_noise(con, DAY, DAY, relaxed))
     assert all(r.passed for r in res.values())
+
+
+def test_purchase_price_can_be_optional_for_sources_without_prices(con):
+    _insert(con, [{"event_type": "purchase", "price": None, "quantity": 1}])
+    strict = _by_rule(quality.validate_quality(con, DAY, DAY, CleaningRules(), now=NOW))
+    assert not strict["purchase_price_positive"].passed
+    lenient = CleaningRules(purchase_price_required=False)
+    res = _by_rule(quality.validate_quality(con, DAY, DAY, lenient, now=NOW))
+    assert res["purchase_price_positive"].passed

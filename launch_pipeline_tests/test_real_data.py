@@ -190,6 +190,18 @@ def test_taobao_sample_staging_and_cleaning(tmp_path):
             ).fetchall()[0][0]
             == types["purchase"]
         )
+        # ... and the source's settings (dataset.json) let the GX quality suite pass
+        from launch_pipeline.quality import validate_quality
+        from launch_pipeline.settings import Settings
+
+        rules = Settings.from_env(data_dir=tmp_path).cleaning
+        assert rules.purchase_price_required is False
+        failed = [
+            r.rule
+            for r in validate_quality(con, staged.start_date, staged.end_date, rules)
+            if not r.passed
+        ]
+        assert failed == []
     finally:
         con.close()
 

@@ -88,7 +88,13 @@ def stage(
         products = _products(con)
         notes = _notes(con, blank, header, moved, fav_as, start_opt, end_opt)
         out = AdapterOutput(
-            "_tb_events", start, end, products, pd.DataFrame(columns=list(CANDIDATE_COLUMNS)), notes
+            "_tb_events",
+            start,
+            end,
+            products,
+            pd.DataFrame(columns=list(CANDIDATE_COLUMNS)),
+            notes,
+            cleaning={"purchase_price_required": False},  # the log has no prices at all
         )
         written = write_raw_dir(con, out, source=SOURCE, path=path, raw_dir=raw_dir)
     finally:

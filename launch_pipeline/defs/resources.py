@@ -101,6 +101,7 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
     price_outlier_factor: float = CleaningRules.price_outlier_factor
     max_quarantined_share: float = CleaningRules.max_quarantined_share
     future_tolerance_minutes: int = CleaningRules.future_tolerance_minutes
+    purchase_price_required: bool = CleaningRules.purchase_price_required
     slots: int = PlanningSettings.slots
     category_cap: int = PlanningSettings.category_cap
     audience_size: int = PlanningSettings.audience_size
