@@ -83,6 +83,7 @@ from launch_pipeline.adapters.staging import (
     connect,
     load_source_table,
     resolve_columns,
+    split_candidates,
     sql_str,
     write_raw_dir,
 )
@@ -431,15 +432,7 @@ def _catalog(
     con.unregister("_or_desc_fix")
     items["category"] = [categorize(t) for t in items["title"]]
     cutoff, days = candidate_window(start, end, candidate_days)
-    is_cand = (
-        items["first_sale_day"].notna()
-        & (pd.to_datetime(items["first_sale_day"]).dt.date >= cutoff)
-        if cutoff
-        else pd.Series(False, index=items.index)
-    )
-    products = items.loc[~is_cand].reset_index(drop=True)
-    candidates = items.loc[is_cand].reset_index(drop=True).copy()
-    candidates["price"] = candidates["first_price"]
+    products, candidates = split_candidates(items, "first_sale_day", cutoff)
     notes = {
         "candidates_rule": (
             f"products whose first sale falls in the last {days} days ({cutoff} .. {end}); "

@@ -45,6 +45,7 @@ from launch_pipeline.adapters.staging import (
     connect,
     load_source_table,
     resolve_columns,
+    split_candidates,
     timestamp_sql,
     write_raw_dir,
 )
@@ -177,16 +178,7 @@ def _catalog(
         + items.loc[plain, "item_id"]
     )
     cutoff, days = candidate_window(start, end, candidate_days)
-    is_cand = (
-        items["first_day"].notna()
-        & items["first_price"].notna()
-        & (pd.to_datetime(items["first_day"]).dt.date >= cutoff)
-        if cutoff
-        else pd.Series(False, index=items.index)
-    )
-    products = items.loc[~is_cand].reset_index(drop=True)
-    candidates = items.loc[is_cand].reset_index(drop=True).copy()
-    candidates["price"] = candidates["first_price"]
+    products, candidates = split_candidates(items, "first_day", cutoff, require="first_price")
     notes = {
         "candidates_rule": (
             f"items first seen in the last {days} days ({cutoff} .. {end}); price = first "

@@ -379,6 +379,25 @@ def candidate_window(
     return end - dt.timedelta(days=days - 1), days
 
 
+def split_candidates(
+    items: pd.DataFrame, first_day_col: str, cutoff: dt.date | None, require: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(products, candidates): the items first seen on or after ``cutoff`` (and with a non-null
+    ``require`` column, if given) are candidates priced at their ``first_price``."""
+    if cutoff is None:
+        is_cand = pd.Series(False, index=items.index)
+    else:
+        is_cand = items[first_day_col].notna() & (
+            pd.to_datetime(items[first_day_col]).dt.date >= cutoff
+        )
+        if require is not None:
+            is_cand &= items[require].notna()
+    products = items.loc[~is_cand].reset_index(drop=True)
+    candidates = items.loc[is_cand].reset_index(drop=True).copy()
+    candidates["price"] = candidates["first_price"]
+    return products, candidates
+
+
 # --------------------------------------------------------------------------------------------
 # writing the raw directory
 # --------------------------------------------------------------------------------------------

@@ -68,37 +68,35 @@ def _specs(rules) -> list[dg.AssetCheckSpec]:
     ]
 
 
-@dg.multi_asset_check(
-    name="clean_events_quality_rules",
-    specs=_specs(QUALITY_RULES),
-    description="Great Expectations quality suite on the cleaned events of the run's partitions.",
-    pool=WAREHOUSE_POOL,
-)
-def clean_events_quality_rules(
-    context: dg.AssetCheckExecutionContext,
-    pipeline: LaunchPipelineConfig,
-    warehouse: DuckDBResource,
-):
-    settings = pipeline.settings()
-    with warehouse.get_connection() as con:
-        span = _validated_range(context, con)
-        results = [] if span is None else validate_quality(con, span[0], span[1], settings.cleaning)
-    yield from _results(results, QUALITY_RULES, "clean_events")
+def _suite_check(name: str, rules, validate, description: str):
+    """One multi-asset check per GX suite, one check result per rule of the suite."""
+
+    @dg.multi_asset_check(
+        name=name, specs=_specs(rules), description=description, pool=WAREHOUSE_POOL
+    )
+    def _check(
+        context: dg.AssetCheckExecutionContext,
+        pipeline: LaunchPipelineConfig,
+        warehouse: DuckDBResource,
+    ):
+        settings = pipeline.settings()
+        with warehouse.get_connection() as con:
+            span = _validated_range(context, con)
+            results = [] if span is None else validate(con, span[0], span[1], settings.cleaning)
+        yield from _results(results, rules, "clean_events")
+
+    return _check
 
 
-@dg.multi_asset_check(
-    name="clean_events_noise_rules",
-    specs=_specs(NOISE_RULES),
-    description="Great Expectations noise suite: bots, shared review texts, quarantined share.",
-    pool=WAREHOUSE_POOL,
+clean_events_quality_rules = _suite_check(
+    "clean_events_quality_rules",
+    QUALITY_RULES,
+    validate_quality,
+    "Great Expectations quality suite on the cleaned events of the run's partitions.",
 )
-def clean_events_noise_rules(
-    context: dg.AssetCheckExecutionContext,
-    pipeline: LaunchPipelineConfig,
-    warehouse: DuckDBResource,
-):
-    settings = pipeline.settings()
-    with warehouse.get_connection() as con:
-        span = _validated_range(context, con)
-        results = [] if span is None else validate_noise(con, span[0], span[1], settings.cleaning)
-    yield from _results(results, NOISE_RULES, "clean_events")
+clean_events_noise_rules = _suite_check(
+    "clean_events_noise_rules",
+    NOISE_RULES,
+    validate_noise,
+    "Great Expectations noise suite: bots, shared review texts, quarantined share.",
+)
