@@ -252,6 +252,10 @@ def run_suite(
     gx = _gx()
     n_rows = len(df) if element_count is None else int(element_count)
     context = gx.get_context(mode="ephemeral")
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # no tqdm bars in run logs
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     batch_def = (
         context.data_sources.add_pandas(f"{name}_source")
         .add_dataframe_asset(f"{name}_frame")
