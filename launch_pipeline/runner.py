@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,17 @@ concurrency:
       - key: dagster/schedule_name
         value: nightly_launch_plan
         limit: 1
+# Run monitoring (daemon): a run whose worker died is marked failed, and the pool slots of an
+# ended run are given back after a minute, so a killed run never blocks the pool for good.
+# (`launch-pipeline run` has no daemon; it does the same for its own dead runs before starting.)
+run_monitoring:
+  enabled: true
+  free_slots_after_run_end_seconds: 60
 """
+
+# tags on runs started by `launch-pipeline run`, so a later run can tell a dead one
+RUN_HOST_TAG = "launch_pipeline/host"
+RUN_PID_TAG = "launch_pipeline/pid"
 
 
 def write_instance_yaml(home: Path) -> Path:
@@ -55,6 +66,53 @@ def prepare_instance(settings: Settings) -> Path:
     write_instance_yaml(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def recover_abandoned_runs(instance) -> list[str]:
+    """Make the pool usable again after a run was killed (SIGKILL, OOM, power cut).
+
+    A run started by ``launch-pipeline run`` on this host whose process no longer exists is still
+    "STARTED" in the instance and still holds its ``duckdb_warehouse`` pool slot, so every later
+    run would wait for that slot forever. Such runs are marked failed (with a message saying
+    why) and the slots of every ended run are freed. Returns the ids of the runs marked failed.
+    """
+    import dagster as dg
+
+    in_progress = [
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING,
+    ]
+    abandoned = []
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(statuses=in_progress, tags={RUN_HOST_TAG: socket.gethostname()})
+    )
+    for run in runs:
+        pid = run.tags.get(RUN_PID_TAG, "")
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            instance.report_run_failed(
+                run,
+                message=f"launch-pipeline: the process of this run (pid {pid}) is gone "
+                "(killed or crashed); marked failed so its pool slots are freed.",
+            )
+            abandoned.append(run.run_id)
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits:
+        for run_id in storage.get_concurrency_run_ids():
+            run = instance.get_run_by_id(run_id)
+            if run is None or run.is_finished:
+                storage.free_concurrency_slots_for_run(run_id)
+    return abandoned
 
 
 @dataclass
@@ -98,9 +156,12 @@ def run_pipeline(
         )
     if span is None:
         return RunOutcome(False, "", None, [f"no event files in {settings.raw_dir / 'events'}"])
+    recover_abandoned_runs(instance)
     tags = {
         "dagster/asset_partition_range_start": span[0],
         "dagster/asset_partition_range_end": span[1],
+        RUN_HOST_TAG: socket.gethostname(),
+        RUN_PID_TAG: str(os.getpid()),
     }
     result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     failures = []

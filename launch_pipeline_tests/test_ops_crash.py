@@ -134,6 +134,8 @@ def _sigkill_during_model_step_then_rerun(tmp_path):
         outcome = run_pipeline(
             dataclasses.replace(settings, model_time_budget_s=5.0), instance=instance
         )
+        # the killed run's process is gone: it was marked failed, which freed its pool slot
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
     assert outcome.success, outcome.failures
     _accounting_holds(settings.warehouse_path)
     assert warehouse_checksums(settings.warehouse_path) == before
