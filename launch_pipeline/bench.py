@@ -22,13 +22,13 @@
    ``recommender.load_shop_data``; sequences/s of the epochs after the first (the first one
    includes tracing).
 5. **scoring throughput**: r_ij for 1M users x 1k candidates (fewer for a small N, see
-   :func:`_workload_sizes`). ``recommender.purchase_probabilities`` itself is timed on a slice
-   (it runs the Transformer per user and returns dense float64 matrices: 16 GB at 1M x 1k), and
-   the same math (catalogue + candidate softmax, ``r = 1 - exp(-n p c)``) is timed on the full
-   size in :func:`stream_purchase_probabilities`, batched, float32, reduced per batch.
+   :func:`_workload_sizes`) through the pipeline's own scorer,
+   ``recommender.purchase_probabilities`` (streamed float32 batches, reduced per batch here).
    User vectors are the trained sample model's vectors of real users, tiled with a small jitter
    up to 1M; candidate vectors come from the model's attribute encoder for 1k synthetic
-   attribute rows.
+   attribute rows. The write into ``user_preferences`` (``scoring.write_preferences``) is
+   timed on a slice of the users and extrapolated, and the whole path with the Transformer
+   encoding real users on the same slice.
 6. **plan**: ``planning.select_launches`` on 10k random candidates, 1k slots, 20 categories with a
    cap of 60 each.
 
@@ -144,6 +144,23 @@ class StageMeter:
             self.stages[name] = rec
 
 
+def duckdb_memory_limit() -> str:
+    """The DuckDB ``memory_limit`` the pipeline's warehouse resource uses
+    (``LAUNCH_PIPELINE_DUCKDB_MEMORY_LIMIT``, see ``settings.py``)."""
+    from launch_pipeline.settings import Settings
+
+    return Settings.__dataclass_fields__["duckdb_memory_limit"].default
+
+
+def warehouse_connection(db_path: Path | str):
+    """A file-backed DuckDB connection configured like the pipeline's ``warehouse`` resource
+    (``defs/resources.py``: the same ``memory_limit``), so the bench measures what the
+    pipeline does."""
+    import duckdb
+
+    return duckdb.connect(str(db_path), config={"memory_limit": duckdb_memory_limit()})
+
+
 def machine_info() -> dict:
     mem = None
     with contextlib.suppress(OSError, ValueError):
@@ -156,6 +173,7 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "duckdb": duckdb.__version__,
+        "duckdb_memory_limit": duckdb_memory_limit(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -216,11 +234,10 @@ BARE_QUERIES = {
 
 def bare_duckdb_reference(raw_dir: Path, db_path: Path) -> dict:
     """Seconds per bare GROUP BY over the Parquet day files (file-backed DuckDB, fresh file)."""
-    import duckdb
 
     files = sorted(str(p) for p in (Path(raw_dir) / "events").glob("*.parquet"))
     db_path.unlink(missing_ok=True)
-    con = duckdb.connect(str(db_path))
+    con = warehouse_connection(db_path)
     out = {}
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -243,7 +260,6 @@ def pipeline_raw_to_features(
     """Land, clean, validate and build features like the Dagster assets do; returns accounting
     and check results. Stages go into ``meter`` as raw, clean, gx_quality, gx_noise and one
     ``features.<table>`` per feature table."""
-    import duckdb
 
     from launch_pipeline import catalog, cleaning, features, quality
     from launch_pipeline.raw_io import event_day_files, load_event_day
@@ -254,7 +270,7 @@ def pipeline_raw_to_features(
     db_path.unlink(missing_ok=True)
     files = event_day_files(raw_dir)
     start, end = min(files), max(files)
-    con = duckdb.connect(str(db_path))
+    con = warehouse_connection(db_path)
     out: dict = {}
     try:
         with meter.stage("raw") as rec:
@@ -355,62 +371,6 @@ def training_throughput(shop, epochs: int = TRAIN_EPOCHS, time_budget_s: float =
 # --------------------------------------------------------------------------------------------
 # 5. scoring throughput
 # --------------------------------------------------------------------------------------------
-def stream_purchase_probabilities(
-    user_vecs: np.ndarray,
-    rates: np.ndarray,
-    catalog_vecs: np.ndarray,
-    cand_vecs: np.ndarray,
-    conv: np.ndarray,
-    batch_size: int = 4096,
-    top_k: int = 0,
-    threads: int | None = None,
-) -> dict:
-    """The r_ij math of ``recommender.purchase_probabilities`` (softmax over catalogue and
-    candidates, ``r = 1 - exp(-n_i p_ij c_j)``), batched in float32 and reduced per batch instead
-    of returning dense matrices: per candidate the sum of r and of r(1-r) (the demand forecast
-    and the MILP input) and, with ``top_k``, each user's top candidates (``user_top_candidates``).
-    Batches run on ``threads`` threads (numpy releases the GIL; default: one per CPU).
-
-    Returns the reductions; memory is O(threads x batch_size x (n_catalog + n_candidates))."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    all_vecs = np.ascontiguousarray(np.vstack([catalog_vecs, cand_vecs]).T.astype(np.float32))
-    n_c = cand_vecs.shape[0]
-    n_u = user_vecs.shape[0]
-    conv32 = np.asarray(conv, dtype=np.float32)[None, :]
-    rates32 = np.asarray(rates, dtype=np.float32)
-    k = min(top_k, n_c)
-    top_items = np.empty((n_u, k), dtype=np.int32)
-    top_r = np.empty((n_u, k), dtype=np.float32)
-
-    def one(start: int) -> tuple[np.ndarray, np.ndarray]:
-        sl = slice(start, min(n_u, start + batch_size))
-        logits = user_vecs[sl] @ all_vecs
-        logits -= logits.max(axis=1, keepdims=True)
-        np.exp(logits, out=logits)
-        scale = -rates32[sl] / logits.sum(axis=1)  # -n_i / softmax denominator
-        p = logits[:, -n_c:]
-        p *= scale[:, None]
-        p *= conv32
-        np.expm1(p, out=p)  # = -r
-        if k:
-            idx = np.argpartition(p, k - 1, axis=1)[:, :k]
-            top_items[sl] = idx
-            top_r[sl] = -np.take_along_axis(p, idx, axis=1)
-        return -p.sum(axis=0, dtype=np.float64), np.einsum("ij,ij->j", p, p, dtype=np.float64)
-
-    sum_r = np.zeros(n_c, dtype=np.float64)
-    sum_r2 = np.zeros(n_c, dtype=np.float64)
-    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
-        for a, b in pool.map(one, range(0, n_u, batch_size)):
-            sum_r += a
-            sum_r2 += b
-    out = {"sum_r": sum_r, "sum_r_var": sum_r - sum_r2}
-    if k:
-        out.update(top_items=top_items, top_r=top_r)
-    return out
-
-
 def _synthetic_candidates(shop, n: int, rng: np.random.Generator):
     """``n`` candidate attribute rows drawn from the attribute combinations of the catalogue
     (category, brand and price band drawn independently, as a new product could combine them)."""
@@ -435,33 +395,52 @@ def _synthetic_candidates(shop, n: int, rng: np.random.Generator):
 
 
 def scoring_throughput(
-    model, shop, n_users: int, n_candidates: int, seed: int, pipeline_slice: int
+    model, shop, n_users: int, n_candidates: int, seed: int, pipeline_slice: int, db_path: Path
 ) -> dict:
-    from launch_pipeline.model.training import catalog_vectors, item_vectors, user_vectors
-    from launch_pipeline.recommender import (
-        category_purchase_share,
-        interaction_rates,
-        purchase_probabilities,
-    )
+    """The pipeline's own scoring path on ``n_users`` x ``n_candidates``:
+    ``recommender.purchase_probabilities`` (streamed float32 batches) on the full size, and
+    written by ``scoring.write_preferences`` (``user_preferences`` + ``user_top_candidates``,
+    one transaction) into a scratch DuckDB file configured like the warehouse for
+    ``pipeline_slice`` users. The users are the sample model's Transformer vectors of real
+    users, tiled with a small jitter up to ``n_users`` (the Transformer's own rate is measured
+    apart, and the whole path, Transformer included, on ``pipeline_slice`` real users)."""
+    from launch_pipeline.model.training import user_vectors
+    from launch_pipeline.recommender import interaction_rates, purchase_probabilities
+    from launch_pipeline.scoring import write_preferences
 
     rng = np.random.default_rng(seed)
     cands, cand_attrs = _synthetic_candidates(shop, n_candidates, rng)
     shop_c = dataclasses.replace(shop, candidates=cands, candidate_attributes=cand_attrs)
+    item_ids = cands["item_id"].to_numpy()
     out: dict = {"users": n_users, "candidates": n_candidates}
 
-    # (a) the pipeline's own function on a slice (Transformer user vectors + dense outputs)
+    def fresh_db():
+        for p in (db_path, Path(f"{db_path}.wal")):
+            p.unlink(missing_ok=True)
+        return warehouse_connection(db_path)
+
+    # (a) the whole path on real users, Transformer included
     rows = np.arange(pipeline_slice) % len(shop.data.sequences)
-    t0 = time.perf_counter()
-    r, _ = purchase_probabilities(model, shop_c, rows, horizon_days=30)
-    secs = time.perf_counter() - t0
-    out["purchase_probabilities"] = {
+    con = fresh_db()
+    try:
+        t0 = time.perf_counter()
+        res = write_preferences(
+            con,
+            purchase_probabilities(model, shop_c, rows, horizon_days=30),
+            shop.user_ids[rows],
+            item_ids,
+            "bench",
+            30,
+        )
+        secs = time.perf_counter() - t0
+    finally:
+        con.close()
+    out["pipeline_with_transformer"] = {
         "users": int(pipeline_slice),
         "seconds": round(secs, 3),
-        "scores_per_second": round(r.size / secs),
+        "scores_per_second": round(res["rows"] / secs),
         "extrapolated_seconds_for_target": round(secs * n_users / pipeline_slice, 1),
-        "dense_output_gb_for_target": round(2 * n_users * n_candidates * 8 / 2**30, 1),
     }
-    del r
 
     # (b) user vectors: the Transformer encoder alone
     seqs = shop.data.sequences
@@ -470,28 +449,54 @@ def scoring_throughput(
     secs = time.perf_counter() - t0
     out["user_vectors_per_second"] = round(len(seqs) / secs, 1)
 
-    # (c) the r_ij math on the full size, streamed (synthetic users: real vectors, tiled + jitter)
+    # (c) the full size through the pipeline's scorer (synthetic users: real vectors, tiled +
+    # jitter), streamed and reduced per batch; then the same batches written by the pipeline's
+    # writer for ``pipeline_slice`` of those users (a full 1M x 1k table is 1e9 rows, which no
+    # nightly run writes: user_preferences holds the active users only), extrapolated
     reps = -(-n_users // len(uv))
     big = np.tile(uv, (reps, 1))[:n_users]
     big += rng.normal(0, 0.05 * float(np.abs(uv).mean() + 1e-6), big.shape).astype(np.float32)
     rates = np.tile(interaction_rates(shop, 30), reps)[:n_users]
-    share = category_purchase_share(shop)
-    conv = np.array([share.get(c, share["*"]) for c in cands["category"]])
-    cat_vecs = catalog_vectors(model)[1:]
-    cand_vecs = item_vectors(model, cand_attrs, None)
+
+    def batches(n: int):
+        return purchase_probabilities(
+            model, shop_c, np.arange(n), 30, user_vecs=big[:n], rates=rates[:n]
+        )
+
     t0 = time.perf_counter()
-    red = stream_purchase_probabilities(big, rates, cat_vecs, cand_vecs, conv)
+    sum_r = sum(float(b.r.sum(dtype=np.float64)) for b in batches(n_users))
     secs = time.perf_counter() - t0
     out["score_seconds"] = round(secs, 3)
     out["scores_per_second"] = round(n_users * n_candidates / secs)
-    out["mean_r"] = float(red["sum_r"].sum() / (n_users * n_candidates))
-    # the per-user top 10 (user_top_candidates) on top of it, timed on a tenth of the users
-    part = max(1, n_users // 10)
+    out["mean_r_score_only"] = sum_r / (n_users * n_candidates)
+
+    n_write = min(n_users, pipeline_slice)
+    user_ids = np.array([f"bench{k:07d}" for k in range(n_write)], dtype=object)
     t0 = time.perf_counter()
-    stream_purchase_probabilities(big[:part], rates[:part], cat_vecs, cand_vecs, conv, top_k=10)
-    out["with_top10_per_user_seconds_extrapolated"] = round(
-        (time.perf_counter() - t0) * n_users / part, 1
-    )
+    sum_r_slice = sum(float(b.r.sum(dtype=np.float64)) for b in batches(n_write))
+    slice_score_secs = time.perf_counter() - t0
+    con = fresh_db()
+    try:
+        t0 = time.perf_counter()
+        res = write_preferences(con, batches(n_write), user_ids, item_ids, "bench", 30)
+        secs = time.perf_counter() - t0
+        con.execute("CHECKPOINT")
+        out["checkpoint_seconds"] = round(time.perf_counter() - t0 - secs, 3)
+        out["rows_written"] = int(
+            con.execute("SELECT count(*) FROM user_preferences").fetchall()[0][0]
+        )
+    finally:
+        con.close()
+        out["table_mb"] = round(db_path.stat().st_size / 2**20, 1) if db_path.exists() else None
+        for p in (db_path, Path(f"{db_path}.wal")):
+            p.unlink(missing_ok=True)
+    out["write_users"] = int(n_write)
+    out["score_and_write_seconds"] = round(secs, 3)
+    out["write_seconds"] = round(max(secs - slice_score_secs, 0.0), 3)
+    out["written_rows_per_second"] = round(res["rows"] / secs)
+    out["score_and_write_seconds_extrapolated"] = round(secs * n_users / n_write, 1)
+    out["mean_r"] = res["mean_r"]
+    out["mean_r_written_slice"] = sum_r_slice / (n_write * n_candidates)
     return out
 
 
@@ -646,6 +651,7 @@ def run_bench(
                         sizes["score_candidates"],
                         seed,
                         sizes["pipeline_scoring_slice"],
+                        work_dir / "scoring.duckdb",
                     )
                 )
             result["scoring"] = dict(meter.stages["scoring"])
@@ -686,7 +692,6 @@ def run_nightly(
 ) -> dict:
     """One new day of ``events_per_day`` events through the real Dagster job, on a warehouse that
     already holds ``history_days`` earlier days (landed and cleaned with the same functions)."""
-    import duckdb
 
     from launch_pipeline import catalog, cleaning
     from launch_pipeline.raw_io import event_day_files, load_event_day
@@ -720,7 +725,7 @@ def run_nightly(
         wh = settings.warehouse_path
         wh.unlink(missing_ok=True)
         with meter.stage("history") as rec:
-            con = duckdb.connect(str(wh))
+            con = warehouse_connection(wh)
             try:
                 catalog.load_product_catalog(con, raw_dir)
                 catalog.load_launch_candidates(con, raw_dir)

@@ -157,6 +157,61 @@ def text_knn_revenue(existing_titles, existing_revenue, target_titles, k: int = 
     return rev[idx].mean(axis=1)
 
 
+class SimilarPurchases:
+    """How many purchase events each user made before ``as_of`` of the ``k`` products launched
+    before it whose titles are most similar to each target's, weighted by the similarity
+    (TF-IDF cosine): a sparse ``(len(users), len(targets))`` matrix; calling it with user
+    positions gives those rows dense (so a scorer can take them batch by batch)."""
+
+    def __init__(
+        self,
+        hist: ShopHistory,
+        targets: pd.DataFrame,
+        users: list[str],
+        as_of: pd.Timestamp,
+        k: int = 20,
+    ):
+        from scipy.sparse import csr_matrix
+
+        self.shape = (len(users), len(targets))
+        self.matrix = None
+        items = hist.items[~hist.items["is_candidate"]]
+        existing = items[items["launched_at"].isna() | (items["launched_at"] < as_of)]
+        existing = existing[~existing["item_id"].isin(targets["item_id"])].reset_index(drop=True)
+        if existing.empty or not users or targets.empty:
+            return
+        idx, sims = similar_products(existing["title"], targets["title"], k)
+        if idx.shape[1] == 0:
+            return
+        w = csr_matrix(
+            (sims.ravel(), (idx.ravel(), np.repeat(np.arange(len(targets)), idx.shape[1]))),
+            shape=(len(existing), len(targets)),
+        )
+        s = hist.sales
+        bought = s[(s["ts"] < as_of) & (s["units"] > 0)]
+        item_pos = pd.Series(np.arange(len(existing)), index=existing["item_id"].astype(str))
+        user_pos = pd.Series(np.arange(len(users)), index=[str(u) for u in users])
+        i = item_pos.reindex(bought["item_id"].astype(str)).to_numpy()
+        u = user_pos.reindex(bought["user_id"].astype(str)).to_numpy()
+        ok = ~(np.isnan(i) | np.isnan(u))
+        if not ok.any():
+            return
+        counts = csr_matrix(
+            (np.ones(int(ok.sum())), (u[ok].astype(int), i[ok].astype(int))),
+            shape=(len(users), len(existing)),
+        )
+        self.matrix = (counts @ w).tocsr()
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64)
+        if self.matrix is None:
+            return np.zeros((len(positions), self.shape[1]))
+        return self.matrix[positions].toarray()
+
+    def dense(self) -> np.ndarray:
+        return self(np.arange(self.shape[0]))
+
+
 def similar_purchases(
     hist: ShopHistory,
     targets: pd.DataFrame,
@@ -164,38 +219,10 @@ def similar_purchases(
     as_of: pd.Timestamp,
     k: int = 20,
 ) -> np.ndarray:
-    """``(len(users), len(targets))``: how many purchase events each user made before ``as_of``
-    of the ``k`` products launched before it whose titles are most similar to each target's,
-    weighted by the similarity (TF-IDF cosine)."""
-    from scipy.sparse import csr_matrix
-
-    items = hist.items[~hist.items["is_candidate"]]
-    existing = items[items["launched_at"].isna() | (items["launched_at"] < as_of)]
-    existing = existing[~existing["item_id"].isin(targets["item_id"])].reset_index(drop=True)
-    out = np.zeros((len(users), len(targets)))
-    if existing.empty or not users or targets.empty:
-        return out
-    idx, sims = similar_products(existing["title"], targets["title"], k)
-    if idx.shape[1] == 0:
-        return out
-    w = csr_matrix(
-        (sims.ravel(), (idx.ravel(), np.repeat(np.arange(len(targets)), idx.shape[1]))),
-        shape=(len(existing), len(targets)),
-    )
-    s = hist.sales
-    bought = s[(s["ts"] < as_of) & (s["units"] > 0)]
-    item_pos = pd.Series(np.arange(len(existing)), index=existing["item_id"].astype(str))
-    user_pos = pd.Series(np.arange(len(users)), index=[str(u) for u in users])
-    i = item_pos.reindex(bought["item_id"].astype(str)).to_numpy()
-    u = user_pos.reindex(bought["user_id"].astype(str)).to_numpy()
-    ok = ~(np.isnan(i) | np.isnan(u))
-    if not ok.any():
-        return out
-    counts = csr_matrix(
-        (np.ones(int(ok.sum())), (u[ok].astype(int), i[ok].astype(int))),
-        shape=(len(users), len(existing)),
-    )
-    return np.asarray((counts @ w).todense())
+    """``(len(users), len(targets))`` dense :class:`SimilarPurchases`: how many purchase events
+    each user made before ``as_of`` of the ``k`` products launched before it whose titles are
+    most similar to each target's, weighted by the similarity (TF-IDF cosine)."""
+    return SimilarPurchases(hist, targets, users, as_of, k).dense()
 
 
 def collection_sizes(titles, threshold: float) -> np.ndarray:

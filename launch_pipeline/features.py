@@ -151,11 +151,11 @@ ORDER BY b.user_id
 # number is the running count of starts, so a user's step count is the largest step number and
 # the last $max_len steps are those above n_steps - $max_len (no extra window sort for either)
 USER_SEQUENCES_SQL = """
-CREATE OR REPLACE TABLE user_sequences AS
+CREATE OR REPLACE {temp} TABLE {table} AS
 WITH ev AS (
     SELECT user_id, item_id, ts, source_file, source_row,
            CASE event_type WHEN 'view' THEN 1 WHEN 'cart' THEN 2 WHEN 'purchase' THEN 3 END AS strength
-    FROM clean_events WHERE event_type IN ('view', 'cart', 'purchase')
+    FROM clean_events WHERE event_type IN ('view', 'cart', 'purchase'){where}
 ), ordered AS (
     SELECT *, CASE WHEN lag(item_id) OVER w = item_id THEN 0 ELSE 1 END AS new_step
     FROM ev WINDOW w AS (PARTITION BY user_id ORDER BY ts, source_file, source_row)
@@ -211,8 +211,32 @@ def build_user_features(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(USER_FEATURES_SQL)
 
 
-def build_user_sequences(con: duckdb.DuckDBPyConnection, max_sequence_length: int = 200) -> None:
-    con.execute(USER_SEQUENCES_SQL, {"max_len": max_sequence_length})
+def build_user_sequences(
+    con: duckdb.DuckDBPyConnection,
+    max_sequence_length: int = 200,
+    as_of=None,
+    table: str = "user_sequences",
+    temporary: bool = False,
+    sample_fraction: float | None = None,
+) -> None:
+    """``user_sequences`` from ``clean_events``. With ``as_of`` (a naive UTC datetime) the same
+    table as it would have been built from the events before that time (what a past launch
+    window saw; ``scoring.users_as_of``), written to ``table`` (a ``temporary`` one if asked).
+    ``sample_fraction`` keeps only a deterministic share of the users (by a hash of the id)."""
+    if not table.replace("_", "").isalnum():
+        raise ValueError(f"not a table name: {table!r}")
+    where, params = "", {"max_len": max_sequence_length}
+    if as_of is not None:
+        where += " AND ts < $as_of"
+        params["as_of"] = as_of
+    if sample_fraction is not None and sample_fraction < 1:
+        where += f" AND hash(user_id) % {SAMPLE_MODULUS} < $sample_keep"
+        params["sample_keep"] = int(round(max(sample_fraction, 0.0) * SAMPLE_MODULUS))
+    sql = USER_SEQUENCES_SQL.format(temp="TEMP" if temporary else "", table=table, where=where)
+    con.execute(sql, params)
+
+
+SAMPLE_MODULUS = 1_000_003
 
 
 def build_activity_profile(con: duckdb.DuckDBPyConnection) -> None:

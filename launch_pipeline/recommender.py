@@ -21,8 +21,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -47,10 +49,131 @@ class ShopData:
     candidates: pd.DataFrame  # item_id, title, category, brand, price, price_band
     candidate_attributes: np.ndarray  # (n_candidates, n_slots)
     as_of: dt.datetime
+    flat: FlatSequences | None = None  # the same sequences as flat arrays (vectorised helpers)
 
     @property
     def n_items(self) -> int:
         return self.data.n_items
+
+    def flat_sequences(self) -> FlatSequences:
+        """The sequences as flat arrays (built from the per-user lists when not loaded so)."""
+        if self.flat is None:
+            self.flat = FlatSequences.from_lists(
+                self.user_ids, self.data.sequences, self.data.event_types, self.step_ts
+            )
+        return self.flat
+
+
+@dataclass
+class FlatSequences:
+    """Users' step sequences as flat arrays: user ``u``'s steps are
+    ``offsets[u]:offsets[u + 1]`` of ``items`` (catalog index ``1..n``), ``events`` (view=1,
+    cart=2, purchase=3) and ``ts`` (datetime64[us]), in time order."""
+
+    user_ids: np.ndarray  # (n_users,) object
+    offsets: np.ndarray  # (n_users + 1,) int64
+    items: np.ndarray  # (n_steps,) int64
+    events: np.ndarray  # (n_steps,) int64
+    ts: np.ndarray  # (n_steps,) datetime64[us]
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def user_of_step(self) -> np.ndarray:
+        return np.repeat(np.arange(self.n_users, dtype=np.int64), self.lengths)
+
+    def split(self, values: np.ndarray) -> list[np.ndarray]:
+        """Per-user views of a flat array."""
+        o = self.offsets.tolist()
+        return [values[a:b] for a, b in zip(o[:-1], o[1:], strict=True)]
+
+    def first_ts(self) -> np.ndarray:
+        return np.minimum.reduceat(self.ts, self.offsets[:-1]) if self.n_users else self.ts[:0]
+
+    def last_ts(self) -> np.ndarray:
+        return np.maximum.reduceat(self.ts, self.offsets[:-1]) if self.n_users else self.ts[:0]
+
+    @classmethod
+    def from_lists(cls, user_ids, sequences, event_types, stamps) -> FlatSequences:
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+        def cat(parts, dtype):
+            return np.concatenate(parts).astype(dtype) if len(parts) else np.zeros(0, dtype)
+
+        return cls(
+            np.asarray(user_ids, dtype=object),
+            offsets,
+            cat(sequences, np.int64),
+            cat(event_types, np.int64),
+            cat(stamps, "datetime64[us]"),
+        )
+
+
+# the steps of a sequences table (user_sequences or the same built as of a past time), items
+# numbered through the registered index (unknown items dropped), users in user_id order
+_FLAT_SEQUENCES_SQL = """
+WITH us AS (
+    SELECT row_number() OVER (ORDER BY user_id) - 1 AS u, items, event_types, ts FROM {table}
+), flat AS (
+    SELECT u, unnest(items) AS item_id, unnest(event_types) AS et, unnest(ts) AS t,
+           unnest(range(len(items))) AS pos
+    FROM us
+)
+SELECT f.u, i.k,
+       CASE f.et WHEN 'view' THEN 1 WHEN 'cart' THEN 2 WHEN 'purchase' THEN 3 END AS e,
+       epoch_us(f.t) AS t
+FROM flat f JOIN {index} i ON i.item_id = f.item_id
+ORDER BY f.u, f.pos
+"""
+
+
+def read_sequences(
+    con: duckdb.DuckDBPyConnection, table: str, item_ids, min_steps: int = 1
+) -> FlatSequences:
+    """Read a sequences table (``user_id, items, event_types, ts`` lists, as ``user_sequences``)
+    into :class:`FlatSequences`, items numbered ``1..n`` in the order of ``item_ids``; items not
+    in ``item_ids`` are left out, and users left with fewer than ``min_steps`` steps too.
+
+    The flattening, the item numbering and the ordering run in DuckDB; Python only cuts the
+    flat arrays per user."""
+    import pyarrow as pa
+
+    index_name = "_read_sequences_items"
+    ids = [str(i) for i in item_ids]
+    con.register(
+        index_name,
+        pa.table(
+            {
+                "item_id": pa.array(ids, pa.string()),
+                "k": pa.array(np.arange(1, len(ids) + 1), pa.int64()),
+            }
+        ),
+    )
+    try:
+        res = con.execute(_FLAT_SEQUENCES_SQL.format(table=table, index=index_name)).fetchnumpy()
+    finally:
+        con.unregister(index_name)
+    users = con.execute(f"SELECT user_id FROM {table} ORDER BY user_id").fetchnumpy()["user_id"]
+    u = np.asarray(res["u"], dtype=np.int64)
+    ev = res["e"]
+    if np.ma.isMaskedArray(ev) and ev.mask.any():
+        raise ValueError(f"{table} holds an event type other than view, cart, purchase")
+    counts = np.bincount(u, minlength=len(users))
+    keep = np.flatnonzero(counts >= max(min_steps, 1))
+    items = np.asarray(res["k"], dtype=np.int64)
+    events = np.asarray(ev, dtype=np.int64)
+    ts = np.asarray(res["t"], dtype=np.int64).view("datetime64[us]")
+    if len(keep) < np.count_nonzero(counts):  # drop the steps of users below min_steps
+        sel = np.isin(u, keep)
+        items, events, ts = items[sel], events[sel], ts[sel]
+    offsets = np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64)
+    return FlatSequences(np.asarray(users, dtype=object)[keep], offsets, items, events, ts)
 
 
 MIN_WORD_PRODUCTS = 2
@@ -128,39 +251,26 @@ def load_shop_data(
     if cand_attrs.shape[1] < attrs.shape[1]:
         cand_attrs = np.pad(cand_attrs, ((0, 0), (0, attrs.shape[1] - cand_attrs.shape[1])))
 
-    seqs = con.execute(
-        "SELECT user_id, items, event_types, ts FROM user_sequences ORDER BY user_id"
-    ).df()
-    users, sequences, events, stamps = [], [], [], []
-    for r in seqs.itertuples(index=False):
-        idx = np.array([index.get(i, 0) for i in r.items], dtype=np.int64)
-        keep = idx > 0
-        if not keep.any():
-            continue
-        users.append(r.user_id)
-        sequences.append(idx[keep])
-        events.append(np.array([EVENT_TYPE_IDS[e] for e in r.event_types], dtype=np.int64)[keep])
-        stamps.append(
-            np.asarray(pd.to_datetime(pd.Series(r.ts)).to_numpy(), dtype="datetime64[us]")[keep]
-        )
+    flat = read_sequences(con, "user_sequences", catalog["item_id"])
     as_of = con.execute("SELECT max(ts) FROM clean_events").fetchall()[0][0]
     data = SequenceData(
-        sequences=sequences,
-        event_types=events,
+        sequences=flat.split(flat.items),
+        event_types=flat.split(flat.events),
         item_attributes=attrs,
         n_attributes=len(vocab) + 1,
-        user_ids=np.array(users, dtype=object),
+        user_ids=flat.user_ids,
     )
     return ShopData(
         data=data,
-        user_ids=np.array(users, dtype=object),
-        step_ts=stamps,
+        user_ids=flat.user_ids,
+        step_ts=flat.split(flat.ts),
         item_ids=np.array([""] + list(catalog["item_id"]), dtype=object),
         item_category=np.array([""] + list(catalog["category"]), dtype=object),
         attribute_vocab=vocab,
         candidates=cands[["item_id", "title", "category", "brand", "price", "price_band"]],
         candidate_attributes=cand_attrs,
         as_of=pd.Timestamp(as_of).to_pydatetime() if as_of is not None else dt.datetime.now(),
+        flat=flat,
     )
 
 
@@ -174,44 +284,64 @@ class TemporalSplit:
     purchase_truth: list[np.ndarray]  # per evaluated buyer: items bought after the cutoff
 
 
+def _isin(values: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """``np.isin`` for non-negative int keys: a lookup table when the key range is moderate
+    (numpy's default hashes, several times slower at millions of keys), else sorting."""
+    top = int(max(values.max(initial=0), test.max(initial=0)))
+    return np.isin(values, test, kind="table" if top < 1 << 28 else "sort")
+
+
 def temporal_split(shop: ShopData, eval_days: int = 7) -> TemporalSplit:
+    """Per user: the steps before the cutoff (``eval_days`` days before the day after the last
+    event) train; the first item after it that the user had not touched before it is their
+    next-item case, and the new items they bought after it their purchase truth. Vectorised
+    over the flat sequences (one pass of numpy, no per-user Python work)."""
     cutoff = np.datetime64(
         shop.as_of.replace(hour=0, minute=0, second=0, microsecond=0), "us"
     ) - np.timedelta64(eval_days - 1, "D")
-    train_seqs, train_ev = [], []
-    users, inputs, in_ev, targets = [], [], [], []
-    p_inputs, p_ev, p_truth = [], [], []
-    for u, (s, e, t) in enumerate(
-        zip(shop.data.sequences, shop.data.event_types, shop.step_ts, strict=True)
-    ):
-        pre = t < cutoff
-        s_pre, e_pre = s[pre], e[pre]
-        if len(s_pre) >= 2:
-            train_seqs.append(s_pre)
-            train_ev.append(e_pre)
-        if len(s_pre) == 0 or pre.all():
-            continue
-        post_items, post_ev = s[~pre], e[~pre]
-        new = ~np.isin(post_items, s_pre)
-        if new.any():
-            users.append(u)
-            inputs.append(s_pre)
-            in_ev.append(e_pre)
-            targets.append(post_items[np.argmax(new)])
-        bought = np.unique(post_items[(post_ev == PURCHASE) & new])
-        if len(bought):
-            p_inputs.append(s_pre)
-            p_ev.append(e_pre)
-            p_truth.append(bought)
-    train = shop.data.with_sequences(train_seqs, train_ev)
+    f = shop.flat_sequences()
+    n_users = f.n_users
+    user = f.user_of_step()
+    pre = f.ts < cutoff
+    n_pre = np.bincount(user[pre], minlength=n_users)
+    n_post = f.lengths - n_pre
+    pre_offsets = np.concatenate([[0], np.cumsum(n_pre)]).astype(np.int64)
+    items_pre, ev_pre = f.items[pre], f.events[pre]
+
+    def pre_of(rows: np.ndarray, values: np.ndarray) -> list[np.ndarray]:
+        return [values[pre_offsets[u] : pre_offsets[u + 1]] for u in rows]
+
+    trained = np.flatnonzero(n_pre >= 2)
+    train = shop.data.with_sequences(pre_of(trained, items_pre), pre_of(trained, ev_pre))
+
+    # post-cutoff steps of users with steps on both sides; "new": not touched before the cutoff
+    width = np.int64(shop.n_items + 1)
+    both = (n_pre > 0) & (n_post > 0)
+    post = ~pre & both[user]
+    post_user, post_items, post_ev = user[post], f.items[post], f.events[post]
+    new = ~_isin(post_user * width + post_items, user[pre] * width + items_pre)
+    users, first = np.unique(post_user[new], return_index=True)
+    targets = post_items[new][first]
+    bought = np.unique(
+        post_user[new & (post_ev == PURCHASE)] * width + post_items[new & (post_ev == PURCHASE)]
+    )
+    buyers, starts = np.unique(bought // width, return_index=True)
+    truth = np.split(bought % width, starts[1:]) if len(buyers) else []
     split = EvalSplit(
-        users=np.array(users, dtype=np.int64),
-        inputs=inputs,
-        input_event_types=in_ev,
-        targets=np.array(targets, dtype=np.int64),
+        users=users.astype(np.int64),
+        inputs=pre_of(users, items_pre),
+        input_event_types=pre_of(users, ev_pre),
+        targets=targets.astype(np.int64),
         notes={"cutoff": str(cutoff), "eval_days": eval_days},
     )
-    return TemporalSplit(cutoff, train, split, p_inputs, p_ev, p_truth)
+    return TemporalSplit(
+        cutoff,
+        train,
+        split,
+        pre_of(buyers, items_pre),
+        pre_of(buyers, ev_pre),
+        [t.astype(np.int64) for t in truth],
+    )
 
 
 def top_k_items(scores: np.ndarray, exclude: list[np.ndarray], k: int) -> np.ndarray:
@@ -258,20 +388,17 @@ def interaction_rates(
     shop: ShopData, horizon_days: int, min_window_days: float = 7.0
 ) -> np.ndarray:
     """Expected interactions (steps) of each user over the horizon, from their observed rate."""
+    f = shop.flat_sequences()
     as_of = np.datetime64(shop.as_of, "us")
-    out = np.zeros(len(shop.step_ts))
-    for u, t in enumerate(shop.step_ts):
-        window = max((as_of - t.min()) / np.timedelta64(1, "D"), min_window_days)
-        out[u] = len(t) / window * horizon_days
-    return out
+    window = np.maximum((as_of - f.first_ts()) / np.timedelta64(1, "D"), min_window_days)
+    return f.lengths / window * horizon_days
 
 
 def category_purchase_share(shop: ShopData) -> dict[str, float]:
     """Purchases per interaction step, by category (and ``"*"`` overall)."""
-    flat_items = np.concatenate(shop.data.sequences)
-    flat_ev = np.concatenate(shop.data.event_types)
-    cats = shop.item_category[flat_items]
-    df = pd.DataFrame({"category": cats, "purchase": flat_ev == PURCHASE})
+    f = shop.flat_sequences()
+    cats = shop.item_category[f.items]
+    df = pd.DataFrame({"category": cats, "purchase": f.events == PURCHASE})
     share = df.groupby("category")["purchase"].mean().to_dict()
     share["*"] = float(df["purchase"].mean()) if len(df) else 0.0
     return share
@@ -323,33 +450,125 @@ def category_conversion(shop: ShopData, categories) -> np.ndarray:
     return np.array([share.get(c, share["*"]) for c in categories], dtype=float)
 
 
+@dataclass
+class ScoredBatch:
+    """r_ij of one batch of users (rows ``start:start + n`` of the scored users) x all candidates,
+    float32 ``(n, n_candidates)``: ``r`` (calibrated when a calibration is given, else
+    ``r_model``), ``p`` (next-interaction probability) and ``r_model`` (``1 - exp(-n p c)``)."""
+
+    start: int
+    r: np.ndarray
+    p: np.ndarray
+    r_model: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.r)
+
+
+def purchase_kernel(
+    user_vecs: np.ndarray,
+    softmax_t: np.ndarray,
+    n_candidates: int,
+    rates: np.ndarray,
+    conv: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(r_model, p)`` float32 ``(n_users, n_candidates)`` for a batch of user vectors.
+
+    ``softmax_t``: ``(dim, n_catalog + n_candidates)`` float32, candidates last: ``p_ij`` is the
+    softmax over all of them (``included``: a candidate competes with what is on sale) and
+    ``r_model = 1 - exp(-n_i p_ij c_j)``. Works in place on one ``(n, n_items)`` buffer."""
+    logits = np.asarray(user_vecs, dtype=np.float32) @ softmax_t
+    logits -= logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    denom = logits.sum(axis=1, keepdims=True)
+    p = logits[:, logits.shape[1] - n_candidates :]
+    p /= denom
+    r = p * (-np.asarray(rates, dtype=np.float32)[:, None])
+    r *= np.asarray(conv, dtype=np.float32)[None, :]
+    np.expm1(r, out=r)  # = -r_model
+    np.negative(r, out=r)
+    return r, np.ascontiguousarray(p)
+
+
 def purchase_probabilities(
     model,
     shop: ShopData,
     user_rows: np.ndarray,
     horizon_days: int,
     batch_size: int = 4096,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(r, p)`` arrays of shape ``(len(user_rows), n_candidates)``: purchase probability within
-    the horizon and next-interaction probability, for the given user rows of ``shop``."""
-    from launch_pipeline.model.training import item_vectors
+    calibration: PurchaseCalibration | None = None,
+    user_x: np.ndarray | None = None,
+    similar: Callable[[np.ndarray], np.ndarray] | None = None,
+    user_vecs: np.ndarray | None = None,
+    rates: np.ndarray | None = None,
+    threads: int | None = None,
+) -> Iterator[ScoredBatch]:
+    """r_ij for the given user rows of ``shop`` x its candidates, streamed: yields one
+    :class:`ScoredBatch` of float32 arrays per ``batch_size`` users, in order. Memory is
+    O(batch x (catalog + candidates)) whatever the number of users.
 
+    ``r_ij = 1 - exp(-n_i p_ij c_j)`` (see the module docstring); with ``calibration`` (and
+    ``user_x``, one row of :func:`user_features_matrix` per scored user, and ``similar``,
+    ``positions -> (len(positions), n_candidates)`` similar-product purchases, positions into
+    ``user_rows``) ``r`` is the calibrated probability and ``r_model`` the uncalibrated one.
+    ``user_vecs`` (``(len(user_rows), dim)``) skips the Transformer (benchmarks); ``rates`` (one
+    per scored user) overrides :func:`interaction_rates`. The Transformer encodes one batch at a time; the
+    softmax and r math of consecutive batches run on ``threads`` threads (numpy releases the
+    GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from launch_pipeline.model.training import user_vectors
+
+    user_rows = np.asarray(user_rows, dtype=np.int64)
     n_c = len(shop.candidates)
-    if n_c == 0 or len(user_rows) == 0:
-        return np.zeros((len(user_rows), n_c)), np.zeros((len(user_rows), n_c))
-    cand_vecs = item_vectors(model, shop.candidate_attributes, None).astype(np.float32)
-    p = next_probabilities(
-        model,
-        shop,
-        [shop.data.sequences[u] for u in user_rows],
-        [shop.data.event_types[u] for u in user_rows],
-        cand_vecs,
-        included=True,
-        batch_size=batch_size,
+    n_u = len(user_rows)
+    if n_c == 0 or n_u == 0:
+        return
+    softmax_t = np.ascontiguousarray(_softmax_parts(model, shop).T)
+    rates = (
+        interaction_rates(shop, horizon_days)[user_rows]
+        if rates is None
+        else np.asarray(rates, dtype=np.float64)
     )
-    rates = interaction_rates(shop, horizon_days)[user_rows]
     conv = category_conversion(shop, shop.candidates["category"])
-    return 1.0 - np.exp(-rates[:, None] * p * conv[None, :]), p
+    if calibration is not None and user_x is None:
+        raise ValueError("a calibration needs user_x (user_features_matrix of the scored users)")
+
+    def vectors(start: int) -> np.ndarray:
+        sl = slice(start, min(n_u, start + batch_size))
+        if user_vecs is not None:
+            return user_vecs[sl]
+        rows = user_rows[sl]
+        return user_vectors(
+            model,
+            [shop.data.sequences[u] for u in rows],
+            [shop.data.event_types[u] for u in rows],
+        )
+
+    def one(args) -> ScoredBatch:
+        start, uv = args
+        sl = slice(start, start + len(uv))
+        r_model, p = purchase_kernel(uv, softmax_t, n_c, rates[sl], conv)
+        r = r_model
+        if calibration is not None:
+            pos = np.arange(sl.start, sl.stop)
+            r = calibration.apply(
+                user_x[sl], p, conv, similar(pos) if similar is not None else np.zeros_like(p)
+            )
+        return ScoredBatch(start, r, p, r_model)
+
+    # the Transformer is multi-threaded on its own: with it, one batch is scored while the next
+    # one is encoded; with given vectors the batches' numpy math runs on `threads` threads.
+    # At most `workers` batches are in flight, so memory stays bounded; results come in order.
+    workers = 1 if user_vecs is None else max(1, threads or os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for s in range(0, n_u, batch_size):
+            pending.append(pool.submit(one, (s, vectors(s))))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 @dataclass
@@ -427,10 +646,26 @@ class PurchaseCalibration:
     def apply(
         self, user_x: np.ndarray, p: np.ndarray, conv: np.ndarray, similar: np.ndarray
     ) -> np.ndarray:
+        """Calibrated ``r`` of shape ``p.shape`` in ``p``'s float type (float32 when scoring
+        in batches), broadcast over users and items without building the feature matrix."""
         if p.size == 0:
             return np.zeros_like(p)
-        z = self.intercept + self.features(user_x, p, conv, similar) @ np.asarray(self.coef)
-        return (1.0 / (1.0 + np.exp(-z))).reshape(p.shape)
+        dtype = p.dtype if p.dtype in (np.float32, np.float64) else np.float64
+        coef = np.asarray(self.coef, dtype=np.float64)
+        z = np.log(np.maximum(p, 1e-12), dtype=dtype)
+        z *= coef[3]
+        z += (self.intercept + np.asarray(user_x, dtype=np.float64) @ coef[:3]).astype(dtype)[
+            :, None
+        ]
+        z += (coef[4] * np.log(np.maximum(np.asarray(conv, dtype=np.float64), 1e-6))).astype(dtype)[
+            None, :
+        ]
+        z += (coef[5] * np.log1p(np.maximum(similar, 0.0))).astype(dtype, copy=False)
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+        z += 1.0
+        np.reciprocal(z, out=z)
+        return z
 
     @classmethod
     def fit(cls, blocks: list[tuple]):

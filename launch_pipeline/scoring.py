@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 import duckdb
 import numpy as np
@@ -21,14 +22,17 @@ import pandas as pd
 
 from launch_pipeline.demand import (
     DemandConfig,
+    SimilarPurchases,
     estimate_demand,
     launch_windows,
     load_history,
     similar_purchases,
 )
+from launch_pipeline.features import build_user_sequences
 from launch_pipeline.planning import make_plan
 from launch_pipeline.recommender import (
     PurchaseCalibration,
+    ScoredBatch,
     UsersAsOf,
     attributes_known_at_launch,
     category_conversion,
@@ -36,6 +40,7 @@ from launch_pipeline.recommender import (
     load_shop_data,
     next_probabilities,
     purchase_probabilities,
+    read_sequences,
     user_features_matrix,
 )
 from launch_pipeline.report import write_plan_report
@@ -44,6 +49,9 @@ from launch_pipeline.training import champion_or_fail, load_version
 
 ACTIVE_DAYS = 30
 TOP_N = 10
+MAX_REPLAY_USERS = 20_000
+"""Users replayed per past launch window (a hash sample above it): bounds the calibration's
+cost (Transformer vectors, sequences as of the window start, the fit) on a large shop."""
 
 LAUNCH_PLAN_DDL = """
 CREATE TABLE IF NOT EXISTS launch_plan (
@@ -68,74 +76,121 @@ CREATE TABLE IF NOT EXISTS launch_audiences (
 """
 
 
+USER_PREFERENCES_DDL = """
+CREATE OR REPLACE TABLE user_preferences (
+    user_id VARCHAR, item_id VARCHAR, r DOUBLE, p_next DOUBLE, rank_for_user INTEGER,
+    model_version VARCHAR, horizon_days INTEGER, r_model DOUBLE
+)
+"""
+
+
+def write_preferences(
+    con: duckdb.DuckDBPyConnection,
+    batches: Iterable[ScoredBatch],
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    model_version: str,
+    horizon_days: int,
+) -> dict:
+    """Replace ``user_preferences`` (and the view ``user_top_candidates``) with the streamed
+    r_ij batches (:func:`launch_pipeline.recommender.purchase_probabilities`), in one
+    transaction. Each batch is ranked per user in numpy (``rank_for_user``: 1 = highest ``r``,
+    ties in candidate order) and appended as an Arrow table, rows in (user, rank) order; no
+    users x candidates frame is ever built. Returns ``rows``, ``users`` and ``mean_r``."""
+    import pyarrow as pa
+
+    items = pa.array([str(i) for i in item_ids], pa.string())
+    n_c = len(items)
+    ranks = pa.array(np.arange(1, n_c + 1, dtype=np.int32))
+    rows, sum_r = 0, 0.0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(USER_PREFERENCES_DDL)
+        for b in batches:
+            n = len(b)
+            order = np.argsort(-b.r, axis=1, kind="stable")
+            users = pa.array([str(u) for u in user_ids[b.start : b.start + n]], pa.string())
+            table = pa.table(
+                {
+                    "user_id": pa.DictionaryArray.from_arrays(
+                        pa.array(np.repeat(np.arange(n, dtype=np.int32), n_c)), users
+                    ),
+                    "item_id": pa.DictionaryArray.from_arrays(
+                        pa.array(order.astype(np.int32, copy=False).ravel()), items
+                    ),
+                    "r": np.take_along_axis(b.r, order, axis=1).ravel(),
+                    "p_next": np.take_along_axis(b.p, order, axis=1).ravel(),
+                    "rank_for_user": pa.chunked_array([ranks] * n) if n else ranks[:0],
+                    "r_model": np.take_along_axis(b.r_model, order, axis=1).ravel(),
+                }
+            )
+            con.register("_prefs_batch", table)
+            try:
+                con.execute(
+                    "INSERT INTO user_preferences SELECT user_id, item_id, r, p_next, "
+                    "rank_for_user, ? AS model_version, ? AS horizon_days, r_model "
+                    "FROM _prefs_batch",
+                    [model_version, int(horizon_days)],
+                )
+            finally:
+                con.unregister("_prefs_batch")
+            rows += n * n_c
+            sum_r += float(b.r.sum(dtype=np.float64))
+        con.execute(
+            f"CREATE OR REPLACE VIEW user_top_candidates AS SELECT * FROM user_preferences "
+            f"WHERE rank_for_user <= {TOP_N}"
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return {
+        "rows": rows,
+        "users": rows // n_c if n_c else 0,
+        "mean_r": sum_r / rows if rows else 0.0,
+    }
+
+
 def score_preferences(settings: Settings, con: duckdb.DuckDBPyConnection) -> dict:
     """r_ij for every active user (an interaction in the last ``ACTIVE_DAYS`` days) and candidate.
 
     With past launches in the history, r_ij is calibrated on who really bought them
     (:class:`launch_pipeline.recommender.PurchaseCalibration`, fitted by
     :func:`calibrate_on_past_launches`); ``r_model`` keeps the uncalibrated
-    ``1 - exp(-n_i p_ij c_j)``."""
+    ``1 - exp(-n_i p_ij c_j)``. Scored in batches of users, float32, written batch by batch
+    (:func:`write_preferences`): memory does not grow with users x candidates."""
     version = champion_or_fail(settings)
     model, meta = load_version(version)
     shop = load_shop_data(con, meta["item_ids"], meta["attribute_vocab"])
     as_of = np.datetime64(shop.as_of, "us")
-    active = np.array(
-        [
-            u
-            for u, t in enumerate(shop.step_ts)
-            if (as_of - t.max()) <= np.timedelta64(ACTIVE_DAYS, "D")
-        ],
-        dtype=np.int64,
-    )
+    flat = shop.flat_sequences()
+    active = np.flatnonzero((as_of - flat.last_ts()) <= np.timedelta64(ACTIVE_DAYS, "D"))
     horizon = settings.planning.horizon_days
-    r_model, p = purchase_probabilities(model, shop, active, horizon)
     calibration, history = calibrate_on_past_launches(con, model, shop, horizon)
-    r = r_model
-    if calibration is not None and p.size:
-        conv = category_conversion(shop, shop.candidates["category"])
-        activity = user_activity(con, pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1))
-        known = activity.reindex([str(u) for u in shop.user_ids[active]])
+    n_c = len(shop.candidates)
+    active_ids = [str(u) for u in shop.user_ids[active]]
+    user_x = similar = None
+    if calibration is not None and len(active) and n_c:
+        plan_start = pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)
+        known = user_activity(con, plan_start).reindex(active_ids)
         user_x = user_features_matrix(
             interaction_rates(shop, horizon)[active],
             known["items_touched"].fillna(0.0).to_numpy(),
             known["recency_days"].fillna(0.0).to_numpy(),
         )
-        plan_start = pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)
-        similar = similar_purchases(
-            load_history(con),
-            shop.candidates[["item_id", "title"]],
-            [str(u) for u in shop.user_ids[active]],
-            plan_start,
+        similar = SimilarPurchases(
+            load_history(con), shop.candidates[["item_id", "title"]], active_ids, plan_start
         )
-        r = calibration.apply(user_x, p, conv, similar)
-    n_c = len(shop.candidates)
-    df = pd.DataFrame(
-        {
-            "user_id": np.repeat(shop.user_ids[active], n_c),
-            "item_id": np.tile(shop.candidates["item_id"].to_numpy(), len(active)),
-            "r": r.ravel(),
-            "p_next": p.ravel(),
-            "r_model": r_model.ravel(),
-        }
+    batches = purchase_probabilities(
+        model, shop, active, horizon, calibration=calibration, user_x=user_x, similar=similar
     )
-    df["rank_for_user"] = (
-        df.groupby("user_id")["r"].rank(method="first", ascending=False).astype("int32")
-        if len(df)
-        else pd.Series(dtype="int32")
-    )
-    con.register("_prefs_df", df)
-    try:
-        con.execute(
-            "CREATE OR REPLACE TABLE user_preferences AS SELECT user_id, item_id, r, p_next, "
-            "rank_for_user, ? AS model_version, ? AS horizon_days, r_model FROM _prefs_df "
-            "ORDER BY user_id, rank_for_user",
-            [version.label, horizon],
-        )
-    finally:
-        con.unregister("_prefs_df")
-    con.execute(
-        f"CREATE OR REPLACE VIEW user_top_candidates AS SELECT * FROM user_preferences "
-        f"WHERE rank_for_user <= {TOP_N}"
+    written = write_preferences(
+        con,
+        batches,
+        shop.user_ids[active],
+        shop.candidates["item_id"].to_numpy(),
+        version.label,
+        horizon,
     )
     _store_history_buyers(con, history, version.label, horizon)
     return {
@@ -143,8 +198,8 @@ def score_preferences(settings: Settings, con: duckdb.DuckDBPyConnection) -> dic
         "users_scored": int(len(active)),
         "users_known": int(len(shop.user_ids)),
         "candidates": int(n_c),
-        "rows": int(len(df)),
-        "mean_r": float(r.mean()) if r.size else 0.0,
+        "rows": written["rows"],
+        "mean_r": written["mean_r"],
         "as_of": shop.as_of,
         "horizon_days": horizon,
         "past_launches_scored": int(len(history)),
@@ -153,13 +208,22 @@ def score_preferences(settings: Settings, con: duckdb.DuckDBPyConnection) -> dic
 
 
 def calibrate_on_past_launches(
-    con: duckdb.DuckDBPyConnection, model, shop, horizon: int
+    con: duckdb.DuckDBPyConnection,
+    model,
+    shop,
+    horizon: int,
+    max_users: int = MAX_REPLAY_USERS,
 ) -> tuple[PurchaseCalibration | None, pd.DataFrame]:
     """Score the products launched in every past launch window of the demand model
     (:func:`launch_pipeline.demand.launch_windows`) as candidates would have been scored at the
     window start (attributes known then, users' histories up to then), fit the purchase
     calibration on who really bought them in the window, and return it with the past launches'
-    expected buyers ``sum_i r_ij`` (calibrated when possible) and real buyers."""
+    expected buyers ``sum_i r_ij`` (calibrated when possible) and real buyers.
+
+    Bounded: a shop with more than ``max_users`` users is replayed on a deterministic sample of
+    about ``max_users`` of them (by a hash of the id, the same users in every window); the fit
+    is then on the sample's pairs and the expected and real buyers are the sample's, scaled
+    up by the sampling share."""
     from launch_pipeline.model.training import item_vectors
 
     hist = load_history(con)
@@ -174,6 +238,9 @@ def calibrate_on_past_launches(
         ]
     )
     purchases = hist.sales[hist.sales["units"] > 0][["item_id", "user_id", "ts"]]
+    n_users = len(shop.user_ids)
+    fraction = max_users / n_users if n_users > max_users else None
+    scale = 1.0 / fraction if fraction else 1.0
     blocks, meta = [], []
     for start, end in windows:
         cohort = items[(items["launched_at"] >= start) & (items["launched_at"] < end)]
@@ -181,7 +248,7 @@ def calibrate_on_past_launches(
         if not ids:
             continue
         as_of = np.datetime64(start.to_datetime64(), "us")
-        users = users_as_of(con, shop, start, horizon)
+        users = users_as_of(con, shop, start, horizon, sample_fraction=fraction)
         if len(users.rows) == 0:
             continue
         rows = np.array([index[i] for i in ids], dtype=np.int64)
@@ -222,8 +289,8 @@ def calibrate_on_past_launches(
                     "window_start": start,
                     "item_id": ids,
                     "launched_at": launched.reindex(ids).to_numpy(),
-                    "expected_buyers": r.sum(axis=0),
-                    "buyers": bought.sum(axis=0),
+                    "expected_buyers": r.sum(axis=0) * scale,
+                    "buyers": np.round(bought.sum(axis=0) * scale).astype(np.int64),
                 }
             )
         )
@@ -235,33 +302,6 @@ def calibrate_on_past_launches(
         )
     )
     return calibration, history
-
-
-USERS_AS_OF_SQL = """
-WITH ev AS (
-    SELECT user_id, item_id, ts, source_file, source_row,
-           CASE event_type WHEN 'view' THEN 1 WHEN 'cart' THEN 2 WHEN 'purchase' THEN 3 END
-               AS strength
-    FROM clean_events
-    WHERE event_type IN ('view', 'cart', 'purchase') AND ts < $as_of
-), ordered AS (
-    SELECT *, row_number() OVER w AS k,
-           CASE WHEN lag(item_id) OVER w = item_id THEN 0 ELSE 1 END AS new_step
-    FROM ev WINDOW w AS (PARTITION BY user_id ORDER BY ts, source_file, source_row)
-), stepped AS (
-    SELECT *, sum(new_step) OVER (PARTITION BY user_id ORDER BY k) AS step FROM ordered
-), steps AS (
-    SELECT user_id, step, any_value(item_id) AS item_id, max(strength) AS strength,
-           min(ts) AS ts
-    FROM stepped GROUP BY user_id, step
-    QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY step DESC) <= $max_len
-)
-SELECT user_id, list(item_id ORDER BY step) AS items, list(strength ORDER BY step) AS strengths,
-       min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n_steps
-FROM steps GROUP BY user_id
-HAVING max(ts) >= $as_of - to_days(CAST($active_days AS INTEGER))
-ORDER BY user_id
-"""
 
 
 USER_ACTIVITY_SQL = """
@@ -287,41 +327,51 @@ def users_as_of(
     horizon: int,
     max_len: int = 200,
     min_window_days: float = 7.0,
+    sample_fraction: float | None = None,
 ) -> UsersAsOf:
     """The users as ``user_sequences`` and :func:`interaction_rates` would have seen them at
-    ``as_of``: their last ``max_len`` steps before it (consecutive events on one item collapsed,
-    as in ``features.py``), active ones only (a step in the ``ACTIVE_DAYS`` before it), and their
-    rate over those steps. Computed from ``clean_events``, because ``user_sequences`` keeps only
-    each user's latest steps: a heavy buyer's history before an older date is not in it."""
-    df = con.execute(
-        USERS_AS_OF_SQL,
-        {"as_of": as_of.to_pydatetime(), "max_len": max_len, "active_days": ACTIVE_DAYS},
-    ).df()
-    users = {str(u): k for k, u in enumerate(shop.user_ids)}
-    items = {str(i): k for k, i in enumerate(shop.item_ids) if k > 0}
-    activity = user_activity(con, as_of)
-    rows, seqs, evs, rates, days, recency = [], [], [], [], [], []
-    for r in df.itertuples(index=False):
-        if str(r.user_id) not in users:
-            continue
-        idx = np.array([items.get(str(i), 0) for i in r.items], dtype=np.int64)
-        keep = idx > 0
-        if not keep.any():
-            continue
-        rows.append(users[str(r.user_id)])
-        seqs.append(idx[keep])
-        evs.append(np.asarray(r.strengths, dtype=np.int64)[keep])
-        window = max((as_of - pd.Timestamp(r.first_ts)) / pd.Timedelta(days=1), min_window_days)
-        rates.append(r.n_steps / window * horizon)
-        days.append(float(activity.at[str(r.user_id), "items_touched"]))
-        recency.append(float(activity.at[str(r.user_id), "recency_days"]))
+    ``as_of``: their last ``max_len`` steps before it (``features.build_user_sequences`` with
+    ``as_of``), active ones only (a step in the ``ACTIVE_DAYS`` before it), and their rate over
+    those steps. Built from ``clean_events``, because ``user_sequences`` keeps only each user's
+    latest steps: a heavy buyer's history before an older date is not in it.
+    ``sample_fraction`` keeps a deterministic share of the users (by a hash of the id)."""
+    table = "_users_as_of"
+    build_user_sequences(
+        con,
+        max_len,
+        as_of=as_of.to_pydatetime(),
+        table=table,
+        temporary=True,
+        sample_fraction=sample_fraction,
+    )
+    try:
+        flat = read_sequences(con, table, shop.item_ids[1:])
+        info = con.execute(
+            f"SELECT user_id, len(items) AS n_steps, epoch_us(ts[1]) AS first_us, "
+            f"epoch_us(ts[len(ts)]) AS last_us FROM {table} ORDER BY user_id"
+        ).df()
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    info = info.set_index(info["user_id"].astype(str))
+    ids = pd.Index([str(u) for u in flat.user_ids])
+    meta = info.reindex(ids)
+    as_of_us = pd.Timestamp(as_of).value // 1000
+    active_since = as_of_us - ACTIVE_DAYS * 86_400_000_000
+    row = pd.Index([str(u) for u in shop.user_ids]).get_indexer(ids)
+    keep = np.flatnonzero((row >= 0) & (meta["last_us"].to_numpy() >= active_since))
+    activity = user_activity(con, as_of).reindex(ids[keep])
+    window = np.maximum(
+        (as_of_us - meta["first_us"].to_numpy(dtype=np.int64)[keep]) / 86_400_000_000,
+        min_window_days,
+    )
+    seqs, evs = flat.split(flat.items), flat.split(flat.events)
     return UsersAsOf(
-        np.array(rows, dtype=np.int64),
-        seqs,
-        evs,
-        np.asarray(rates, dtype=float),
-        np.asarray(days, dtype=float),
-        np.asarray(recency, dtype=float),
+        row[keep].astype(np.int64),
+        [seqs[k] for k in keep],
+        [evs[k] for k in keep],
+        meta["n_steps"].to_numpy(dtype=float)[keep] / window * horizon,
+        activity["items_touched"].to_numpy(dtype=float),
+        activity["recency_days"].to_numpy(dtype=float),
     )
 
 

@@ -56,8 +56,10 @@ latent parameters; ``planted_noise.parquet`` lists every planted noisy row as ``
 row)``, ``row`` being the 0-based data row (CSV line number = row + 2, the header is line 1).
 
 *Noise* (``noise=True``; kinds as recorded in ``planted_noise.parquet``): ``bot`` (crawler
-accounts viewing 120-360 items per minute for 2-5 minutes; genuine users never exceed a few
-events per minute), ``fake_review_duplicate_text`` (5-20 accounts posting the identical 5-star
+accounts viewing 120-360 items per minute for 2-5 minutes, scaled down on small days so that a
+burst is at most 2% of a day's events, but never below 40 views a minute for 2 minutes, one
+burst a day while there are enough days; genuine users never exceed a few events per
+minute), ``fake_review_duplicate_text`` (5-20 accounts posting the identical 5-star
 text for one item on one day), ``fake_review_burst`` (6-12 distinct 5-star reviews of one item
 within an hour from accounts that never viewed or bought it), ``exact_duplicate`` (a byte-equal
 copy placed after its original), ``missing_user_id``, ``missing_item_id``, ``negative_price``
@@ -67,7 +69,8 @@ ts 1-7 days before the file's day), ``unknown_item``, ``invalid_event_type`` (cl
 9) and ``invalid_timestamp`` (e.g. ``not-a-date``). Corrupted copies are *extra* rows (the
 genuine row stays; copies other than exact duplicates and timestamp kinds are shifted by 1-30 s),
 so the genuine events are identical with and without noise, and no two genuine rows share
-``(user_id, item_id, event_type, ts)``. There are 2-20 bots (about 2% of rows in bot views),
+``(user_id, item_id, event_type, ts)``. There are 2-20 bots (about 2% of rows in bot views on
+a large shop, less on a small one),
 noise is spread over the days, lighter on the newest day, and bots and fake reviews stay off it.
 Noisy accounts (bots, fake reviewers) have ordinary-looking ids;
 ``ground_truth/users.parquet`` tells them.
@@ -361,6 +364,8 @@ UNIX_TS_SHARE = 0.10
 HORIZON_DAYS = 30  # candidate appeal horizon
 EVENTS_PER_SESSION = 5.9  # calibration: genuine events per session (incl. returns/reviews)
 BOT_SHARE = 0.02  # bot views as a share of genuine events (about 1000 views per burst)
+BOT_BURST_DAY_SHARE = 0.02  # a burst holds at most this share of a day's events ...
+BOT_MIN_PER_MINUTE = 40  # ... but never fewer views a minute than this, for 2 minutes
 MAX_BOTS = 20
 CHUNK_CELLS = 2_000_000  # user x item cells per utility chunk (memory bound)
 
@@ -1088,17 +1093,35 @@ def _plan_noise(w: _World) -> _NoisePlan:
         big_w[-1] = 0.0
     big_w /= big_w.sum()
     n_bursts = w.n_bot_bursts
-    b_day = rng.choice(D, n_bursts, p=big_w)
+    # one burst a day while there are enough days, so that a small day never holds several
+    b_day = rng.choice(D, n_bursts, p=big_w, replace=n_bursts > np.count_nonzero(big_w))
     b_bot = np.concatenate(
         [np.arange(w.n_bots), rng.integers(0, w.n_bots, max(0, n_bursts - w.n_bots))]
     )[:n_bursts]
-    minutes = rng.integers(2, 6, n_bursts)
-    per_min = rng.integers(120, 361, n_bursts)
+    minutes, per_min = _bot_burst_shape(
+        rng.integers(2, 6, n_bursts), rng.integers(120, 361, n_bursts), cfg.events_per_day
+    )
     start = rng.integers(0, 86400 - minutes * 60)
     bursts = np.stack([b_day, b_bot, start, minutes, per_min], axis=1)
     groups = rng.multinomial(max(1, round(total / 40000)), big_w)
     fake_bursts = rng.multinomial(max(1, round(total / 40000)), big_w)
     return _NoisePlan(counts, bursts, groups, fake_bursts)
+
+
+def _bot_burst_shape(
+    minutes: np.ndarray, per_min: np.ndarray, events_per_day: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scale bot bursts to the size of a day: a burst holds at most ``BOT_BURST_DAY_SHARE`` of a
+    day's events (first the rate comes down, to no less than ``BOT_MIN_PER_MINUTE``, then the
+    duration, to no less than 2 minutes), so planted bots stay a small share of a small day;
+    at a large day nothing changes. 2 minutes at 40 a minute always fill one whole clock
+    minute above the cleaning rule's 30 events a minute."""
+    cap = max(2 * BOT_MIN_PER_MINUTE, int(BOT_BURST_DAY_SHARE * events_per_day))
+    per_min = np.where(
+        minutes * per_min > cap, np.maximum(BOT_MIN_PER_MINUTE, cap // minutes), per_min
+    )
+    minutes = np.where(minutes * per_min > cap, np.maximum(2, cap // per_min), minutes)
+    return minutes, per_min
 
 
 def _noise_day(w: _World, plan: _NoisePlan, day: int, G: dict, next_sess: int, rng):

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from launch_pipeline import simulator
 from launch_pipeline.contract import (
     CANDIDATE_OPTIONAL_COLUMNS,
     EVENT_COLUMNS,
@@ -19,6 +20,7 @@ from launch_pipeline.contract import (
     MANIFEST_NAME,
     PRODUCT_REQUIRED_COLUMNS,
 )
+from launch_pipeline.settings import CleaningRules
 from launch_pipeline.simulator import (
     EVENT_FILE_COLUMNS,
     NOISE_KINDS,
@@ -276,7 +278,8 @@ def test_every_noise_kind_planted_and_real(shop, events, planted, users):
     bots = by_kind["bot"]
     assert (kinds_of[bots.user_id] == "bot").all() and (bots.event_type == "view").all()
     per_minute = bots.groupby([bots.user_id, bots.t.dt.floor("min")]).size()
-    assert per_minute.max() >= 120
+    # bursts are scaled to the day's size, yet always above the cleaning rule's rate
+    assert per_minute.max() >= simulator.BOT_MIN_PER_MINUTE > CleaningRules().bot_events_per_minute
     g = _genuine(events, planted)
     genuine_rate = g.groupby([g.user_id, g.t.dt.floor("min")]).size()
     assert genuine_rate.max() < 30
@@ -417,3 +420,18 @@ def test_default_end_date_is_yesterday_utc(tmp_path):
 def test_invalid_config_is_rejected(tmp_path, change):
     with pytest.raises(ValueError, match="invalid SimulatorConfig"):
         generate_shop(tmp_path / "bad", SimulatorConfig(**{**SMALL.__dict__, **change}))
+
+
+def test_bot_bursts_scale_with_the_day():
+    """A burst holds at most 2% of a day's events, never fewer than 40 views a minute for 2
+    minutes; on a large day the drawn shape is kept."""
+    minutes, per_min = np.array([5, 2, 3]), np.array([360, 120, 200])
+    big_m, big_p = simulator._bot_burst_shape(minutes, per_min, 1_000_000)
+    np.testing.assert_array_equal(big_m, minutes)
+    np.testing.assert_array_equal(big_p, per_min)
+    small_m, small_p = simulator._bot_burst_shape(minutes, per_min, 6_000)  # cap 120 views
+    assert (small_m * small_p <= 120).all()
+    assert (small_p >= simulator.BOT_MIN_PER_MINUTE).all() and (small_m >= 2).all()
+    tiny_m, tiny_p = simulator._bot_burst_shape(minutes, per_min, 300)  # floor: 2 min x 40
+    np.testing.assert_array_equal(tiny_m, [2, 2, 2])
+    np.testing.assert_array_equal(tiny_p, [40, 40, 40])
