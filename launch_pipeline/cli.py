@@ -143,6 +143,12 @@ def cmd_run(args) -> int:
         )
     print(f"Materializing every asset into {settings.warehouse_path} ...")
     outcome = run_pipeline(settings, first_day=args.first_day, last_day=args.last_day)
+    for run_id in outcome.recovered_runs:
+        print(
+            f"Run {run_id} was left unfinished by a process that no longer exists (killed?): "
+            "marked failed and its pool slot freed.",
+            file=sys.stderr,
+        )
     elapsed = time.perf_counter() - t0
     if not outcome.success:
         print(f"\nRun {outcome.run_id} FAILED after {elapsed:.0f}s:", file=sys.stderr)

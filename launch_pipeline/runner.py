@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from launch_pipeline.raw_io import event_day_files
@@ -121,6 +121,7 @@ class RunOutcome:
     run_id: str
     partitions: tuple[str, str] | None
     failures: list[str]
+    recovered_runs: list[str] = field(default_factory=list)  # dead runs marked failed first
 
 
 def available_partition_range(settings: Settings, partitions_def) -> tuple[str, str] | None:
@@ -156,7 +157,7 @@ def run_pipeline(
         )
     if span is None:
         return RunOutcome(False, "", None, [f"no event files in {settings.raw_dir / 'events'}"])
-    recover_abandoned_runs(instance)
+    recovered = recover_abandoned_runs(instance)
     tags = {
         "dagster/asset_partition_range_start": span[0],
         "dagster/asset_partition_range_end": span[1],
@@ -174,4 +175,4 @@ def run_pipeline(
     for eval_ in result.get_asset_check_evaluations():
         if not eval_.passed:
             failures.append(f"check {eval_.check_name} failed: {dict(eval_.metadata)}")
-    return RunOutcome(result.success, result.run_id, span, failures)
+    return RunOutcome(result.success, result.run_id, span, failures, recovered)

@@ -136,6 +136,7 @@ def _sigkill_during_model_step_then_rerun(tmp_path):
         )
         # the killed run's process is gone: it was marked failed, which freed its pool slot
         assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+        assert outcome.recovered_runs == [run_id]
     assert outcome.success, outcome.failures
     _accounting_holds(settings.warehouse_path)
     assert warehouse_checksums(settings.warehouse_path) == before
