@@ -22,22 +22,29 @@ from launch_pipeline.defs.resources import build_resources  # noqa: E402
 from launch_pipeline.settings import Settings  # noqa: E402
 
 
+def build_data_assets(partitions: dg.DailyPartitionsDefinition) -> list:
+    """The data side of the pipeline: raw inputs, cleaned and quarantined events, features."""
+    raw_events = raw.build_raw_events(partitions)
+    return [
+        raw.product_catalog,
+        raw.launch_candidates,
+        raw_events,
+        build_cleaning_assets(partitions, raw_events),
+        features.item_features,
+        features.user_features,
+        features.user_sequences,
+        features.activity_profile,
+    ]
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """All assets, checks, jobs, schedules and resources for one data directory."""
     settings = settings or Settings.from_env()
     partitions = build_daily_partitions(settings)
-    raw_events = raw.build_raw_events(partitions)
     job = build_launch_job(partitions)
     return dg.Definitions(
         assets=[
-            raw.product_catalog,
-            raw.launch_candidates,
-            raw_events,
-            build_cleaning_assets(partitions, raw_events),
-            features.item_features,
-            features.user_features,
-            features.user_sequences,
-            features.activity_profile,
+            *build_data_assets(partitions),
             model.preference_model,
             model.model_evaluation,
             planning.user_preferences,

@@ -13,20 +13,12 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+from launch_pipeline.simulator import EVENT_FILE_COLUMNS  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
-EVENT_HEADER = [
-    "user_id",
-    "item_id",
-    "event_type",
-    "ts",
-    "quantity",
-    "price",
-    "rating",
-    "review_text",
-    "session_id",
-]
+EVENT_HEADER = list(EVENT_FILE_COLUMNS)
 
 
 def write_events_csv(path: Path, rows: list[dict] | str) -> Path:

@@ -17,6 +17,7 @@ import contextvars
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,20 +68,18 @@ def _registry_consistent(models_dir: Path) -> ModelRegistry:
     return registry
 
 
-def _wait_for_step(home: Path, step: str, proc: subprocess.Popen, deadline_s: float) -> str:
-    """Poll the Dagster event log of the child's instance until ``step`` has started."""
+def _wait_for_step(log: Path, step: str, proc: subprocess.Popen, deadline_s: float) -> str:
+    """Wait until the child's Dagster log says ``step`` has started; return the run id. Reads
+    the log file, not the instance's SQLite storage: opening that while the child creates it
+    races on its tables ("table ... already exists")."""
+    started = re.compile(rf" - ([0-9a-f-]{{36}}) - \d+ - {re.escape(step)} - STEP_START - ")
     t_end = time.monotonic() + deadline_s
     while time.monotonic() < t_end:
         if proc.poll() is not None:
             raise AssertionError(f"the run ended before {step} started (rc {proc.returncode})")
-        if (home / "history" / "runs.db").exists():
-            with dg.DagsterInstance.from_config(str(home)) as instance:
-                for run in instance.get_runs(limit=1):
-                    for rec in instance.all_logs(
-                        run.run_id, of_type=dg.DagsterEventType.STEP_START
-                    ):
-                        if rec.step_key == step:
-                            return run.run_id
+        match = started.search(log.read_text(errors="replace"))
+        if match:
+            return match.group(1)
         time.sleep(0.5)
     raise TimeoutError(f"{step} did not start within {deadline_s}s")
 
@@ -105,12 +104,13 @@ def _sigkill_during_model_step_then_rerun(tmp_path):
     }
     env.pop("LAUNCH_PIPELINE_RAW_DIR", None)
     cmd = [sys.executable, "-m", "launch_pipeline.cli", "run", "--data-dir", str(settings.data_dir)]
-    log = (tmp_path / "killed_run.log").open("wb")
+    log_path = tmp_path / "killed_run.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        run_id = _wait_for_step(home, "preference_model", proc, deadline_s=300)
+        run_id = _wait_for_step(log_path, "preference_model", proc, deadline_s=300)
         time.sleep(4.0)  # TensorFlow imported, training under way
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

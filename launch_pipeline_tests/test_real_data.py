@@ -58,9 +58,7 @@ def _land_and_clean(raw: Path, rules: CleaningRules = CleaningRules()):
 def test_online_retail_raw_clean_features(tmp_path):
     import dagster as dg
 
-    from launch_pipeline.definitions import build_definitions
-    from launch_pipeline.defs import features, raw
-    from launch_pipeline.defs.cleaning import build_cleaning_assets
+    from launch_pipeline.definitions import build_data_assets, build_definitions
     from launch_pipeline.defs.partitions import build_daily_partitions
 
     src = _need(ONLINE_RETAIL)
@@ -86,19 +84,8 @@ def test_online_retail_raw_clean_features(tmp_path):
     partitions = build_daily_partitions(settings)
     assert partitions.get_first_partition_key() == staged.start_date.isoformat()
     assert partitions.get_last_partition_key() == staged.end_date.isoformat()
-    raw_events = raw.build_raw_events(partitions)
-    assets = [
-        raw.product_catalog,
-        raw.launch_candidates,
-        raw_events,
-        build_cleaning_assets(partitions, raw_events),
-        features.item_features,
-        features.user_features,
-        features.user_sequences,
-        features.activity_profile,
-    ]
     result = dg.materialize(
-        assets,
+        build_data_assets(partitions),
         resources=defs.resources,
         tags={
             "dagster/asset_partition_range_start": staged.start_date.isoformat(),

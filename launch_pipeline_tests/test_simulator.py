@@ -66,7 +66,11 @@ def _parse_ts(ts: pd.Series) -> pd.Series:
     ts = ts.fillna("")
     unix = ts.str.fullmatch(r"\d+")
     iso = pd.to_datetime(ts.where(~unix), format="%Y-%m-%dT%H:%M:%SZ", errors="coerce", utc=True)
-    secs = pd.to_datetime(pd.to_numeric(ts.where(unix), errors="coerce"), unit="s", utc=True)
+    # only the unix-seconds rows go through the unit conversion: pandas' cast of a float column
+    # with NaNs can read uninitialised values and fail at random ("overflow in multiply")
+    secs = pd.Series(pd.NaT, index=ts.index, dtype="datetime64[ns, UTC]")
+    if unix.any():
+        secs[unix] = pd.to_datetime(ts[unix].astype("int64"), unit="s", utc=True)
     return iso.where(~unix, secs)
 
 

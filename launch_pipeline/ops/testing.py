@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from pathlib import Path
 
 from launch_pipeline.settings import Settings
@@ -24,11 +23,8 @@ def tiny_shop(
     seed: int = 3,
     model_time_budget_s: float = 5.0,
 ) -> Settings:
-    """Generate a tiny simulated shop under ``data_dir/raw`` and return its settings.
-
-    With a few hundred events a day, one planted bot can be most of a day, so the noise
-    check's quarantined-share limit is raised in ``dataset.json`` (as a source adapter would do):
-    these tests are about operations, not about noise levels."""
+    """Generate a tiny simulated shop under ``data_dir/raw`` and return its settings (default
+    cleaning rules: the simulator scales planted bot bursts to the size of a day)."""
     from launch_pipeline.simulator import SimulatorConfig, generate_shop
 
     data_dir = Path(data_dir)
@@ -44,10 +40,6 @@ def tiny_shop(
             candidates=candidates,
         ),
     )
-    manifest = raw / "dataset.json"
-    meta = json.loads(manifest.read_text()) if manifest.exists() else {}
-    meta.setdefault("cleaning", {})["max_quarantined_share"] = 0.95
-    manifest.write_text(json.dumps(meta, indent=2))
     settings = Settings.from_env(data_dir=data_dir)
     return dataclasses.replace(settings, model_time_budget_s=model_time_budget_s)
 
