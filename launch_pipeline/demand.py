@@ -266,7 +266,7 @@ def load_history(con: duckdb.DuckDBPyConnection) -> ShopHistory:
     items = con.execute(
         """
         WITH first_sale AS (
-            SELECT item_id, arg_min(price, ts) AS first_price
+            SELECT item_id, first(price ORDER BY ts, price) AS first_price
             FROM clean_events WHERE event_type = 'purchase' AND price > 0 GROUP BY 1
         )
         SELECT f.item_id, f.title, f.category, f.price, f.launched_at, f.is_candidate,

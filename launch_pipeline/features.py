@@ -39,6 +39,18 @@ SELECT b AS band_no, 'p' || b AS price_band,
 FROM q, range(1, {N_PRICE_BANDS + 1}) t(b)
 """
 
+
+def _money_sum(event_type: str) -> str:
+    """SQL for the sum of quantity * price over one event type, added up exactly (as DECIMAL):
+    a sum of DOUBLEs depends on the order DuckDB's threads meet the rows, and feature tables
+    must be the same bit for bit whenever their input rows are the same (the idempotency
+    contract of the operations tests)."""
+    return (
+        f"CAST(sum(CAST(quantity * price AS DECIMAL(18, 6))) "
+        f"FILTER (WHERE event_type = '{event_type}') AS DOUBLE)"
+    )
+
+
 # band of a price: the band whose [lower, upper) contains it; unknown price -> 'p_unknown'
 _BAND_OF = """
 coalesce((SELECT pb.price_band FROM price_bands pb
@@ -62,14 +74,21 @@ WITH items AS (
            count(*) FILTER (WHERE event_type = 'cart') AS carts,
            count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
            coalesce(sum(quantity) FILTER (WHERE event_type = 'purchase'), 0) AS units,
-           coalesce(sum(quantity * price) FILTER (WHERE event_type = 'purchase'), 0) AS revenue,
+           coalesce({_money_sum("purchase")}, 0) AS revenue,
            count(*) FILTER (WHERE event_type = 'return') AS returns,
            coalesce(sum(quantity) FILTER (WHERE event_type = 'return'), 0) AS returned_units,
            count(DISTINCT user_id) FILTER (WHERE event_type = 'purchase') AS buyers,
            count(DISTINCT user_id) AS users,
            count(*) FILTER (WHERE event_type = 'review') AS rating_count,
            avg(rating) FILTER (WHERE event_type = 'review') AS rating_mean,
-           stddev_samp(rating) FILTER (WHERE event_type = 'review') AS rating_std,
+           -- from whole-number sums, so the value does not depend on the scan order
+           CASE WHEN count(rating) FILTER (WHERE event_type = 'review') > 1 THEN
+               sqrt(greatest(
+                   (sum(rating * rating) FILTER (WHERE event_type = 'review')
+                    - sum(rating) FILTER (WHERE event_type = 'review') ^ 2
+                      / count(rating) FILTER (WHERE event_type = 'review'))
+                   / (count(rating) FILTER (WHERE event_type = 'review') - 1), 0))
+           END AS rating_std,
            min(ts) AS first_event_at,
            min(ts) FILTER (WHERE event_type = 'purchase') AS first_sale_at,
            max(ts) AS last_event_at
@@ -95,7 +114,7 @@ FROM items i LEFT JOIN stats s USING (item_id)
 ORDER BY i.is_candidate, i.item_id
 """
 
-USER_FEATURES_SQL = """
+USER_FEATURES_SQL = f"""
 CREATE OR REPLACE TABLE user_features AS
 WITH snapshot AS (SELECT max(ts) AS as_of FROM clean_events),
 ev AS (
@@ -113,8 +132,7 @@ ev AS (
            count(*) FILTER (WHERE event_type = 'return') AS returns,
            count(*) FILTER (WHERE event_type = 'review') AS reviews,
            coalesce(sum(quantity) FILTER (WHERE event_type = 'purchase'), 0) AS units,
-           coalesce(sum(quantity * price) FILTER (WHERE event_type = 'purchase'), 0)
-             - coalesce(sum(quantity * price) FILTER (WHERE event_type = 'return'), 0) AS monetary
+           coalesce({_money_sum("purchase")}, 0) - coalesce({_money_sum("return")}, 0) AS monetary
     FROM ev GROUP BY user_id
 ), cat AS (
     SELECT user_id, category, count(*) AS n FROM ev
@@ -125,12 +143,12 @@ ev AS (
 ), cat_agg AS (
     SELECT user_id,
            map_from_entries(list((category, n / total) ORDER BY n DESC, category)) AS category_affinity,
-           arg_max(category, n) AS top_category
+           first(category ORDER BY n DESC, category) AS top_category
     FROM (SELECT *, sum(n) OVER (PARTITION BY user_id) AS total FROM cat) GROUP BY user_id
 ), band_agg AS (
     SELECT user_id,
            map_from_entries(list((price_band, n / total) ORDER BY price_band)) AS price_band_affinity,
-           arg_max(price_band, n) AS preferred_price_band
+           first(price_band ORDER BY n DESC, price_band) AS preferred_price_band
     FROM (SELECT *, sum(n) OVER (PARTITION BY user_id) AS total FROM band) GROUP BY user_id
 )
 SELECT b.user_id, b.first_seen_at, b.last_seen_at,

@@ -309,8 +309,8 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
         """
         CREATE OR REPLACE TEMP TABLE _day_rejected AS
         SELECT line - 2 AS source_row,
-               arg_min(error_type || ': ' || coalesce(error_message, ''), coalesce(column_idx, -1))
-                   AS parse_error,
+               first(error_type || ': ' || coalesce(error_message, '')
+                     ORDER BY coalesce(column_idx, -1), error_type, error_message) AS parse_error,
                any_value(csv_line) AS raw_line
         FROM reject_errors GROUP BY line
         """

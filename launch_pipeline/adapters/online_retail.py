@@ -281,7 +281,9 @@ def _window_candidates(
             WHERE e.flag IS NULL AND e.item_id IS NOT NULL AND l.t IS NOT NULL AND {sale}
               AND l.t < $hi
         ), known_before AS (   -- a description seen before the cutoff, for an empty one
-            SELECT item_id, mode(descr) AS descr FROM ok WHERE t < $cut AND descr IS NOT NULL
+            SELECT item_id, first(descr ORDER BY n DESC, descr) AS descr
+            FROM (SELECT item_id, descr, count(*) AS n FROM ok
+                  WHERE t < $cut AND descr IS NOT NULL GROUP BY 1, 2)
             GROUP BY 1
         )
         SELECT f.item_id, coalesce(f.descr, k.descr, f.item_id) AS title,
