@@ -81,14 +81,10 @@ WITH items AS (
            count(DISTINCT user_id) AS users,
            count(*) FILTER (WHERE event_type = 'review') AS rating_count,
            avg(rating) FILTER (WHERE event_type = 'review') AS rating_mean,
-           -- from whole-number sums, so the value does not depend on the scan order
-           CASE WHEN count(rating) FILTER (WHERE event_type = 'review') > 1 THEN
-               sqrt(greatest(
-                   (sum(rating * rating) FILTER (WHERE event_type = 'review')
-                    - sum(rating) FILTER (WHERE event_type = 'review') ^ 2
-                      / count(rating) FILTER (WHERE event_type = 'review'))
-                   / (count(rating) FILTER (WHERE event_type = 'review') - 1), 0))
-           END AS rating_std,
+           -- whole-number sums: the spread below does not depend on the scan order
+           count(rating) FILTER (WHERE event_type = 'review') AS rating_n,
+           sum(rating) FILTER (WHERE event_type = 'review') AS rating_sum,
+           sum(rating * rating) FILTER (WHERE event_type = 'review') AS rating_sum_sq,
            min(ts) AS first_event_at,
            min(ts) FILTER (WHERE event_type = 'purchase') AS first_sale_at,
            max(ts) AS last_event_at
@@ -104,7 +100,10 @@ SELECT i.item_id, i.title, i.category, i.brand, i.price,
        coalesce(s.buyers, 0) AS buyers, coalesce(s.users, 0) AS users,
        coalesce(s.purchases, 0) / nullif(s.views, 0) AS view_to_purchase,
        coalesce(s.returned_units, 0) / nullif(s.units, 0) AS return_rate,
-       coalesce(s.rating_count, 0) AS rating_count, s.rating_mean, s.rating_std,
+       coalesce(s.rating_count, 0) AS rating_count, s.rating_mean,
+       CASE WHEN s.rating_n > 1 THEN sqrt(greatest(
+           (s.rating_sum_sq - s.rating_sum ^ 2 / s.rating_n) / (s.rating_n - 1), 0))
+       END AS rating_std,
        s.first_event_at, s.last_event_at,
        CASE WHEN i.is_candidate THEN NULL
             ELSE rank() OVER (PARTITION BY i.is_candidate
@@ -229,6 +228,9 @@ def build_user_features(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(USER_FEATURES_SQL)
 
 
+SAMPLE_MODULUS = 1_000_003  # hash buckets for sample_fraction
+
+
 def build_user_sequences(
     con: duckdb.DuckDBPyConnection,
     max_sequence_length: int = 200,
@@ -252,9 +254,6 @@ def build_user_sequences(
         params["sample_keep"] = int(round(max(sample_fraction, 0.0) * SAMPLE_MODULUS))
     sql = USER_SEQUENCES_SQL.format(temp="TEMP" if temporary else "", table=table, where=where)
     con.execute(sql, params)
-
-
-SAMPLE_MODULUS = 1_000_003
 
 
 def build_activity_profile(con: duckdb.DuckDBPyConnection) -> None:
