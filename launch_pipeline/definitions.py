@@ -46,6 +46,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=[
             *build_data_assets(partitions),
             model.preference_model,
+            model.champion_model,
             model.model_evaluation,
             planning.user_preferences,
             planning.launch_plan,

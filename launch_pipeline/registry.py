@@ -114,13 +114,17 @@ class ModelRegistry:
         _atomic_write_json(self.root / REGISTRY_FILE, reg)
         return self.get(version)
 
-    def set_status(self, version: int, status: str, note: str = "") -> None:
+    def set_status(
+        self, version: int, status: str, note: str = "", decision: dict | None = None
+    ) -> None:
         reg = self._read()
         for v in reg["versions"]:
             if v["version"] == version:
                 v["status"] = status
                 if note:
                     v["note"] = note
+                if decision is not None:
+                    v["decision"] = decision
         if status == "champion":
             for v in reg["versions"]:
                 if v["version"] != version and v["status"] == "champion":
@@ -128,8 +132,8 @@ class ModelRegistry:
             reg["champion"] = version
         _atomic_write_json(self.root / REGISTRY_FILE, reg)
 
-    def promote(self, version: int, note: str = "") -> None:
-        self.set_status(version, "champion", note)
+    def promote(self, version: int, note: str = "", decision: dict | None = None) -> None:
+        self.set_status(version, "champion", note, decision)
 
     def clean_stale_temporaries(self) -> int:
         """Remove temporary version folders left by a crashed run."""

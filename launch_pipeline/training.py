@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import duckdb
 import numpy as np
@@ -69,7 +69,7 @@ def train_new_version(
 
     The warehouse connection is only held while reading. The new version is written completely
     (temporary folder, then rename) before the registry points at it. It is registered as a
-    *challenger*: only :func:`compare_with_champion` (the blocking asset check) promotes it, so a
+    *challenger*: only :func:`promote_or_reject` (the ``champion_model`` asset) promotes it, so a
     failed or worse training never replaces a working model.
     """
     from launch_pipeline.model.training import save_model, train_model
@@ -138,42 +138,98 @@ def validation_score(version: ModelVersion, con: duckdb.DuckDBPyConnection) -> t
     return float(metrics["ndcg@10"]), len(split.next_item)
 
 
-def compare_with_champion(
+@dataclass(frozen=True)
+class PromotionDecision:
+    """What ``champion_model`` decided about the latest trained version (recorded in the
+    registry next to that version, so the check and the UI can read it without recomputing)."""
+
+    challenger: str
+    champion_before: str | None
+    champion: str
+    promoted: bool
+    reason: str
+    challenger_ndcg: float | None = None
+    champion_ndcg: float | None = None
+    cases: int = 0
+    tolerance: float = PROMOTION_TOLERANCE
+
+    @property
+    def outcome(self) -> str:
+        if self.promoted:
+            return "promoted"
+        return "kept" if self.challenger == self.champion else "rejected"
+
+    def as_record(self) -> dict:
+        return {**asdict(self), "outcome": self.outcome}
+
+
+def promote_or_reject(
     settings: Settings, con: duckdb.DuckDBPyConnection, tolerance: float = PROMOTION_TOLERANCE
-) -> dict:
+) -> PromotionDecision:
     """Promote the latest challenger if it is not worse than the champion beyond ``tolerance``
-    (NDCG@10 on the same held-out cases); otherwise reject it and keep the champion."""
+    (NDCG@10 on the same held-out cases); otherwise mark it rejected and keep the champion.
+
+    The decision is recorded in the registry with the version it is about. This is the only
+    function that changes who the champion is (the ``champion_model`` asset calls it)."""
     registry = ModelRegistry(settings.models_dir, MODEL_NAME)
     latest = registry.latest()
     champion = registry.champion()
     if latest is None:
         raise FileNotFoundError("no model version registered: materialize preference_model first")
-    status = {v["version"]: v["status"] for v in registry.versions()}
-    result = {"challenger": latest.label, "champion_before": champion.label if champion else None}
-    if status.get(latest.version) == "champion":
-        return {**result, "passed": True, "promoted": False, "reason": "already champion"}
+    before = champion.label if champion else None
+    if champion is not None and champion.version == latest.version:
+        return PromotionDecision(latest.label, before, latest.label, False, "already champion")
     challenger_score, cases = validation_score(latest, con)
-    result.update({"challenger_ndcg@10": challenger_score, "cases": cases, "tolerance": tolerance})
+    scored = dict(challenger_ndcg=challenger_score, cases=cases, tolerance=tolerance)
     if champion is None:
-        registry.promote(latest.version, note="first model")
-        return {**result, "passed": True, "promoted": True, "reason": "no champion yet"}
+        decision = PromotionDecision(
+            latest.label, None, latest.label, True, "no champion yet", **scored
+        )
+        registry.promote(latest.version, note="first model", decision=decision.as_record())
+        return decision
     try:
         champion_score, _ = validation_score(champion, con)
     except Exception as exc:  # noqa: BLE001 - an unloadable champion must not block a good model
-        registry.promote(latest.version, note=f"champion unusable: {exc}")
-        return {**result, "passed": True, "promoted": True, "reason": f"champion unusable: {exc}"}
-    result["champion_ndcg@10"] = champion_score
+        reason = f"champion unusable: {exc}"
+        decision = PromotionDecision(latest.label, before, latest.label, True, reason, **scored)
+        registry.promote(latest.version, note=reason, decision=decision.as_record())
+        return decision
     if challenger_score >= champion_score - tolerance:
+        decision = PromotionDecision(
+            latest.label, before, latest.label, True, "not worse than champion",
+            champion_ndcg=champion_score, **scored,
+        )  # fmt: skip
         registry.promote(
-            latest.version, note=f"ndcg@10 {challenger_score:.4f} vs champion {champion_score:.4f}"
+            latest.version,
+            note=f"ndcg@10 {challenger_score:.4f} vs champion {champion_score:.4f}",
+            decision=decision.as_record(),
         )
-        return {**result, "passed": True, "promoted": True, "reason": "not worse than champion"}
+        return decision
+    decision = PromotionDecision(
+        latest.label, before, champion.label, False, "worse than champion",
+        champion_ndcg=champion_score, **scored,
+    )  # fmt: skip
     registry.set_status(
         latest.version,
         "rejected",
         note=f"ndcg@10 {challenger_score:.4f} < champion {champion_score:.4f} - {tolerance}",
+        decision=decision.as_record(),
     )
-    return {**result, "passed": False, "promoted": False, "reason": "worse than champion"}
+    return decision
+
+
+def recorded_decision(settings: Settings) -> tuple[str, dict | None]:
+    """The latest version's label and the promotion decision recorded for it (``None`` when
+    ``champion_model`` has not decided about it yet). Reads only."""
+    registry = ModelRegistry(settings.models_dir, MODEL_NAME)
+    versions = registry.versions()
+    if not versions:
+        raise FileNotFoundError("no model version registered: materialize preference_model first")
+    latest = versions[-1]
+    label = registry.get(latest["version"]).label
+    if latest.get("status") == "champion" and "decision" not in latest:
+        return label, {"outcome": "promoted", "promoted": True, "reason": latest.get("note", "")}
+    return label, latest.get("decision")
 
 
 def champion_or_fail(settings: Settings) -> ModelVersion:

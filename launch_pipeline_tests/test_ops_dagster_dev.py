@@ -29,11 +29,11 @@ from launch_pipeline.defs.jobs import (
     MULTIPROCESS_RUN_CONFIG,
     NIGHTLY_SCHEDULE_NAME,
 )
-from launch_pipeline.ops.checksums import warehouse_checksums
-from launch_pipeline.ops.devserver import DagsterDev, process_group_alive
-from launch_pipeline.ops.screenshot import PAGES, find_chromium, take_screenshot
-from launch_pipeline.ops.testing import LOCK_ERROR, TINY_END, partition_keys, tiny_shop
 from launch_pipeline.settings import Settings
+from launch_pipeline_tests.support.checksums import warehouse_checksums
+from launch_pipeline_tests.support.devserver import DagsterDev, process_group_alive
+from launch_pipeline_tests.support.screenshot import PAGES, find_chromium, take_screenshot
+from launch_pipeline_tests.support.testing import LOCK_ERROR, TINY_END, partition_keys, tiny_shop
 
 pytestmark = pytest.mark.slow
 
@@ -209,7 +209,7 @@ def test_nightly_job_through_graphql(dev, nightly_run):
     for name, res in checks.items():
         assert res["run_id"] == run_id, name
         assert res["status"] == "SUCCEEDED" and res["passed"] is True, (name, res)
-    model_checks = gql.asset_checks("preference_model")
+    model_checks = gql.asset_checks("champion_model")
     assert model_checks["challenger_not_worse_than_champion"]["status"] == "SUCCEEDED"
 
 

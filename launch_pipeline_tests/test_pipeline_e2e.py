@@ -107,6 +107,7 @@ def test_lineage(shop_run):
         "user_sequences",
         "activity_profile",
         "preference_model",
+        "champion_model",
         "model_evaluation",
         "user_preferences",
     } <= names
@@ -225,12 +226,14 @@ def test_checks_fail_and_block_downstream_on_broken_data(tmp_path):
         )
 
 
-def test_registry_promotes_only_a_model_not_worse_than_the_champion(shop_run):
-    """Champion/challenger on the real registry: a retrained model on the same data is promoted;
-    a deliberately worse model (one epoch, no blend) is rejected and the champion stays."""
+def test_rejected_challenger_still_yields_a_plan_made_with_the_champion(shop_run):
+    """Champion/challenger on the real registry, through the assets: a deliberately worse model
+    (one epoch, no blend) is recorded as rejected by ``champion_model``, the check warns without
+    changing anything, and the night's preferences and plan are made with the champion."""
+    from launch_pipeline.defs import model, planning
     from launch_pipeline.model.config import ModelConfig
     from launch_pipeline.registry import ModelRegistry
-    from launch_pipeline.training import compare_with_champion, train_new_version
+    from launch_pipeline.training import recorded_decision, train_new_version
 
     settings, _, _, _ = shop_run
     registry = ModelRegistry(settings.models_dir, "preference_model")
@@ -240,9 +243,39 @@ def test_registry_promotes_only_a_model_not_worse_than_the_champion(shop_run):
     weak = ModelConfig(n_event_types=3, max_epochs=1, knn_blend=False, dim=8, blocks=1, seed=1)
     outcome = train_new_version(settings, connect, log=lambda _m: None, config=weak)
     assert outcome.status == "challenger"
-    with connect() as con:
-        verdict = compare_with_champion(settings, con)
-    assert verdict["passed"] is False and verdict["promoted"] is False, verdict
+    assert recorded_decision(settings) == (outcome.version.label, None)
+
+    shop_run[2].close()  # the module's read-only connection would block the writers
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [model.champion_model, model.challenger_not_worse_than_champion, planning.user_preferences,
+         planning.launch_plan],
+        resources=build_definitions(settings).resources,
+        instance=instance,
+    )  # fmt: skip
+    assert result.success
+    meta = result.asset_materializations_for_node("champion_model")[0].metadata
+    assert meta["decision"].value == "rejected"
+    assert meta["champion"].value == champion.label
+    assert meta["challenger"].value == outcome.version.label
+    assert meta["challenger_ndcg@10"].value < meta["champion_ndcg@10"].value
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "challenger_not_worse_than_champion"
+    assert check.passed is False and check.severity == dg.AssetCheckSeverity.WARN
     assert registry.champion() == champion
     statuses = {v["version"]: v["status"] for v in registry.versions()}
     assert statuses[outcome.version.version] == "rejected"
+    # re-reading the decision changes nothing
+    registry_file = (registry.root / "registry.json").read_bytes()
+    assert recorded_decision(settings)[1]["outcome"] == "rejected"
+    assert (registry.root / "registry.json").read_bytes() == registry_file
+
+    prefs = result.asset_materializations_for_node("user_preferences")[0].metadata
+    assert prefs["model_version"].value == champion.label
+    with connect() as con:
+        used = con.execute("SELECT DISTINCT model_version FROM user_preferences").fetchall()
+        planned = con.execute(
+            "SELECT model_version, count(*) FROM launch_plan WHERE chosen GROUP BY 1"
+        ).fetchall()
+    assert used == [(champion.label,)]
+    assert len(planned) == 1 and planned[0][0] == champion.label and planned[0][1] > 0

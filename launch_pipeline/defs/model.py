@@ -11,8 +11,10 @@ from launch_pipeline.defs.metadata import markdown_table, png_markdown
 from launch_pipeline.defs.raw import WAREHOUSE_POOL
 from launch_pipeline.defs.resources import LaunchPipelineConfig
 from launch_pipeline.training import (
-    compare_with_champion,
+    champion_or_fail,
     evaluate_version,
+    promote_or_reject,
+    recorded_decision,
     store_evaluation,
     train_new_version,
 )
@@ -27,8 +29,8 @@ from launch_pipeline.training import (
         "A Keras 3 Transformer (causal self-attention over a user's recent items; an item is its "
         "id embedding plus embeddings of category, brand, price band and title words, so a "
         "brand-new product gets a vector from its attributes). Trained on all behaviour before the last "
-        "evaluation window with early stopping and a time budget; saved as a new version under "
-        "data/models/preference_model/."
+        "evaluation window with early stopping and a time budget; saved as a new version (a "
+        "challenger) under data/models/preference_model/; champion_model decides whether it is used."
     ),
 )
 def preference_model(
@@ -70,31 +72,74 @@ def preference_model(
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset_check(
-    asset=preference_model,
-    blocking=True,
-    pool=WAREHOUSE_POOL,
+@dg.asset(
+    deps=[preference_model],
+    group_name="model",
+    kinds={"tensorflow"},
+    pool=WAREHOUSE_POOL,  # reads the held-out cases from the warehouse
     description=(
-        "Champion/challenger: the version just trained is compared with the current champion "
-        "on the same held-out cases (NDCG@10) and promoted only if it is not worse beyond a "
-        "tolerance. Otherwise it is marked rejected, the champion stays, and this blocking check "
-        "stops the rest of the run."
+        "The model version the night's preferences are made with. Champion/challenger: the "
+        "version just trained is compared with the current champion on the same held-out cases "
+        "(NDCG@10) and promoted only if it is not worse beyond a tolerance; otherwise it is "
+        "recorded as rejected and the champion stays. Either way this asset names the champion, "
+        "so preferences and the plan are made every night."
     ),
 )
-def challenger_not_worse_than_champion(
+def champion_model(
     pipeline: LaunchPipelineConfig, warehouse: DuckDBResource
-) -> dg.AssetCheckResult:
+) -> dg.MaterializeResult:
     settings = pipeline.settings()
     with warehouse.get_connection() as con:
-        outcome = compare_with_champion(settings, con)
+        decision = promote_or_reject(settings, con)
+    champion = champion_or_fail(settings)
+    meta = {
+        "champion": champion.label,
+        "path": dg.MetadataValue.path(str(champion.model_path)),
+        "decision": decision.outcome,
+        "challenger": decision.challenger,
+        "champion_before": decision.champion_before or "none",
+        "reason": decision.reason,
+        "cases": decision.cases,
+        "tolerance": decision.tolerance,
+    }
+    if decision.challenger_ndcg is not None:
+        meta["challenger_ndcg@10"] = round(decision.challenger_ndcg, 4)
+    if decision.champion_ndcg is not None:
+        meta["champion_ndcg@10"] = round(decision.champion_ndcg, 4)
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(champion.label))
+
+
+@dg.asset_check(
+    asset=champion_model,
+    blocking=False,
+    description=(
+        "Reads the promotion decision recorded for the latest trained version (changes "
+        "nothing): passes when it was promoted (or already champion); a rejected challenger is a "
+        "warning with both NDCG@10 values. The champion stays in use, so the night's plan is "
+        "still made."
+    ),
+)
+def challenger_not_worse_than_champion(pipeline: LaunchPipelineConfig) -> dg.AssetCheckResult:
+    label, decision = recorded_decision(pipeline.settings())
+    if decision is None:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "challenger": label,
+                "reason": "no promotion decision recorded yet: materialize champion_model",
+            },
+        )
+    shown = {k: v for k, v in decision.items() if v is not None and k != "promoted"}
     return dg.AssetCheckResult(
-        passed=bool(outcome["passed"]),
-        metadata={k: v for k, v in outcome.items() if v is not None and k != "passed"},
+        passed=decision["outcome"] != "rejected",
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"challenger": label, **shown},
     )
 
 
 @dg.asset(
-    deps=[preference_model],
+    deps=[champion_model],
     group_name="model",
     kinds={"duckdb", "tensorflow"},
     pool=WAREHOUSE_POOL,

@@ -11,7 +11,7 @@ from launch_pipeline.defs.features import (
     user_sequences,
 )
 from launch_pipeline.defs.metadata import markdown_table, png_markdown, table_metadata
-from launch_pipeline.defs.model import model_evaluation, preference_model
+from launch_pipeline.defs.model import champion_model, model_evaluation
 from launch_pipeline.defs.raw import WAREHOUSE_POOL, launch_candidates
 from launch_pipeline.defs.resources import LaunchPipelineConfig
 from launch_pipeline.outcomes import build_plan_outcomes, summarise_outcomes
@@ -19,7 +19,7 @@ from launch_pipeline.scoring import make_and_store_plan, score_preferences
 
 
 @dg.asset(
-    deps=[preference_model, user_sequences, item_features, user_features],
+    deps=[champion_model, user_sequences, item_features, user_features],
     group_name="planning",
     kinds={"duckdb", "tensorflow"},
     pool=WAREHOUSE_POOL,
