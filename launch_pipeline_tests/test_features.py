@@ -11,10 +11,10 @@ import duckdb
 import pytest
 
 from launch_pipeline import catalog, cleaning, features
-from launch_pipeline.ops.checksums import table_checksum
 from launch_pipeline.raw_io import event_day_files, load_event_day
 from launch_pipeline.settings import CleaningRules
 from launch_pipeline.simulator import SimulatorConfig, generate_shop
+from launch_pipeline_tests.support.checksums import table_checksum
 
 INPUTS = ("clean_events", "product_catalog", "launch_candidates")
 

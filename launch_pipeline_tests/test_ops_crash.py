@@ -29,11 +29,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from launch_pipeline.ops.checksums import warehouse_checksums
-from launch_pipeline.ops.devserver import kill_process_group
-from launch_pipeline.ops.testing import TINY_END, tiny_shop
 from launch_pipeline.registry import REGISTRY_FILE, ModelRegistry
 from launch_pipeline.runner import run_pipeline, write_instance_yaml
+from launch_pipeline_tests.support.checksums import warehouse_checksums
+from launch_pipeline_tests.support.devserver import kill_process_group
+from launch_pipeline_tests.support.testing import TINY_END, tiny_shop
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import pytest
 
 from launch_pipeline.definitions import build_definitions
 from launch_pipeline.defs.jobs import BACKFILL_ASSETS, LAUNCH_JOB_NAME
-from launch_pipeline.ops.checksums import DETERMINISTIC_TABLES, warehouse_checksums
-from launch_pipeline.ops.testing import TINY_END, partition_keys, tiny_shop
+from launch_pipeline_tests.support.checksums import DETERMINISTIC_TABLES, warehouse_checksums
+from launch_pipeline_tests.support.testing import TINY_END, partition_keys, tiny_shop
 
 pytestmark = pytest.mark.slow
 

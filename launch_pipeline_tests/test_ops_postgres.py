@@ -17,9 +17,9 @@ import pytest
 
 from launch_pipeline.definitions import build_definitions
 from launch_pipeline.defs.jobs import BACKFILL_ASSETS, LAUNCH_JOB_NAME, NIGHTLY_SCHEDULE_NAME
-from launch_pipeline.ops.devserver import REPO_ROOT as REPO
-from launch_pipeline.ops.postgres import LocalPostgres, find_pg_bin
-from launch_pipeline.ops.testing import TINY_END, partition_keys, tiny_shop
+from launch_pipeline_tests.support.devserver import REPO_ROOT as REPO
+from launch_pipeline_tests.support.postgres import LocalPostgres, find_pg_bin
+from launch_pipeline_tests.support.testing import TINY_END, partition_keys, tiny_shop
 
 pytestmark = [
     pytest.mark.slow,

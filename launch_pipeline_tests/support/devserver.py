@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from launch_pipeline.ops.graphql import DagsterGraphQL
+from launch_pipeline_tests.support.graphql import DagsterGraphQL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORKSPACE = REPO_ROOT / "workspace.yaml"

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from launch_pipeline.ops.devserver import free_port
+from launch_pipeline_tests.support.devserver import free_port
 
 DB_NAME = "dagster"
 USER = "postgres"

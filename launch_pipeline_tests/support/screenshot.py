@@ -1,6 +1,6 @@
 """Screenshot of a Dagster UI page (by default the global asset lineage) in headless Chromium.
 
-    python -m launch_pipeline.ops.screenshot --url http://127.0.0.1:3000 \
+    python -m launch_pipeline_tests.support.screenshot --url http://127.0.0.1:3000 \
         --out data/reports/asset_lineage.png [--page asset_lineage|global_lineage]
 
 Uses Debian's ``chromium`` and ``chromium-driver`` (``apt-get install chromium chromium-driver``):
