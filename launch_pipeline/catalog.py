@@ -15,6 +15,7 @@ import duckdb
 from launch_pipeline.contract import CANDIDATES_STEM, PRODUCTS_STEM
 from launch_pipeline.errors import InputFileError
 from launch_pipeline.raw_io import read_products
+from launch_pipeline.warehouse import Rows, replace_atomically
 
 QUARANTINED_PRODUCTS_DDL = """
 CREATE TABLE IF NOT EXISTS quarantined_products (
@@ -85,13 +86,11 @@ def load_table(con: duckdb.DuckDBPyConnection, raw_dir: Path, stem: str) -> dict
         ", unit_cost, stock" if is_candidates else ""
     )
     con.execute(QUARANTINED_PRODUCTS_DDL)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with replace_atomically(con, Rows("quarantined_products", "source = ?", [stem])):
         con.execute(
             f"CREATE OR REPLACE TABLE {target} AS SELECT {cols} FROM _products_typed "
             "WHERE reason IS NULL ORDER BY item_id"
         )
-        con.execute("DELETE FROM quarantined_products WHERE source = ?", [stem])
         con.execute(
             """
             INSERT INTO quarantined_products
@@ -100,10 +99,6 @@ def load_table(con: duckdb.DuckDBPyConnection, raw_dir: Path, stem: str) -> dict
             """,
             [stem, Path(path).name],
         )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     stats = con.execute(
         "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS NOT NULL),"
         " count(DISTINCT category) FILTER (WHERE reason IS NULL) FROM _products_typed"

@@ -44,6 +44,7 @@ import duckdb
 
 from launch_pipeline.contract import EVENT_TYPES
 from launch_pipeline.settings import CleaningRules
+from launch_pipeline.warehouse import Rows, replace_atomically
 
 CLEAN_EVENTS_DDL = """
 CREATE TABLE IF NOT EXISTS clean_events (
@@ -348,21 +349,17 @@ def clean_partitions(
     ).fetchall()
     spans = _batches(days, BATCH_ROWS) or [(start, end)]
     frames, reasons = [], {}
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute("DELETE FROM clean_events WHERE partition_date BETWEEN ? AND ?", [start, end])
-        con.execute(
-            "DELETE FROM quarantined_events WHERE partition_date BETWEEN ? AND ?", [start, end]
-        )
+    days_in_range = "partition_date BETWEEN ? AND ?"
+    with replace_atomically(
+        con,
+        Rows("clean_events", days_in_range, [start, end]),
+        Rows("quarantined_events", days_in_range, [start, end]),
+    ):
         for lo, hi in spans:
             per_day, day_reasons = _classify_and_insert(con, _params(lo, hi, rules, now))
             frames.append(per_day)
             for reason, n in day_reasons:
                 reasons[reason] = reasons.get(reason, 0) + int(n)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     frames = [f for f in frames if len(f)] or frames[:1]
     per_day = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     reasons = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -36,6 +36,7 @@ from launch_pipeline.contract import (
     SUPPORTED_SUFFIXES,
 )
 from launch_pipeline.errors import ConfigurationError, InputFileError
+from launch_pipeline.warehouse import Rows, quote_identifier, replace_atomically
 
 DAY_FILE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
 
@@ -203,8 +204,6 @@ def _sql_str(value: str) -> str:
 
 def _ident(name: str) -> str:
     """A column name from a delivered file, quoted for DuckDB (embedded quotes doubled)."""
-    from launch_pipeline.defs.resources import quote_identifier
-
     try:
         return quote_identifier(name)
     except ConfigurationError as exc:
@@ -387,38 +386,32 @@ def load_event_day(con: duckdb.DuckDBPyConnection, raw_dir: Path, day: dt.date, 
     )
     names = ", ".join(EVENT_COLUMNS)
     con.execute(RAW_EVENTS_DDL)
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("DELETE FROM raw_events WHERE partition_date = ?", [day])
-        con.execute(
-            f"""
-            INSERT INTO raw_events (partition_date, source_file, source_row, {names})
-            SELECT ?::DATE, ?, source_row, {select} FROM _day_accepted
-            """,
-            [day, rel_file],
-        )
-        con.execute(
-            """
-            INSERT INTO raw_events (partition_date, source_file, source_row, parse_error, raw_line)
-            SELECT ?::DATE, ?, source_row, parse_error, raw_line FROM _day_rejected
-            """,
-            [day, rel_file],
-        )
-        n = con.execute(
-            "SELECT count(*) FROM raw_events WHERE partition_date = ?", [day]
-        ).fetchall()[0][0]
-        con.execute("COMMIT")
+        with replace_atomically(con, Rows("raw_events", "partition_date = ?", [day])):
+            con.execute(
+                f"""
+                INSERT INTO raw_events (partition_date, source_file, source_row, {names})
+                SELECT ?::DATE, ?, source_row, {select} FROM _day_accepted
+                """,
+                [day, rel_file],
+            )
+            con.execute(
+                """
+                INSERT INTO raw_events (partition_date, source_file, source_row, parse_error, raw_line)
+                SELECT ?::DATE, ?, source_row, parse_error, raw_line FROM _day_rejected
+                """,
+                [day, rel_file],
+            )
+            n = con.execute(
+                "SELECT count(*) FROM raw_events WHERE partition_date = ?", [day]
+            ).fetchall()[0][0]
     except duckdb.Error as exc:
-        con.execute("ROLLBACK")
         if is_parquet:  # the file is read during the INSERT: a damaged file fails here
             raise InputFileError(
                 path,
                 f"cannot be read as Parquet ({str(exc).splitlines()[0]})",
                 "check that the file is complete (not truncated); deliver it again",
             ) from exc
-        raise
-    except Exception:
-        con.execute("ROLLBACK")
         raise
     finally:
         kind = "VIEW" if is_parquet else "TABLE"

@@ -46,6 +46,7 @@ from launch_pipeline.recommender import (
 from launch_pipeline.report import write_plan_report
 from launch_pipeline.settings import Settings
 from launch_pipeline.training import champion_or_fail, load_version
+from launch_pipeline.warehouse import Rows, replace_atomically
 
 ACTIVE_DAYS = 30
 TOP_N = 10
@@ -103,8 +104,7 @@ def write_preferences(
     n_c = len(items)
     ranks = pa.array(np.arange(1, n_c + 1, dtype=np.int32))
     rows, sum_r = 0, 0.0
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with replace_atomically(con):
         con.execute(USER_PREFERENCES_DDL)
         for b in batches:
             n = len(b)
@@ -140,10 +140,6 @@ def write_preferences(
             f"CREATE OR REPLACE VIEW user_top_candidates AS SELECT * FROM user_preferences "
             f"WHERE rank_for_user <= {TOP_N}"
         )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return {
         "rows": rows,
         "users": rows // n_c if n_c else 0,
@@ -456,17 +452,15 @@ def make_and_store_plan(
     con.register("_plan_df", plan.reindex(columns=cols))
     con.register("_aud_df", audiences)
     try:
-        con.execute("BEGIN TRANSACTION")
-        con.execute("DELETE FROM launch_plan WHERE plan_date = ?", [plan_date])
-        con.execute("DELETE FROM launch_audiences WHERE plan_date = ?", [plan_date])
-        con.execute("INSERT INTO launch_plan SELECT * FROM _plan_df")
-        con.execute(
-            "INSERT INTO launch_audiences SELECT plan_date, item_id, user_id, r, audience_rank FROM _aud_df"
-        )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        with replace_atomically(
+            con,
+            Rows("launch_plan", "plan_date = ?", [plan_date]),
+            Rows("launch_audiences", "plan_date = ?", [plan_date]),
+        ):
+            con.execute("INSERT INTO launch_plan SELECT * FROM _plan_df")
+            con.execute(
+                "INSERT INTO launch_audiences SELECT plan_date, item_id, user_id, r, audience_rank FROM _aud_df"
+            )
     finally:
         con.unregister("_plan_df")
         con.unregister("_aud_df")

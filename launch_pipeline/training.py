@@ -19,6 +19,7 @@ from launch_pipeline.recommender import (
 )
 from launch_pipeline.registry import ModelRegistry, ModelVersion
 from launch_pipeline.settings import Settings
+from launch_pipeline.warehouse import Rows, replace_atomically
 
 EVAL_DAYS = 7
 MODEL_NAME = "preference_model"
@@ -330,13 +331,6 @@ def store_evaluation(
         for method, vals in report["methods"].items()
         for metric, value in vals.items()
     ]
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute(
-            "DELETE FROM model_evaluation WHERE model_version = ?", [report["model_version"]]
-        )
+    version = Rows("model_evaluation", "model_version = ?", [report["model_version"]])
+    with replace_atomically(con, version):
         con.executemany("INSERT INTO model_evaluation VALUES (?, ?, ?, ?, ?, ?)", rows)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import dagster as dg
@@ -11,39 +10,13 @@ from dagster_duckdb import DuckDBResource
 
 from launch_pipeline.errors import ConfigurationError
 from launch_pipeline.settings import CleaningRules, PlanningSettings, Settings
+from launch_pipeline.warehouse import quote_identifier, validate_identifier  # noqa: F401 - re-exported
 
 ENV_ALLOWED_ROOTS = "LAUNCH_PIPELINE_ALLOWED_ROOTS"
 """Extra folders (``os.pathsep``-separated) a raw data directory may live in, besides the data
 directory. Set by whoever deploys the code location; the launchpad cannot change it."""
 
 _SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys", "/usr")
-_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_RESERVED = {
-    "select", "from", "where", "table", "drop", "delete", "insert", "update", "create", "alter",
-    "union", "join", "order", "group", "by", "limit", "and", "or", "not", "null", "as", "on",
-}  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------------
-# validation of what comes from configuration
-# --------------------------------------------------------------------------------------------
-def validate_identifier(name: str, what: str = "SQL identifier") -> str:
-    """A table or column name that came from configuration: letters, digits and ``_``, not
-    starting with a digit, at most 63 characters, not an SQL keyword. Returns it unchanged."""
-    if not isinstance(name, str) or not _IDENTIFIER_RE.match(name) or name.lower() in _RESERVED:
-        raise ConfigurationError(
-            f"{what} {name!r} is not allowed: use letters, digits and underscores only, not "
-            "starting with a digit, at most 63 characters, and not an SQL keyword"
-        )
-    return name
-
-
-def quote_identifier(name: str) -> str:
-    """Quote a name that comes from data (e.g. a column header of a delivered file) for DuckDB:
-    ``"name"`` with embedded quotes doubled, so it can never end the identifier early."""
-    if "\x00" in str(name):
-        raise ConfigurationError(f"identifier {name!r} contains a NUL character")
-    return '"' + str(name).replace('"', '""') + '"'
 
 
 def _is_within(path: Path, root: Path) -> bool:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from launch_pipeline.defs.resources import quote_identifier
+from launch_pipeline.warehouse import quote_identifier
 
 # Tables whose content depends only on the raw data (not on training randomness or the clock).
 DETERMINISTIC_TABLES: tuple[str, ...] = (
