@@ -35,10 +35,12 @@ def test_several_selections_and_a_rerun_give_the_same_rows(days):
 
 def test_an_error_in_the_body_keeps_the_old_rows(days):
     before = _rows(days)
-    with pytest.raises(RuntimeError, match="boom"):
-        with replace_atomically(days, Rows("t", "day = ?", [2])):
-            days.execute("INSERT INTO t VALUES (2, 'half')")
-            raise RuntimeError("boom")
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        replace_atomically(days, Rows("t", "day = ?", [2])),
+    ):
+        days.execute("INSERT INTO t VALUES (2, 'half')")
+        raise RuntimeError("boom")
     assert _rows(days) == before
     # the connection is usable again (no transaction left open)
     with replace_atomically(days):
