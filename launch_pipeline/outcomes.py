@@ -1,6 +1,6 @@
 """Plan versus reality: how did earlier launch plans do once their products were on sale?
 
-For every stored plan (``launch_plan``, one per plan date) whose plan date is on or before the
+For every stored plan (``launch_plan``, one per plan date and scenario) whose plan date is on or before the
 last event in ``clean_events``, and every product it chose, :func:`build_plan_outcomes` compares
 the forecast with what was sold since the plan date (purchases minus returns, up to the plan's
 horizon): realised units and revenue, the forecast pro-rated to the days observed so far, and
@@ -17,7 +17,7 @@ PLAN_OUTCOMES_SQL = """
 CREATE OR REPLACE TABLE plan_outcomes AS
 WITH last_event AS (SELECT max(ts) AS until FROM clean_events),
 plans AS (
-    SELECT p.plan_date, p.item_id, p.title, p.category, p.price, p.expected_units,
+    SELECT p.plan_date, p.scenario, p.item_id, p.title, p.category, p.price, p.expected_units,
            p.units_p10, p.units_p90, p.expected_revenue, p.horizon_days, p.launch_at,
            least(p.horizon_days,
                  greatest(date_diff('day', p.plan_date, CAST(l.until AS DATE)) + 1, 0)) AS days_observed
@@ -25,7 +25,7 @@ plans AS (
     WHERE p.chosen AND p.plan_date <= CAST(l.until AS DATE)
 ),
 sales AS (
-    SELECT p.plan_date, p.item_id,
+    SELECT p.plan_date, p.scenario, p.item_id,
            coalesce(sum(CASE e.event_type WHEN 'purchase' THEN e.quantity
                                           WHEN 'return' THEN -e.quantity END), 0) AS units,
            coalesce(sum(CASE e.event_type WHEN 'purchase' THEN e.quantity * e.price
@@ -37,16 +37,16 @@ sales AS (
     GROUP BY ALL
 ),
 audience AS (
-    SELECT a.plan_date, a.item_id, count(*) AS audience_size,
+    SELECT a.plan_date, a.scenario, a.item_id, count(*) AS audience_size,
            count(*) FILTER (WHERE EXISTS (
                SELECT 1 FROM clean_events e
                WHERE e.user_id = a.user_id AND e.item_id = a.item_id AND e.event_type = 'purchase'
                  AND e.ts >= a.plan_date
                  AND e.ts < a.plan_date + to_days(CAST(p.horizon_days AS INTEGER)))) AS audience_buyers
-    FROM launch_audiences a JOIN plans p USING (plan_date, item_id)
+    FROM launch_audiences a JOIN plans p USING (plan_date, scenario, item_id)
     GROUP BY ALL
 )
-SELECT p.plan_date, p.item_id, p.title, p.category, p.price, p.launch_at, p.horizon_days,
+SELECT p.plan_date, p.scenario, p.item_id, p.title, p.category, p.price, p.launch_at, p.horizon_days,
        p.days_observed,
        p.expected_units * p.days_observed / p.horizon_days AS forecast_units_to_date,
        p.units_p10 * p.days_observed / p.horizon_days AS forecast_units_p10_to_date,
@@ -61,15 +61,15 @@ SELECT p.plan_date, p.item_id, p.title, p.category, p.price, p.launch_at, p.hori
        (s.buyers - coalesce(a.audience_buyers, 0))
          / nullif((SELECT count(*) FROM user_features) - coalesce(a.audience_size, 0), 0)
          AS other_users_conversion
-FROM plans p JOIN sales s USING (plan_date, item_id)
-LEFT JOIN audience a USING (plan_date, item_id)
-ORDER BY p.plan_date, p.item_id
+FROM plans p JOIN sales s USING (plan_date, scenario, item_id)
+LEFT JOIN audience a USING (plan_date, scenario, item_id)
+ORDER BY p.plan_date, p.scenario, p.item_id
 """
 
 EMPTY_OUTCOMES_SQL = """
 CREATE OR REPLACE TABLE plan_outcomes (
-    plan_date DATE, item_id VARCHAR, title VARCHAR, category VARCHAR, price DOUBLE,
-    launch_at TIMESTAMP, horizon_days INTEGER, days_observed INTEGER,
+    plan_date DATE, scenario VARCHAR, item_id VARCHAR, title VARCHAR, category VARCHAR,
+    price DOUBLE, launch_at TIMESTAMP, horizon_days INTEGER, days_observed INTEGER,
     forecast_units_to_date DOUBLE, forecast_units_p10_to_date DOUBLE,
     forecast_units_p90_to_date DOUBLE, forecast_revenue_to_date DOUBLE, realised_units DOUBLE,
     realised_revenue DOUBLE, realised_buyers BIGINT, within_interval BOOLEAN,
@@ -99,7 +99,7 @@ def summarise_outcomes(df: pd.DataFrame) -> dict:
     forecast = float(observed["forecast_revenue_to_date"].sum())
     realised = float(observed["realised_revenue"].sum())
     return {
-        "plans_evaluated": int(observed["plan_date"].nunique()),
+        "plans_evaluated": int(observed[["plan_date", "scenario"]].drop_duplicates().shape[0]),
         "products_evaluated": int(len(observed)),
         "forecast_revenue_to_date": forecast,
         "realised_revenue": realised,

@@ -1,56 +1,83 @@
-"""The launch plan: which candidates to launch, when, to whom, and how much they will sell.
+"""The launch plan: which candidates to launch, to whom to promote them, and when.
 
-Pure functions over pandas/numpy; the ``launch_plan`` asset only feeds them tables and writes
-their output.
+Pure functions over pandas/numpy; :mod:`launch_pipeline.launch_planner` feeds them the warehouse
+tables and writes their output.
 
-* **Selection** (:func:`select_launches`): maximise the expected revenue ``sum_j x_j * v_j`` over
-  binary ``x_j`` subject to at most ``slots`` launches and at most ``category_cap`` launches per
-  category. Solved exactly as a MILP with ``scipy.optimize.milp`` (HiGHS). ``v_j`` is the
-  demand model's expected revenue (:mod:`launch_pipeline.demand`, fitted on the shop's past
-  launches) when there is one, else ``sum_i r_ij * price_j * units per purchase``.
-* **Audience** (:func:`promotion_audiences`): the ``audience_size`` users with the highest
-  ``r_ij`` for each chosen product.
-* **Timing** (:func:`best_launch_window`): the hour of week in which the audience is most active
-  (their activity profiles weighted by ``r_ij``), and the first such day-and-hour after the plan
-  date.
-* **Forecast**: with a demand model, expected units and revenue and their 80% interval come from
-  it (the spread of its errors on past launches). Without one (:func:`demand_forecast`): ``r_ij``
-  is the probability that user ``i`` buys ``j`` within the horizon; units are a sum of
-  independent Bernoulli purchases times the mean units per purchase of the product's category.
-  The 80% interval uses the normal approximation of that Poisson-binomial sum (mean ``sum r``,
-  variance ``sum r(1-r)``), floored at zero. ``expected_buyers`` is ``sum_i r_ij`` either way.
+* **Selection and audiences, one MILP** (:func:`select_and_assign`, ``scipy.optimize.milp`` /
+  HiGHS). Binary ``x_j`` (launch candidate ``j``) and ``y_ij`` (promote ``j`` to user ``i``) for
+  the ``audience_pool`` users with the highest ``r_ij`` of each candidate. Maximise
+
+      sum_j v_j x_j  +  promotion_lift * sum_ij r_ij u_j y_ij
+
+  where ``v_j`` is the candidate's value under the plan's objective (expected incremental
+  revenue or gross profit, stock-capped, see :mod:`launch_pipeline.launch_planner`) and ``u_j``
+  the value of one purchase (price or unit margin x units per purchase), subject to:
+  at most ``slots`` launches; at most ``category_cap`` per category; the order cost of the picks
+  within ``launch_budget``; ``sum_i y_ij <= audience_size * x_j`` (audiences only for picks, of
+  at most ``audience_size``); ``sum_j y_ij <= max_promotions_per_user`` (nobody is promoted more
+  than that many products). ``promotion_lift`` is the stated assumption of how much of a reached
+  user's expected purchase a promotion adds (default 0.1); it is what makes a candidate whose
+  best users are already taken by other picks worth a little less.
+* **Timing** (:func:`schedule_launches`): each pick, in value order, gets the hour in which its
+  audience is most active (their hour-of-week activity weighted by ``r_ij``), from the first hour
+  after the plan's creation plus ``lead_time_hours``, and at least ``min_gap_hours`` away from an
+  earlier pick whose audience overlaps with its own (shared users >= ``overlap_share`` of the
+  smaller audience). Times are UTC; :func:`to_local` gives the shop's time zone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import Bounds, LinearConstraint, milp
-
-Z80 = 1.2815515655446004  # standard normal quantile for a central 80% interval
-
-DEMAND_COLUMNS = (
-    "expected_revenue",
-    "revenue_p10",
-    "revenue_p90",
-    "expected_units",
-    "units_p10",
-    "units_p90",
-    "demand_score",
-)
+from scipy.sparse import coo_array, csr_array, vstack
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 @dataclass(frozen=True)
 class SelectionResult:
-    chosen: list[str]
-    objective: float
+    chosen: list[str]  # in decreasing value
+    objective: float  # sum of the picks' values (the promotion term excluded)
     status: str
     solve_seconds: float
+    audiences: pd.DataFrame = field(default_factory=pd.DataFrame)  # item_id, user_id, r, rank
+    promotion_value: float = 0.0  # the promotion term of the MILP objective
+    budget_used: float = 0.0
+
+
+def _constraint_rows(
+    df: pd.DataFrame, slots: int, category_cap: int | None, launch_budget: float | None, n_vars
+):
+    """Rows (sparse, over ``n_vars`` columns, candidates first) of the selection constraints."""
+    n = len(df)
+    rows, upper = (
+        [csr_array((np.ones(n), (np.zeros(n), np.arange(n))), shape=(1, n_vars))],
+        [float(slots)],
+    )
+    if category_cap is not None:
+        codes, cats = pd.factorize(df["category"].fillna("unknown"))
+        rows.append(csr_array((np.ones(n), (codes, np.arange(n))), shape=(len(cats), n_vars)))
+        upper.extend([float(category_cap)] * len(cats))
+    if launch_budget is not None:
+        cost = df["order_cost"].fillna(0.0).to_numpy(dtype=float)
+        rows.append(csr_array((cost, (np.zeros(n), np.arange(n))), shape=(1, n_vars)))
+        upper.append(float(launch_budget))
+    return rows, upper
+
+
+def _validate(slots: int, category_cap: int | None, launch_budget: float | None) -> None:
+    if slots < 0:
+        raise ValueError(f"slots must be >= 0, got {slots}")
+    if category_cap is not None and category_cap < 0:
+        raise ValueError(f"category_cap must be >= 0, got {category_cap}")
+    if launch_budget is not None and launch_budget < 0:
+        raise ValueError(f"launch_budget must be >= 0, got {launch_budget}")
 
 
 def select_launches(
@@ -58,65 +85,149 @@ def select_launches(
     slots: int,
     category_cap: int | None = None,
     value_col: str = "expected_revenue",
+    launch_budget: float | None = None,
 ) -> SelectionResult:
-    """Pick at most ``slots`` candidates, at most ``category_cap`` per category, maximising the
-    sum of ``value_col``. ``candidates`` needs columns ``item_id``, ``category`` and ``value_col``.
+    """Selection only (no audiences): at most ``slots`` candidates, at most ``category_cap`` per
+    category, order cost (column ``order_cost``) within ``launch_budget``, maximising the sum of
+    ``value_col``. Candidates with a non-positive value are never chosen."""
+    empty = pd.DataFrame(columns=["user_id", "item_id", "r"])
+    return select_and_assign(
+        candidates,
+        empty,
+        slots,
+        category_cap,
+        audience_size=0,
+        max_promotions_per_user=0,
+        value_col=value_col,
+        launch_budget=launch_budget,
+    )
 
-    Candidates with a non-positive value are never chosen (launching them adds nothing)."""
-    import time
 
-    if slots < 0:
-        raise ValueError(f"slots must be >= 0, got {slots}")
-    if category_cap is not None and category_cap < 0:
-        raise ValueError(f"category_cap must be >= 0, got {category_cap}")
+def select_and_assign(
+    candidates: pd.DataFrame,
+    prefs: pd.DataFrame,
+    slots: int,
+    category_cap: int | None,
+    audience_size: int,
+    max_promotions_per_user: int,
+    value_col: str = "value",
+    launch_budget: float | None = None,
+    promotion_lift: float = 0.1,
+    audience_pool: int | None = None,
+    time_limit_s: float = 60.0,
+) -> SelectionResult:
+    """The MILP of the module docstring. ``candidates``: ``item_id, category, value_col`` and,
+    with a budget, ``order_cost``; with audiences, ``purchase_value`` (``u_j``). ``prefs``:
+    ``user_id, item_id, r``. Returns the picks (decreasing value) and their audiences."""
+    _validate(slots, category_cap, launch_budget)
+    if max_promotions_per_user < 0:
+        raise ValueError(f"max_promotions_per_user must be >= 0, got {max_promotions_per_user}")
     df = candidates.reset_index(drop=True)
     n = len(df)
+    no_aud = pd.DataFrame(columns=["item_id", "user_id", "r", "audience_rank"])
     if n == 0 or slots == 0:
-        return SelectionResult([], 0.0, "empty", 0.0)
-    values = df[value_col].to_numpy(dtype=float)
-    values = np.where(np.isfinite(values), values, 0.0)
-    rows = [np.ones(n)]
-    upper = [float(slots)]
-    if category_cap is not None:
-        codes, cats = pd.factorize(df["category"].fillna("unknown"))
-        a = np.zeros((len(cats), n))
-        a[codes, np.arange(n)] = 1.0
-        rows.extend(a)
-        upper.extend([float(category_cap)] * len(cats))
-    from scipy.sparse import csr_array
-
-    constraints = LinearConstraint(csr_array(np.vstack(rows)), -np.inf, np.array(upper))
-    ub = (values > 0).astype(float)  # never launch a candidate that adds no value
+        return SelectionResult([], 0.0, "empty", 0.0, no_aud)
+    values = np.nan_to_num(df[value_col].to_numpy(dtype=float), nan=0.0)
+    # the audience pool: each candidate's best users by r
+    pool = audience_pool or 4 * audience_size
+    edges = pd.DataFrame(columns=["user_id", "item_id", "r"])
+    if audience_size > 0 and max_promotions_per_user > 0 and len(prefs):
+        sub = prefs[prefs["item_id"].isin(df["item_id"])]
+        sub = sub.sort_values(["item_id", "r", "user_id"], ascending=[True, False, True])
+        edges = sub.groupby("item_id", sort=False).head(pool).reset_index(drop=True)
+    m = len(edges)
+    n_vars = n + m
+    rows, upper = _constraint_rows(df, slots, category_cap, launch_budget, n_vars)
+    weights = np.zeros(m)
+    if m:
+        cand_pos = pd.Series(np.arange(n), index=df["item_id"].astype(str))
+        j = cand_pos.loc[edges["item_id"].astype(str)].to_numpy()
+        users, u = np.unique(edges["user_id"].astype(str).to_numpy(), return_inverse=True)
+        unit = (
+            np.nan_to_num(df["purchase_value"].to_numpy(dtype=float), nan=0.0)
+            if "purchase_value" in df
+            else np.ones(n)
+        )
+        weights = promotion_lift * edges["r"].to_numpy(dtype=float) * np.maximum(unit[j], 0.0)
+        # sum_i y_ij - audience_size x_j <= 0
+        aud = coo_array(
+            (
+                np.concatenate([np.ones(m), -float(audience_size) * np.ones(n)]),
+                (
+                    np.concatenate([j, np.arange(n)]),
+                    np.concatenate([n + np.arange(m), np.arange(n)]),
+                ),
+            ),
+            shape=(n, n_vars),
+        ).tocsr()
+        rows.append(aud)
+        upper.extend([0.0] * n)
+        cap = coo_array((np.ones(m), (u, n + np.arange(m))), shape=(len(users), n_vars)).tocsr()
+        rows.append(cap)
+        upper.extend([float(max_promotions_per_user)] * len(users))
+    a = vstack(rows).tocsr()
+    ub = np.concatenate([(values > 0).astype(float), np.ones(m)])  # no launch that adds nothing
     t0 = time.perf_counter()
     res = milp(
-        c=-values,
-        constraints=constraints,
-        integrality=np.ones(n),
-        bounds=Bounds(np.zeros(n), ub),
-        options={"disp": False, "time_limit": 60.0},
+        c=-np.concatenate([values, weights]),
+        constraints=LinearConstraint(a, -np.inf, np.array(upper)),
+        integrality=np.ones(n_vars),
+        bounds=Bounds(np.zeros(n_vars), ub),
+        options={"disp": False, "time_limit": time_limit_s},
     )
     elapsed = time.perf_counter() - t0
     if res.x is None:
         raise RuntimeError(f"launch selection MILP failed: {res.message}")
-    chosen_mask = res.x > 0.5
-    chosen = df.loc[chosen_mask].sort_values(value_col, ascending=False)["item_id"].tolist()
+    x = res.x[:n] > 0.5
+    order = np.argsort(-values[x], kind="stable")
+    chosen = [str(i) for i in df.loc[x, "item_id"].to_numpy()[order]]
+    audiences = no_aud
+    promo = 0.0
+    if m:
+        y = res.x[n:] > 0.5
+        audiences = edges.loc[y, ["item_id", "user_id", "r"]].copy()
+        audiences = audiences.sort_values(
+            ["item_id", "r", "user_id"], ascending=[True, False, True]
+        )
+        audiences["audience_rank"] = audiences.groupby("item_id").cumcount() + 1
+        audiences = audiences.reset_index(drop=True)
+        promo = float(weights[y].sum())
+    cost = df["order_cost"].fillna(0.0).to_numpy(dtype=float) if "order_cost" in df else np.zeros(n)
     return SelectionResult(
-        chosen=[str(c) for c in chosen],
-        objective=float(values[chosen_mask].sum()),
-        status=str(res.message),
+        chosen=chosen,
+        objective=float(values[x].sum()),
+        status=_status_words(res),
         solve_seconds=elapsed,
+        audiences=audiences,
+        promotion_value=promo,
+        budget_used=float(cost[x].sum()),
     )
 
 
-def promotion_audiences(
-    prefs: pd.DataFrame, item_ids: list[str], audience_size: int
+def _status_words(res) -> str:
+    """The solver's outcome in words (HiGHS status codes mean nothing to a merchandiser)."""
+    if res.status == 0:
+        return "optimal"
+    if res.status == 1:
+        return "best found within the time limit"
+    return str(res.message)
+
+
+def slot_value_curve(
+    candidates: pd.DataFrame,
+    max_slots: int,
+    category_cap: int | None,
+    value_col: str = "value",
+    launch_budget: float | None = None,
 ) -> pd.DataFrame:
-    """Top ``audience_size`` users by ``r`` for each item. ``prefs``: ``user_id, item_id, r``."""
-    sub = prefs[prefs["item_id"].isin(item_ids)]
-    sub = sub.sort_values(["item_id", "r", "user_id"], ascending=[True, False, True])
-    sub = sub.groupby("item_id", sort=False).head(audience_size).copy()
-    sub["audience_rank"] = sub.groupby("item_id").cumcount() + 1
-    return sub[["item_id", "user_id", "r", "audience_rank"]].reset_index(drop=True)
+    """The plan's value with 1..``max_slots`` launch slots (other constraints unchanged; the
+    promotion term left out): ``slots, value, marginal_value`` (what the last slot added)."""
+    rows, prev = [], 0.0
+    for s in range(1, max_slots + 1):
+        v = select_launches(candidates, s, category_cap, value_col, launch_budget).objective
+        rows.append({"slots": s, "value": v, "marginal_value": v - prev})
+        prev = v
+    return pd.DataFrame(rows, columns=["slots", "value", "marginal_value"])
 
 
 def best_launch_window(
@@ -142,94 +253,91 @@ def best_launch_window(
     return int(np.argmax(smoothed)), smoothed
 
 
-def next_launch_time(plan_date: dt.date, hour_of_week: int) -> dt.datetime:
-    """First datetime on or after ``plan_date`` (00:00 UTC) with the given hour of week."""
-    weekday, hour = divmod(int(hour_of_week), 24)
-    days_ahead = (weekday - plan_date.weekday()) % 7
-    day = plan_date + dt.timedelta(days=days_ahead)
-    return dt.datetime.combine(day, dt.time(hour))
+def earliest_launch(created_at: dt.datetime, plan_date: dt.date, lead_time_hours: float):
+    """The first whole UTC hour at or after both the plan's creation + lead time and the plan
+    date (naive UTC datetimes)."""
+    t = max(
+        created_at + dt.timedelta(hours=float(lead_time_hours)),
+        dt.datetime.combine(plan_date, dt.time(0)),
+    )
+    if t.minute or t.second or t.microsecond:
+        t = t.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    return t
 
 
-def demand_forecast(r: np.ndarray, price: float, units_per_purchase: float = 1.0) -> dict:
-    """Expected buyers, units and revenue with an 80% interval from purchase probabilities."""
-    r = np.clip(np.asarray(r, dtype=float), 0.0, 1.0)
-    mean = float(r.sum())
-    sd = float(np.sqrt((r * (1 - r)).sum()))
-    lo, hi = max(0.0, mean - Z80 * sd), mean + Z80 * sd
-    k = float(units_per_purchase)
-    return {
-        "expected_buyers": mean,
-        "expected_units": mean * k,
-        "units_p10": lo * k,
-        "units_p90": hi * k,
-        "expected_revenue": mean * k * price,
-        "revenue_p10": lo * k * price,
-        "revenue_p90": hi * k * price,
-    }
+def audience_overlap(a: set, b: set) -> float:
+    """Shared users as a share of the smaller audience (0 when either is empty)."""
+    if not a or not b:
+        return 0.0
+    return len(a & b) / min(len(a), len(b))
 
 
-def make_plan(
-    prefs: pd.DataFrame,
-    candidates: pd.DataFrame,
+def schedule_launches(
+    picks: list[str],
+    audiences: pd.DataFrame,
     user_profiles: pd.DataFrame,
     overall_profile: np.ndarray,
-    plan_date: dt.date,
-    slots: int,
-    category_cap: int | None,
-    audience_size: int,
-    demand: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, SelectionResult]:
-    """The whole plan.
-
-    ``prefs``: ``user_id, item_id, r`` (purchase probability within the horizon);
-    ``candidates``: ``item_id, title, category, brand, price, units_per_purchase``;
-    ``user_profiles``: ``user_id, hour_of_week, event_share``; ``demand`` (optional): the demand
-    model's ``item_id, expected_revenue, revenue_p10, revenue_p90, expected_units, units_p10,
-    units_p90`` (and ``demand_score``), which then replace the r_ij-based forecast and value.
-
-    Returns (plan: one row per candidate with ``chosen`` and, for chosen ones, launch time and
-    forecast; audiences: ``item_id, user_id, r, audience_rank``; the MILP result)."""
-    agg = prefs.groupby("item_id")["r"].agg(list).rename("rs")
-    cand = candidates.merge(agg, left_on="item_id", right_index=True, how="left")
-    rows = []
-    for rec in cand.itertuples(index=False):
-        rs = np.asarray(rec.rs if isinstance(rec.rs, list) else [], dtype=float)
-        price = float(rec.price) if pd.notna(rec.price) else 0.0
-        f = demand_forecast(rs, price, getattr(rec, "units_per_purchase", 1.0) or 1.0)
-        rows.append({"item_id": rec.item_id, **f})
-    forecast = pd.DataFrame(rows)
-    forecast["value_source"] = "preferences"
-    if demand is not None and len(demand):
-        cols = [c for c in DEMAND_COLUMNS if c in demand.columns]
-        d = demand.set_index("item_id")[cols]
-        known = forecast["item_id"].isin(d.index)
-        for c in cols:
-            if c not in forecast.columns:
-                forecast[c] = np.nan
-            forecast.loc[known, c] = d.loc[forecast.loc[known, "item_id"], c].to_numpy()
-        forecast.loc[known, "value_source"] = "past_launches"
-    table = candidates.merge(forecast, on="item_id", how="left")
-    selection = select_launches(table, slots=slots, category_cap=category_cap)
-    table["chosen"] = table["item_id"].isin(selection.chosen)
-    rank = {item: k + 1 for k, item in enumerate(selection.chosen)}
-    table["plan_rank"] = table["item_id"].map(rank)
-    audiences = promotion_audiences(prefs, selection.chosen, audience_size)
-    launch_hours, launch_at = {}, {}
-    for item in selection.chosen:
-        how, _ = best_launch_window(
+    earliest: dt.datetime,
+    min_gap_hours: int = 24,
+    overlap_share: float = 0.1,
+    search_days: int = 7,
+) -> dict[str, dt.datetime]:
+    """Launch time (naive UTC) of each pick, in the given (value) order: the hour of the
+    ``search_days`` from ``earliest`` in which its audience is most active, at least
+    ``min_gap_hours`` away from every earlier pick whose audience overlaps with its own by
+    ``overlap_share`` or more. When no hour of that week is free, the best free hour of the
+    week after; failing that, the first free hour after both."""
+    hours = [earliest + dt.timedelta(hours=h) for h in range(24 * 2 * search_days)]
+    first_week = np.arange(len(hours)) < 24 * search_days
+    how = np.array([t.weekday() * 24 + t.hour for t in hours])
+    members = {
+        item: set(audiences.loc[audiences["item_id"] == item, "user_id"].astype(str))
+        for item in picks
+    }
+    out: dict[str, dt.datetime] = {}
+    for item in picks:
+        _, weights = best_launch_window(
             audiences[audiences["item_id"] == item], user_profiles, overall_profile
         )
-        launch_hours[item] = how
-        launch_at[item] = next_launch_time(plan_date, how)
-    table["launch_hour_of_week"] = table["item_id"].map(launch_hours)
-    table["launch_at"] = pd.to_datetime(table["item_id"].map(launch_at))
-    table["launch_weekday"] = table["launch_hour_of_week"].map(
-        lambda h: WEEKDAYS[int(h) // 24] if pd.notna(h) else None
-    )
-    table["launch_hour"] = table["launch_hour_of_week"].map(
-        lambda h: int(h) % 24 if pd.notna(h) else None
-    )
-    table.insert(0, "plan_date", plan_date)
-    table = table.sort_values(["chosen", "expected_revenue"], ascending=[False, False])
-    audiences.insert(0, "plan_date", plan_date)
-    return table.reset_index(drop=True), audiences, selection
+        score = weights[how]
+        clashes = [
+            out[o] for o in out if audience_overlap(members[item], members[o]) >= overlap_share
+        ]
+        ok = np.ones(len(hours), dtype=bool)
+        for t in clashes:
+            gap = np.abs(np.array([(h - t).total_seconds() for h in hours])) / 3600.0
+            ok &= gap >= min_gap_hours
+        if (ok & first_week).any():
+            ok &= first_week
+        if ok.any():
+            k = int(np.flatnonzero(ok)[np.argmax(score[ok])])
+            out[item] = hours[k]
+        else:
+            t = hours[-1] + dt.timedelta(hours=1)
+            while any(abs((t - c).total_seconds()) / 3600.0 < min_gap_hours for c in clashes):
+                t += dt.timedelta(hours=1)
+            out[item] = t
+    return out
+
+
+def to_local(utc: dt.datetime, timezone: str) -> dt.datetime:
+    """A naive UTC datetime in the shop's time zone (naive, local wall clock)."""
+    aware = utc.replace(tzinfo=dt.timezone.utc).astimezone(ZoneInfo(timezone))
+    return aware.replace(tzinfo=None)
+
+
+def check_timezone(timezone: str) -> str:
+    """The time zone name, or a ``ValueError`` saying what to use instead."""
+    try:
+        ZoneInfo(timezone)
+    except Exception as exc:  # ZoneInfoNotFoundError, ValueError
+        raise ValueError(
+            f"unknown shop time zone {timezone!r}: use an IANA name such as 'Europe/London' or "
+            "'UTC'"
+        ) from exc
+    return timezone
+
+
+def poisson_binomial_buyers(r: np.ndarray) -> float:
+    """Expected buyers ``sum_i r_ij`` (each user buys at most once within the horizon)."""
+    return float(np.clip(np.asarray(r, dtype=float), 0.0, 1.0).sum())

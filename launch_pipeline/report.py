@@ -1,154 +1,317 @@
-"""The readable launch-plan report: Markdown plus PNG plots under ``data/reports/``."""
+"""The launch-plan report: Markdown plus PNG plots under ``data/reports/``.
+
+Written for merchandisers first (what to launch, when, to whom, how much to order, why, and how
+the scenarios compare); the model details are in a last section for analysts."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from launch_pipeline.planning import WEEKDAYS
 
 
-def _plot_revenue(plan: pd.DataFrame, path: Path) -> None:
+def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    df = plan.sort_values("expected_revenue", ascending=True).tail(30)
+    return plt
+
+
+def plot_values(plan: pd.DataFrame, path: Path) -> Path:
+    """Candidates by value with the 10-90% range of units turned into value (green = chosen)."""
+    plt = _plt()
+    df = plan.sort_values("value", ascending=True).tail(30)
+    per_unit = (df["value"] / df["expected_units"].where(df["expected_units"] > 0)).fillna(0.0)
+    lo = (df["value"] - per_unit * df["units_p10"]).clip(lower=0)
+    hi = (per_unit * df["units_p90"] - df["value"]).clip(lower=0)
     fig, ax = plt.subplots(figsize=(8, 0.28 * len(df) + 1.2))
-    colors = ["#27ae60" if c else "#bdc3c7" for c in df["chosen"]]
-    err_lo = (df["expected_revenue"] - df["revenue_p10"]).clip(lower=0)
-    err_hi = (df["revenue_p90"] - df["expected_revenue"]).clip(lower=0)
     ax.barh(
         df["item_id"].astype(str) + "  " + df["title"].astype(str).str[:28],
-        df["expected_revenue"],
-        xerr=[err_lo, err_hi],
-        color=colors,
+        df["value"],
+        xerr=[lo, hi],
+        color=["#27ae60" if c else "#bdc3c7" for c in df["chosen"]],
         ecolor="#7f8c8d",
     )
-    ax.set_xlabel("expected revenue over the horizon (80% interval)")
-    ax.set_title("Candidates by expected revenue (green = chosen)")
+    what = "gross profit" if (df["objective"] == "gross_profit").any() else "revenue"
+    ax.set_xlabel(f"expected incremental {what} over the horizon (bars: 80% range)")
+    ax.set_title("Candidates by value (green = in the plan)")
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
+    return path
 
 
-def _plot_launch_hours(plan: pd.DataFrame, overall_profile, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_launch_hours(plan: pd.DataFrame, overall_profile, path: Path) -> Path:
+    plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 2.6))
     ax.bar(range(168), overall_profile, width=1.0, color="#95a5a6", label="all shoppers")
-    chosen = plan[plan["chosen"]]
-    for h in chosen["launch_hour_of_week"].dropna().astype(int):
+    for h in plan.loc[plan["chosen"], "launch_hour_of_week"].dropna().astype(int):
         ax.axvline(h, color="#e67e22", alpha=0.8)
     ax.set_xticks(range(0, 168, 24), [d[:3] for d in WEEKDAYS])
-    ax.set_title("Activity by hour of week (UTC) and chosen launch hours (orange)")
+    ax.set_title("Shopper activity by hour of week (UTC) and the launch hours (orange)")
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
+    return path
 
 
-def _forecast_note(plan: pd.DataFrame) -> str:
-    if "value_source" in plan and (plan["value_source"] == "past_launches").any():
-        return (
-            "Expected revenue comes from the demand model fitted on this shop's own past launches "
-            "(launch_pipeline/demand.py: title similarity to products that sell, category, launch "
-            "price, collection size); the interval is the 10th-90th percentile of realised / "
-            "predicted revenue on those past launches; units = revenue / price. Expected buyers "
-            "are sums over users of r_ij (the probability, calibrated on past launches, that "
-            "user i buys product j within the horizon); audiences are the top users by r_ij."
-        )
-    return (
-        "Expected units are sums over users of r_ij (the probability that user i buys product j "
-        "within the horizon) times the mean units per purchase in the product's category; the "
-        "interval is the 10th-90th percentile of that sum of independent purchases."
-    )
+def plot_slot_curve(curve: pd.DataFrame, slots: int, path: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(curve["slots"], curve["value"], marker="o", color="#2980b9")
+    ax.bar(curve["slots"], curve["marginal_value"], color="#aed6f1", label="added by that slot")
+    ax.axvline(slots, color="#e67e22", linestyle="--", label=f"this plan: {slots} slots")
+    ax.set_xlabel("launch slots")
+    ax.set_ylabel("plan value")
+    ax.set_title("Value of each extra launch slot")
+    ax.legend()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
-def write_plan_report(
-    reports_dir: Path,
-    plan: pd.DataFrame,
-    audiences: pd.DataFrame,
-    overall_profile,
-    plan_date: dt.date,
-    context: dict,
-) -> Path:
-    """Write ``launch_plan_<plan_date>.md`` and its plots; returns the Markdown path."""
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"launch_plan_{plan_date.isoformat()}"
-    rev_png = reports_dir / f"{stem}_revenue.png"
-    hours_png = reports_dir / f"{stem}_launch_hours.png"
-    _plot_revenue(plan, rev_png)
-    _plot_launch_hours(plan, overall_profile, hours_png)
+def _money(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:,.0f}"
+
+
+def _when(local, utc, tz: str) -> str:
+    if pd.isna(utc):
+        return "-"
+    local, utc = pd.Timestamp(local), pd.Timestamp(utc)
+    if tz == "UTC":
+        return f"{utc:%a %d %b %H:00} UTC"
+    return f"{local:%a %d %b %H:00} ({utc:%H:00} UTC)"
+
+
+def plan_table(plan: pd.DataFrame) -> pd.DataFrame:
+    """The picks as a merchandiser reads them: rounded, whole units, local and UTC times."""
     chosen = plan[plan["chosen"]].sort_values("plan_rank")
-    table = pd.DataFrame(
+    profit = chosen["objective"].eq("gross_profit").any()
+    out = pd.DataFrame(
         {
             "#": chosen["plan_rank"].astype(int),
             "product": chosen["item_id"],
-            "title": chosen["title"],
+            "title": chosen["title"].astype(str).str[:40],
             "category": chosen["category"],
             "price": chosen["price"].round(2),
-            "expected units (80% interval)": [
-                f"{u:.1f} ({lo:.1f}-{hi:.1f})"
+            "units sold (80% range)": [
+                f"{u:,.0f} ({lo:,}-{hi:,})"
                 for u, lo, hi in zip(
                     chosen["expected_units"], chosen["units_p10"], chosen["units_p90"], strict=True
                 )
             ],
-            "expected revenue": chosen["expected_revenue"].round(2),
-            "launch (UTC)": [
-                f"{w} {pd.Timestamp(t):%Y-%m-%d} {int(h):02d}:00"
-                for w, t, h in zip(
-                    chosen["launch_weekday"],
-                    chosen["launch_at"],
-                    chosen["launch_hour"],
-                    strict=True,
-                )
-            ],
+            "order": chosen["order_quantity"].astype(int),
+            "revenue": chosen["expected_revenue"].map(_money),
         }
     )
-    aud = (
-        audiences.sort_values(["item_id", "audience_rank"])
-        .groupby("item_id")["user_id"]
-        .agg(lambda s: ", ".join(map(str, list(s)[:8])) + (" ..." if len(s) > 8 else ""))
+    if profit:
+        out["gross profit"] = chosen["expected_gross_profit"].map(_money)
+        out["incremental profit"] = chosen["incremental_gross_profit"].map(_money)
+    else:
+        out["incremental revenue"] = chosen["incremental_revenue"].map(_money)
+    out["launch"] = [
+        _when(lo, ut, tz)
+        for lo, ut, tz in zip(
+            chosen["launch_at_local"], chosen["launch_at"], chosen["shop_timezone"], strict=True
+        )
+    ]
+    return out.reset_index(drop=True)
+
+
+def scenario_table(scenarios: pd.DataFrame) -> pd.DataFrame:
+    """The scenarios of one plan date side by side."""
+    if scenarios.empty:
+        return scenarios
+    return pd.DataFrame(
+        {
+            "scenario": scenarios["scenario"],
+            "slots": scenarios["slots"],
+            "category cap": scenarios["category_cap"],
+            "objective": scenarios["objective"].str.replace("_", " "),
+            "horizon (days)": scenarios["horizon_days"],
+            "budget": scenarios["launch_budget"].map(_money),
+            "contact cap": scenarios["max_promotions_per_user"],
+            "picks": scenarios["picks"],
+            "revenue": scenarios["expected_revenue"].map(_money),
+            "gross profit": scenarios["expected_gross_profit"].map(_money),
+            "incremental profit": scenarios["incremental_gross_profit"].map(_money),
+            "order cost": scenarios["order_cost"].map(_money),
+            "customers reached": scenarios["distinct_users"],
+        }
     )
-    total = chosen["expected_revenue"].sum()
+
+
+def write_plan_report(
+    path: Path,
+    result,
+    overall_profile,
+    scenarios: pd.DataFrame,
+    context: dict,
+) -> Path:
+    """Write the report of one scenario (``result``: a ``launch_planner.PlanResult``) to
+    ``path`` with its plots beside it; returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem = path.stem
+    plan, s = result.plan, result.summary
+    value_png = plot_values(plan, path.with_name(f"{stem}_value.png"))
+    hours_png = plot_launch_hours(plan, overall_profile, path.with_name(f"{stem}_launch_hours.png"))
+    slots_png = plot_slot_curve(
+        result.slot_curve, s["slots"], path.with_name(f"{stem}_slot_value.png")
+    )
+    chosen = plan[plan["chosen"]].sort_values("plan_rank")
+    profit = s["objective"] == "gross_profit"
+    tz = s["shop_timezone"]
+    first = chosen["launch_at"].min() if len(chosen) else None
+    first_local = chosen["launch_at_local"].min() if len(chosen) else None
+    created = pd.Timestamp(s["created_at"])
+    h = s["horizon_days"]
     lines = [
-        f"# Launch plan for {plan_date.isoformat()}",
+        f"# Launch plan for {pd.Timestamp(s['plan_date']):%A %d %B %Y}"
+        + ("" if s["scenario"] == "default" else f' - scenario "{s["scenario"]}"'),
         "",
-        f"- Data: events up to {context.get('data_until', '?')}; "
-        f"{context.get('users_scored', '?')} users scored against {len(plan)} candidates.",
-        f"- Model: `{context.get('model_version', '?')}` "
-        f"(next-item HR@10 {context.get('hr@10', float('nan')):.3f}, "
-        f"NDCG@10 {context.get('ndcg@10', float('nan')):.3f}; popularity baseline "
-        f"HR@10 {context.get('popularity_hr@10', float('nan')):.3f}).",
-        f"- Constraints: {context.get('slots')} launch slots, at most "
-        f"{context.get('category_cap')} per category; horizon {context.get('horizon_days')} days.",
-        f"- Chosen: {len(chosen)} products, expected revenue {total:,.2f} over the horizon "
-        f"(MILP objective, {context.get('solver_status', '')}).",
-        f"- Value of a candidate: {context.get('value_source', 'sum of r_ij x price')}.",
+        f"**Launch {s['picks']} new products.** Over the {h} days after launch they are "
+        f"expected to sell for **{_money(s['expected_revenue'])}**"
+        + (f" with a gross profit of **{_money(s['expected_gross_profit'])}**" if profit else "")
+        + f"; after the sales they take from similar products already on sale, "
+        f"**{_money(s['incremental_gross_profit'] if profit else s['incremental_revenue'])}** "
+        + ("of profit" if profit else "of revenue")
+        + " is new to the shop.",
+        "",
+        f"- Order before launch: {int(chosen['order_quantity'].sum()):,} units"
+        + (f", costing {_money(s['order_cost'])}" if s.get("order_cost") is not None else "")
+        + (f" (budget {_money(s['launch_budget'])})" if s.get("launch_budget") is not None else "")
+        + ".",
+        f"- Promotions: {s['audience_places']:,} messages to {s['distinct_users']:,} different "
+        f"customers; nobody gets more than {s['max_promotions_per_user']} "
+        f"(most anyone gets: {s['max_promotions_seen']}).",
+        f"- First launch: {_when(first_local, first, tz)}; the plan was made "
+        f"{created:%d %b %H:%M} UTC and no launch is earlier than {s['lead_time_hours']:g} hours "
+        "after that. Launches whose audiences overlap are at least a day apart.",
+        f"- Rules: at most {s['slots']} launches, at most {s['category_cap']} per category; "
+        f"maximising {'gross profit' if profit else 'revenue'}.",
         "",
         "## Products to launch",
         "",
-        table.to_markdown(index=False),
+        plan_table(plan).to_markdown(index=False) if len(chosen) else "_No product qualifies._",
         "",
-        "## Promotion audiences (top users by predicted preference)",
+        "*Units sold*: expected units over the horizon, at most the stock; the range holds 8 "
+        "launches in 10. *Order*: the recommended first order, assuming unsold units are "
+        + (
+            "worth nothing"
+            if not context.get("salvage_share")
+            else f"worth {context['salvage_share']:.0%} of their cost"
+        )
+        + " at the end of the horizon (more is ordered when the margin is high).",
         "",
-        *[f"- **{item}**: {users}" for item, users in aud.items()],
+        "## Why these products",
+        "",
+    ]
+    expl = result.explained
+    for e in [e for e in expl if e.chosen]:
+        row = plan.set_index("item_id").loc[e.item_id]
+        lines += [
+            f"**{int(row['plan_rank'])}. {row['title']}** ({e.item_id}, {row['category']})",
+            f"- value drivers: {e.drivers_text()}",
+            f"- similar products: {e.similar_text() or 'none on sale'}",
+            f"- audience: {e.audience}",
+            "",
+        ]
+    left = [e for e in expl if not e.chosen]
+    if left:
+        lines += ["## Close alternatives left out", ""]
+        for e in left:
+            row = plan.set_index("item_id").loc[e.item_id]
+            lines += [
+                f"**{row['title']}** ({e.item_id}, {row['category']}, value "
+                f"{_money(row['value'])}): left out by {e.left_out_by}.",
+                f"- value drivers: {e.drivers_text()}",
+                f"- similar products: {e.similar_text() or 'none on sale'}",
+                "",
+            ]
+    lines += [
+        "## Scenarios compared",
+        "",
+        "Every scenario planned for this date (`launch-pipeline plan --scenario NAME ...`):",
+        "",
+        scenario_table(scenarios).to_markdown(index=False),
+        "",
+        "## Value of an extra launch slot",
+        "",
+        f"![value of each slot]({slots_png.name})",
+        "",
+        result.slot_curve.assign(
+            value=result.slot_curve["value"].round(0),
+            marginal_value=result.slot_curve["marginal_value"].round(0),
+        ).to_markdown(index=False),
         "",
         "## Plots",
         "",
-        f"![expected revenue]({rev_png.name})",
+        f"![candidates by value]({value_png.name})",
         "",
         f"![launch hours]({hours_png.name})",
         "",
-        _forecast_note(plan),
-        "",
+        *analyst_section(s, context),
     ]
-    path = reports_dir / f"{stem}.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines))
     tmp.replace(path)
     return path
+
+
+def analyst_section(s: dict, context: dict) -> list[str]:
+    """Model details (for analysts)."""
+    cann = context.get("cannibalization") or {}
+    model = context.get("demand_model")
+    lines = [
+        "## For analysts",
+        "",
+        f"- Data: events up to {context.get('data_until', '?')}; "
+        f"{context.get('users_scored', '?')} users scored; recommender "
+        f"`{context.get('model_version', '?')}`"
+        + (
+            f" (next-item HR@10 {context['hr@10']:.3f}, NDCG@10 {context['ndcg@10']:.3f}; "
+            f"popularity HR@10 {context['popularity_hr@10']:.3f})."
+            if all(k in context for k in ("hr@10", "ndcg@10", "popularity_hr@10"))
+            else "."
+        ),
+        f"- Value of a candidate: {s['value_source']}. Units over the horizon are a negative "
+        "binomial around that expectation whose spread is fitted to the demand model's errors "
+        "on past launches (realised / predicted, 90th percentile); without a demand model, "
+        "Poisson around sum_i r_ij x units per purchase. Expected units sold = E[min(units, "
+        "stock)]; buyers = units sold / units per purchase, never above the sum of r_ij.",
+    ]
+    if model is not None:
+        coefs = ", ".join(f"{k} {v:+.3f}" for k, v in model.coefficients.items())
+        lines.append(
+            f"- Demand model: Poisson regression on {model.launches} past launches; "
+            f"coefficients {coefs}; realised / predicted p10 {model.ratio_quantiles['p10']:.2f}, "
+            f"p90 {model.ratio_quantiles['p90']:.2f}."
+        )
+    if cann:
+        lines.append(
+            f"- Cannibalization: measured on {cann.get('launches', 0)} past launches with "
+            f"similar products on sale ({cann.get('window_days')} days before vs after, "
+            f"{cann.get('neighbours')} nearest titles at cosine >= "
+            f"{cann.get('min_similarity')}): {cann.get('measured_rate', 0):+.1%} of a launch's "
+            f"revenue taken from them (valued at {cann.get('rate', 0):.1%}; a negative rate is "
+            "a halo and is valued as 0). Each candidate's rate scales with how close its "
+            "neighbours are."
+        )
+    lines += [
+        f"- Optimisation: one MILP (scipy / HiGHS) picks the products and the audiences "
+        f"together: {s['solver_status']}. The audience term assumes a promotion adds "
+        "`promotion_lift` (10% by default) of a reached customer's expected purchase.",
+        f"- Made {pd.Timestamp(s['created_at']):%Y-%m-%d %H:%M:%S} UTC in "
+        f"{s.get('plan_seconds', float('nan')):.1f} s; settings: `{s['settings_json']}`.",
+        "",
+    ]
+    return lines
+
+
+def report_date(plan_date) -> str:
+    return pd.Timestamp(plan_date).date().isoformat() if plan_date else dt.date.today().isoformat()

@@ -5,15 +5,13 @@
   ``launch_history_buyers``: the same model's expected buyers ``sum_i r_ij`` of the products the
   shop launched in the past, scored from their attributes only as if they were new, which the
   demand model relates to what they really sold.
-* :func:`make_and_store_plan` values the candidates with the demand model fitted on the shop's
-  past launches (:mod:`launch_pipeline.demand`; ``sum_i r_ij x price x units per purchase`` when
-  the history has too few launches), runs :func:`launch_pipeline.planning.make_plan` and writes
-  ``launch_plan`` and ``launch_audiences`` (kept per plan date) and the Markdown report.
+
+The plan itself (valuation, MILP, scenarios, report) is made by
+:mod:`launch_pipeline.launch_planner` from the tables written here.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 
 import duckdb
@@ -23,13 +21,11 @@ import pandas as pd
 from launch_pipeline.demand import (
     DemandConfig,
     SimilarPurchases,
-    estimate_demand,
     launch_windows,
     load_history,
     similar_purchases,
 )
 from launch_pipeline.features import build_user_sequences
-from launch_pipeline.planning import make_plan
 from launch_pipeline.recommender import (
     PurchaseCalibration,
     ScoredBatch,
@@ -43,10 +39,9 @@ from launch_pipeline.recommender import (
     read_sequences,
     user_features_matrix,
 )
-from launch_pipeline.report import write_plan_report
 from launch_pipeline.settings import Settings
 from launch_pipeline.training import champion_or_fail, load_version
-from launch_pipeline.warehouse import Rows, replace_atomically
+from launch_pipeline.warehouse import replace_atomically
 
 ACTIVE_DAYS = 30
 TOP_N = 10
@@ -54,25 +49,10 @@ MAX_REPLAY_USERS = 20_000
 """Users replayed per past launch window (a hash sample above it): bounds the calibration's
 cost (Transformer vectors, sequences as of the window start, the fit) on a large shop."""
 
-LAUNCH_PLAN_DDL = """
-CREATE TABLE IF NOT EXISTS launch_plan (
-    plan_date DATE, item_id VARCHAR, title VARCHAR, category VARCHAR, brand VARCHAR,
-    price DOUBLE, units_per_purchase DOUBLE, expected_buyers DOUBLE, expected_units DOUBLE,
-    units_p10 DOUBLE, units_p90 DOUBLE, expected_revenue DOUBLE, revenue_p10 DOUBLE,
-    revenue_p90 DOUBLE, chosen BOOLEAN, plan_rank INTEGER, launch_hour_of_week INTEGER,
-    launch_at TIMESTAMP, launch_weekday VARCHAR, launch_hour INTEGER, model_version VARCHAR,
-    horizon_days INTEGER, created_at TIMESTAMP, value_source VARCHAR, demand_score DOUBLE
-)
-"""
 LAUNCH_HISTORY_BUYERS_DDL = """
 CREATE OR REPLACE TABLE launch_history_buyers (
     window_start TIMESTAMP, item_id VARCHAR, launched_at TIMESTAMP, expected_buyers DOUBLE,
     buyers BIGINT, model_version VARCHAR, horizon_days INTEGER
-)
-"""
-LAUNCH_AUDIENCES_DDL = """
-CREATE TABLE IF NOT EXISTS launch_audiences (
-    plan_date DATE, item_id VARCHAR, user_id VARCHAR, r DOUBLE, audience_rank INTEGER
 )
 """
 
@@ -384,123 +364,3 @@ def _store_history_buyers(con, history: pd.DataFrame, version: str, horizon: int
         )
     finally:
         con.unregister("_hist_buyers_df")
-
-
-def _units_per_purchase(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
-    rows = con.execute(
-        """
-        SELECT coalesce(f.category, '*'), avg(e.quantity)
-        FROM clean_events e LEFT JOIN item_features f USING (item_id)
-        WHERE e.event_type = 'purchase' GROUP BY ROLLUP (f.category)
-        """
-    ).fetchall()
-    return {k: float(v) for k, v in rows if v is not None}
-
-
-def make_and_store_plan(
-    settings: Settings, con: duckdb.DuckDBPyConnection, context: dict | None = None
-) -> dict:
-    """Plan the launches for the day after the last event and store plan, audiences, report."""
-    context = dict(context or {})
-    prefs = con.execute("SELECT user_id, item_id, r FROM user_preferences").df()
-    model_version = con.execute("SELECT any_value(model_version) FROM user_preferences").fetchall()[
-        0
-    ][0]
-    as_of = con.execute("SELECT max(ts) FROM clean_events").fetchall()[0][0]
-    plan_date = (pd.Timestamp(as_of) + pd.Timedelta(days=1)).date()
-    candidates = con.execute(
-        "SELECT item_id, title, category, brand, price FROM launch_candidates ORDER BY item_id"
-    ).df()
-    upp = _units_per_purchase(con)
-    candidates["units_per_purchase"] = candidates["category"].map(upp).fillna(upp.get("*", 1.0))
-    profiles = con.execute(
-        "SELECT user_id, hour_of_week, event_share FROM activity_profile WHERE scope = 'user'"
-    ).df()
-    overall = (
-        con.execute(
-            "SELECT events FROM activity_profile WHERE scope = 'overall' ORDER BY hour_of_week"
-        )
-        .df()["events"]
-        .to_numpy(dtype=float)
-    )
-    p = settings.planning
-    expected_buyers = prefs.groupby("item_id")["r"].sum().to_dict()
-    demand, demand_model = estimate_demand(
-        con,
-        candidates[["item_id", "title", "category", "price"]],
-        expected_buyers,
-        p.horizon_days,
-        past_buyers=_past_buyers(con),
-    )
-    plan, audiences, selection = make_plan(
-        prefs,
-        candidates,
-        profiles,
-        overall,
-        plan_date,
-        p.slots,
-        p.category_cap,
-        p.audience_size,
-        demand=demand,
-    )
-    plan["model_version"] = model_version
-    plan["horizon_days"] = p.horizon_days
-    plan["created_at"] = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    con.execute(LAUNCH_PLAN_DDL)
-    con.execute(LAUNCH_AUDIENCES_DDL)
-    cols = [r[0] for r in con.execute("DESCRIBE launch_plan").fetchall()]
-    con.register("_plan_df", plan.reindex(columns=cols))
-    con.register("_aud_df", audiences)
-    try:
-        with replace_atomically(
-            con,
-            Rows("launch_plan", "plan_date = ?", [plan_date]),
-            Rows("launch_audiences", "plan_date = ?", [plan_date]),
-        ):
-            con.execute("INSERT INTO launch_plan SELECT * FROM _plan_df")
-            con.execute(
-                "INSERT INTO launch_audiences SELECT plan_date, item_id, user_id, r, audience_rank FROM _aud_df"
-            )
-    finally:
-        con.unregister("_plan_df")
-        con.unregister("_aud_df")
-    context.update(
-        {
-            "data_until": str(as_of),
-            "users_scored": prefs["user_id"].nunique(),
-            "model_version": model_version,
-            "slots": p.slots,
-            "category_cap": p.category_cap,
-            "horizon_days": p.horizon_days,
-            "solver_status": selection.status,
-            "value_source": (
-                f"demand model fitted on {demand_model.launches} past launches"
-                if demand_model is not None
-                else "sum of r_ij x price x units per purchase (too few past launches)"
-            ),
-        }
-    )
-    report = write_plan_report(settings.reports_dir, plan, audiences, overall, plan_date, context)
-    chosen = plan[plan["chosen"]]
-    return {
-        "plan_date": plan_date,
-        "chosen": chosen,
-        "plan": plan,
-        "audiences": audiences,
-        "selection": selection,
-        "report_path": report,
-        "demand_model": demand_model,
-    }
-
-
-def _past_buyers(con: duckdb.DuckDBPyConnection) -> dict | None:
-    """``(window start, item_id) -> expected buyers`` of the past launches, if scored."""
-    tables = {
-        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-    }
-    if "launch_history_buyers" not in tables:
-        return None
-    rows = con.execute(
-        "SELECT window_start, item_id, expected_buyers FROM launch_history_buyers"
-    ).fetchall()
-    return {(pd.Timestamp(w), str(i)): float(v) for w, i, v in rows} or None

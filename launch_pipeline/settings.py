@@ -42,14 +42,43 @@ class CleaningRules:
     as Taobao UserBehavior: the quality rule then checks price > 0 only where there is one)."""
 
 
+OBJECTIVES = ("auto", "revenue", "gross_profit")
+
+
 @dataclass(frozen=True)
 class PlanningSettings:
-    """Launch-plan constraints and horizon."""
+    """Launch-plan constraints and horizon: one *scenario* of the plan (see
+    ``launch_pipeline/launch_planner.py``). Every field can be changed per scenario with
+    ``launch-pipeline plan --scenario NAME --slots N ...`` or in the launchpad."""
 
     slots: int = 10
+    """How many products may be launched."""
     category_cap: int = 3
+    """At most this many launches per category."""
     audience_size: int = 50
+    """Users promoted to per launched product (at most)."""
     horizon_days: int = 30
+    """Days after the launch over which sales are forecast and valued."""
+    objective: str = "auto"
+    """``revenue`` or ``gross_profit``; ``auto``: gross profit when every candidate has a unit
+    cost, revenue otherwise."""
+    launch_budget: float | None = None
+    """Upper bound on the summed cost of the recommended initial orders (None: no bound)."""
+    max_promotions_per_user: int = 2
+    """Nobody is in more than this many promotion audiences of one plan."""
+    lead_time_hours: float = 24.0
+    """No launch earlier than this many hours after the plan is made."""
+    shop_timezone: str = os.environ.get("LAUNCH_PIPELINE_SHOP_TIMEZONE", "UTC")
+    """IANA time zone in which launch times are shown next to UTC (e.g. ``Europe/London``)."""
+    salvage_share: float = 0.0
+    """Share of its unit cost an unsold unit of the initial order is worth (0: nothing)."""
+    promotion_lift: float = 0.1
+    """Assumed share of a reached user's expected purchase that a promotion adds (weights the
+    audience assignment in the plan's MILP)."""
+    min_gap_hours: int = 24
+    """Launches whose audiences overlap are at least this many hours apart."""
+    scenario: str = "default"
+    """Name under which this plan's rows, audiences and report are kept."""
 
 
 @dataclass(frozen=True)

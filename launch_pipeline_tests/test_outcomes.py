@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from launch_pipeline.cleaning import ensure_tables
+from launch_pipeline.launch_planner import AUDIENCE_COLUMNS, PLAN_COLUMNS, ensure_table
 from launch_pipeline.outcomes import build_plan_outcomes, summarise_outcomes
-from launch_pipeline.scoring import LAUNCH_AUDIENCES_DDL, LAUNCH_PLAN_DDL
 
 PLAN_DATE = dt.date(2026, 11, 1)
 
@@ -22,8 +22,8 @@ def _event(con, k, user, item, etype, day, qty=None, price=None):
 
 def test_outcomes_hand_computed(con):
     ensure_tables(con)
-    con.execute(LAUNCH_PLAN_DDL)
-    con.execute(LAUNCH_AUDIENCES_DDL)
+    ensure_table(con, "launch_plan", PLAN_COLUMNS)
+    ensure_table(con, "launch_audiences", AUDIENCE_COLUMNS)
     con.execute("CREATE TABLE user_features AS SELECT 'u' || range AS user_id FROM range(10)")
     # plan: n1 chosen (forecast 30 units / 300 revenue over 30 days), n2 not chosen
     con.execute(
@@ -34,7 +34,8 @@ def test_outcomes_hand_computed(con):
         [PLAN_DATE, PLAN_DATE],
     )
     con.execute(
-        "INSERT INTO launch_audiences VALUES (?, 'n1', 'u0', 0.5, 1), (?, 'n1', 'u1', 0.4, 2)",
+        "INSERT INTO launch_audiences (plan_date, item_id, user_id, r, audience_rank) "
+        "VALUES (?, 'n1', 'u0', 0.5, 1), (?, 'n1', 'u1', 0.4, 2)",
         [PLAN_DATE, PLAN_DATE],
     )
     d = lambda k: PLAN_DATE + dt.timedelta(days=k)  # noqa: E731

@@ -79,111 +79,97 @@ def test_launch_window_follows_the_audience():
     how, weights = planning.best_launch_window(audience, profiles)
     assert how == 30  # Tuesday 06:00
     assert weights.shape == (168,)
-    # the plan date is a Sunday: the next Tuesday 06:00
-    assert planning.next_launch_time(dt.date(2026, 11, 29), how) == dt.datetime(2026, 12, 1, 6)
-    assert planning.next_launch_time(dt.date(2026, 12, 1), how) == dt.datetime(2026, 12, 1, 6)
 
 
-def test_forecast_interval():
-    r = np.full(100, 0.1)
-    f = planning.demand_forecast(r, price=10.0, units_per_purchase=2.0)
-    assert f["expected_buyers"] == pytest.approx(10.0)
-    assert f["expected_units"] == pytest.approx(20.0)
-    assert f["expected_revenue"] == pytest.approx(200.0)
-    sd = np.sqrt(100 * 0.1 * 0.9)
-    assert f["units_p10"] == pytest.approx(2 * (10 - planning.Z80 * sd))
-    assert f["units_p90"] == pytest.approx(2 * (10 + planning.Z80 * sd))
-    assert planning.demand_forecast(np.array([]), 5.0)["expected_revenue"] == 0.0
-
-
-def test_make_plan_end_to_end():
-    users = [f"u{k}" for k in range(20)]
-    prefs = pd.DataFrame(
-        [
-            (u, item, r)
-            for u in users
-            for item, r in (("n1", 0.3), ("n2", 0.2), ("n3", 0.25), ("n4", 0.01))
-        ],
-        columns=["user_id", "item_id", "r"],
-    )
-    candidates = pd.DataFrame(
+def test_no_launch_before_creation_plus_lead_time():
+    """A plan made on Sunday 29 Nov at 15:20 with 24 h lead time: the audience's best hour
+    (Sunday 10:00) has passed that day; the launch is the next Sunday 10:00."""
+    profiles = pd.DataFrame(
         {
-            "item_id": ["n1", "n2", "n3", "n4"],
-            "title": ["A", "B", "C", "D"],
-            "category": ["x", "x", "y", "y"],
-            "brand": ["b"] * 4,
-            "price": [10.0, 40.0, 10.0, 5.0],
-            "units_per_purchase": [1.0] * 4,
+            "user_id": ["a", "a"],
+            "hour_of_week": [6 * 24 + 10, 0 * 24 + 20],
+            "event_share": [0.9, 0.1],
         }
     )
+    aud = pd.DataFrame({"item_id": ["x", "x"], "user_id": ["a", "a"], "r": [0.5, 0.5]})
+    created = dt.datetime(2026, 11, 29, 15, 20)
+    start = planning.earliest_launch(created, dt.date(2026, 11, 29), lead_time_hours=24)
+    assert start == dt.datetime(2026, 11, 30, 16)
+    when = planning.schedule_launches(["x"], aud, profiles, np.ones(168), start)
+    assert when["x"] >= created + dt.timedelta(hours=24)
+    # the audience's best hour is Sunday 10:00: the next one, not the one that has passed
+    assert when["x"] == dt.datetime(2026, 12, 6, 10)
+    # the plan date in the future: never before its midnight
+    later = planning.earliest_launch(created, dt.date(2026, 12, 5), lead_time_hours=1)
+    assert later == dt.datetime(2026, 12, 5, 0)
+
+
+def test_overlapping_audiences_are_staggered_and_local_times_shown():
     profiles = pd.DataFrame(
-        {"user_id": users, "hour_of_week": [50] * 20, "event_share": [1.0] * 20}
+        {"user_id": ["a", "b"], "hour_of_week": [50, 50], "event_share": [1, 1]}
     )
-    plan, aud, sel = planning.make_plan(
-        prefs,
-        candidates,
-        profiles,
-        np.ones(168),
-        dt.date(2026, 11, 30),
-        slots=2,
-        category_cap=1,
-        audience_size=5,
+    aud = pd.DataFrame(
+        {"item_id": ["x", "y", "z"], "user_id": ["a", "a", "b"], "r": [0.5, 0.4, 0.3]}
     )
-    assert sel.chosen == ["n2", "n3"]  # 20*0.2*40 = 160 (x), 20*0.25*10 = 50 (y)
-    chosen = plan[plan["chosen"]]
-    assert set(chosen["launch_hour_of_week"]) == {50}
-    assert (aud.groupby("item_id").size() == 5).all()
-    assert chosen.set_index("item_id").loc["n2", "expected_revenue"] == pytest.approx(160.0)
+    start = dt.datetime(2026, 11, 30, 0)
+    when = planning.schedule_launches(["x", "y", "z"], aud, profiles, np.ones(168), start)
+    assert when["x"] == dt.datetime(2026, 12, 2, 2)  # Wednesday 02:00 UTC, the audience's hour
+    assert abs((when["y"] - when["x"]).total_seconds()) >= 24 * 3600  # same audience: a day apart
+    assert when["z"] == when["x"]  # no shared user: same best hour
+    assert planning.to_local(when["x"], "Asia/Tokyo") == dt.datetime(2026, 12, 2, 11)
+    with pytest.raises(ValueError, match="IANA"):
+        planning.check_timezone("Mars/Olympus")
+
+
+def test_contact_cap_is_respected_jointly():
+    """Three equally good products, the same five best users for all: greedy top-5 audiences
+    would promote every user three times; the joint MILP gives nobody more than the cap and
+    still fills every audience from the next best users."""
+    users = [f"u{k}" for k in range(12)]
+    prefs = pd.DataFrame(
+        [(u, item, 0.9 - 0.05 * k) for k, u in enumerate(users) for item in ("a", "b", "c")],
+        columns=["user_id", "item_id", "r"],
+    )
+    cands = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c"],
+            "category": ["x", "y", "z"],
+            "value": [100.0, 90.0, 80.0],
+            "purchase_value": [10.0, 10.0, 10.0],
+        }
+    )
+    sel = planning.select_and_assign(cands, prefs, 3, None, 5, max_promotions_per_user=2)
+    assert sel.chosen == ["a", "b", "c"]
+    per_user = sel.audiences.groupby("user_id").size()
+    assert per_user.max() <= 2
+    assert (sel.audiences.groupby("item_id").size() == 5).all()
+    assert sel.audiences["user_id"].nunique() == 8  # 15 places, at most 2 each
+    # the best users are used (the cap binds, not a poor assignment)
+    assert set(per_user[per_user == 2].index) >= {"u0", "u1", "u2", "u3", "u4"} - {"u4"}
+    uncapped = planning.select_and_assign(cands, prefs, 3, None, 5, max_promotions_per_user=3)
+    assert uncapped.audiences.groupby("user_id").size().max() == 3
+
+
+def test_budget_constraint_in_the_milp():
+    cands = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c"],
+            "category": ["x", "x", "x"],
+            "value": [100.0, 60.0, 50.0],
+            "order_cost": [900.0, 400.0, 400.0],
+        }
+    )
+    assert planning.select_launches(cands, 3, None, "value").chosen == ["a", "b", "c"]
+    res = planning.select_launches(cands, 3, None, "value", launch_budget=1000.0)
+    assert res.chosen == ["b", "c"] and res.budget_used == pytest.approx(800.0)
+    curve = planning.slot_value_curve(cands, 3, None, "value")
+    assert curve["value"].tolist() == [100.0, 160.0, 210.0]
+    assert curve["marginal_value"].tolist() == [100.0, 60.0, 50.0]
 
 
 # --------------------------------------------------------------------------------------------
 # the demand model and the calibration of r_ij (launch_pipeline/demand.py, recommender.py)
 # --------------------------------------------------------------------------------------------
-def test_make_plan_uses_the_demand_model_when_given():
-    users = [f"u{k}" for k in range(10)]
-    prefs = pd.DataFrame(
-        [(u, item, 0.2) for u in users for item in ("n1", "n2", "n3")],
-        columns=["user_id", "item_id", "r"],
-    )
-    candidates = pd.DataFrame(
-        {
-            "item_id": ["n1", "n2", "n3"],
-            "title": ["A", "B", "C"],
-            "category": ["x", "y", "z"],
-            "brand": ["b"] * 3,
-            "price": [10.0, 10.0, 10.0],
-            "units_per_purchase": [1.0] * 3,
-        }
-    )
-    demand = pd.DataFrame(
-        {
-            "item_id": ["n1", "n2", "n3"],
-            "expected_revenue": [5.0, 500.0, 50.0],
-            "revenue_p10": [1.0, 100.0, 10.0],
-            "revenue_p90": [9.0, 900.0, 90.0],
-            "expected_units": [0.5, 50.0, 5.0],
-            "units_p10": [0.1, 10.0, 1.0],
-            "units_p90": [0.9, 90.0, 9.0],
-            "demand_score": [1.0, 3.0, 2.0],
-        }
-    )
-    profiles = pd.DataFrame({"user_id": users, "hour_of_week": [5] * 10, "event_share": [1.0] * 10})
-    args = (prefs, candidates, profiles, np.ones(168), dt.date(2026, 11, 30))
-    plan, _, sel = planning.make_plan(
-        *args, slots=2, category_cap=1, audience_size=3, demand=demand
-    )
-    assert sel.chosen == ["n2", "n3"]
-    row = plan.set_index("item_id").loc["n2"]
-    assert row["expected_revenue"] == pytest.approx(500.0)
-    assert row["units_p90"] == pytest.approx(90.0)
-    assert row["expected_buyers"] == pytest.approx(2.0)  # still sum of r
-    assert (plan["value_source"] == "past_launches").all()
-    # without a demand model: the r_ij value (all equal here), source "preferences"
-    plan, _, _ = planning.make_plan(*args, slots=2, category_cap=1, audience_size=3)
-    assert (plan["value_source"] == "preferences").all()
-    assert plan["expected_revenue"].tolist() == pytest.approx([20.0] * 3)
-
-
 def _history(n_windows_days=150, launches_per_month=40, seed=0):
     """A shop whose launches sell in proportion to the recent sales of existing products with
     the same title word: the demand model must find that (text-kNN features)."""

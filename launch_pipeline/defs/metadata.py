@@ -15,14 +15,36 @@ def table_metadata(con, table: str, preview_rows: int = 5) -> dict:
     """Standard metadata for a warehouse table: row count, schema, preview, table name."""
     summary = table_summary(con, table)
     preview = summary["preview"].head(preview_rows)
+    comments = column_comments(con, table)
     return {
         "dagster/row_count": summary["rows"],
         "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name=n, type=t) for n, t in summary["schema"]]
+            columns=[
+                dg.TableColumn(name=n, type=t, description=comments.get(n))
+                for n, t in summary["schema"]
+            ]
         ),
         "dagster/table_name": f"warehouse.main.{table}",
         "preview": markdown_table(preview),
     }
+
+
+def column_comments(con, table: str) -> dict[str, str]:
+    """The column descriptions stored with a warehouse table (``COMMENT ON COLUMN``)."""
+    rows = con.execute(
+        "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ? "
+        "AND comment IS NOT NULL AND comment <> ''",
+        [table],
+    ).fetchall()
+    return {n: c for n, c in rows}
+
+
+def png_file_markdown(path, title: str = "plot") -> dg.MetadataValue:
+    """A PNG file embedded in markdown (shown inline in the asset's metadata)."""
+    from pathlib import Path
+
+    encoded = base64.b64encode(Path(path).read_bytes()).decode()
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
 
 
 def markdown_table(df: pd.DataFrame, max_rows: int = 20) -> dg.MetadataValue:

@@ -10,12 +10,20 @@ from launch_pipeline.defs.features import (
     user_features,
     user_sequences,
 )
-from launch_pipeline.defs.metadata import markdown_table, png_markdown, table_metadata
+from launch_pipeline.defs.metadata import (
+    markdown_table,
+    png_file_markdown,
+    png_markdown,
+    table_metadata,
+)
 from launch_pipeline.defs.model import champion_model, model_evaluation
 from launch_pipeline.defs.raw import WAREHOUSE_POOL, launch_candidates
 from launch_pipeline.defs.resources import LaunchPipelineConfig
+from launch_pipeline.errors import ConfigurationError
+from launch_pipeline.launch_planner import make_and_store_plan, scenario_tags
 from launch_pipeline.outcomes import build_plan_outcomes, summarise_outcomes
-from launch_pipeline.scoring import make_and_store_plan, score_preferences
+from launch_pipeline.report import scenario_table
+from launch_pipeline.scoring import score_preferences
 
 
 @dg.asset(
@@ -62,23 +70,116 @@ def user_preferences(
     )
 
 
+PLAN_TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("rank", "int", "Rank among the picks (1 = most valuable)"),
+    ("product", "string", "Candidate product id"),
+    ("title", "string", "Product title"),
+    ("category", "string", "Product category"),
+    ("price", "float", "Launch price"),
+    ("units", "int", "Expected units sold over the horizon (at most the stock)"),
+    ("units_80pct", "string", "Units sold: 10th to 90th percentile (whole units)"),
+    ("order", "int", "Recommended initial order (newsvendor; unsold units assumed worthless)"),
+    ("revenue", "float", "Expected revenue over the horizon"),
+    ("gross_profit", "float", "Expected gross profit (empty when unit costs are unknown)"),
+    ("incremental", "float", "Value net of sales taken from similar products (the objective)"),
+    ("launch_local", "string", "Launch time in the shop's time zone"),
+    ("launch_utc", "string", "Launch time, UTC"),
+    ("audience", "string", "Who the launch is promoted to, in words"),
+)
+
+
+def _num(v, digits: int = 0):
+    return None if v is None or pd.isna(v) else round(float(v), digits)
+
+
+def plan_table_metadata(plan: pd.DataFrame) -> dg.MetadataValue:
+    """The picks as a Dagster table (columns with descriptions; numbers rounded)."""
+    chosen = plan[plan["chosen"]].sort_values("plan_rank")
+    records = [
+        dg.TableRecord(
+            {
+                "rank": int(r.plan_rank),
+                "product": str(r.item_id),
+                "title": str(r.title)[:60],
+                "category": str(r.category),
+                "price": _num(r.price, 2),
+                "units": int(round(r.expected_units)),
+                "units_80pct": f"{int(r.units_p10)}-{int(r.units_p90)}",
+                "order": int(r.order_quantity),
+                "revenue": _num(r.expected_revenue),
+                "gross_profit": _num(r.expected_gross_profit),
+                "incremental": _num(r.value),
+                "launch_local": f"{pd.Timestamp(r.launch_at_local):%a %Y-%m-%d %H:00} "
+                f"{r.shop_timezone}",
+                "launch_utc": f"{pd.Timestamp(r.launch_at):%a %Y-%m-%d %H:00}",
+                "audience": str(r.audience_description),
+            }
+        )
+        for r in chosen.itertuples()
+    ]
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(n, t, description=d) for n, t, d in PLAN_TABLE_COLUMNS]
+    )
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def explanations_table_metadata(expl: pd.DataFrame) -> dg.MetadataValue:
+    cols = (
+        ("product", "string", "Candidate product id"),
+        ("title", "string", "Product title"),
+        ("picked", "bool", "In the plan"),
+        ("value", "float", "Incremental value under the objective"),
+        ("drivers", "string", "Main drivers of the value with their contribution"),
+        ("similar_products", "string", "Most similar products on sale and how they sold"),
+        ("left_out_by", "string", "For a non-pick: the constraint that left it out"),
+    )
+    records = [
+        dg.TableRecord(
+            {
+                "product": str(r.item_id),
+                "title": str(r.title)[:60],
+                "picked": bool(r.chosen),
+                "value": _num(r.value),
+                "drivers": str(r.drivers),
+                "similar_products": str(r.similar_products),
+                "left_out_by": "" if r.left_out_by is None else str(r.left_out_by),
+            }
+        )
+        for r in expl.itertuples()
+    ]
+    return dg.MetadataValue.table(
+        records=records,
+        schema=dg.TableSchema(columns=[dg.TableColumn(n, t, description=d) for n, t, d in cols]),
+    )
+
+
 @dg.asset(
     deps=[user_preferences, activity_profile, item_features, launch_candidates, model_evaluation],
     group_name="planning",
     kinds={"duckdb", "scipy"},
     pool=WAREHOUSE_POOL,
     description=(
-        "Which candidates to launch (MILP: maximise expected revenue under launch slots and a "
-        "per-category cap; expected revenue from a demand model fitted on the shop's own past "
-        "launches: title similarity to products that sell, category, price, collection size; "
-        "sum of r_ij x price x units when the history has too few launches), when (the hour of week its audience is most active), to "
-        "whom (top users by r_ij) and how much they will sell (units and revenue with an 80% "
-        "interval). Kept per plan date in launch_plan and launch_audiences; report under "
-        "data/reports/."
+        "Which candidates to launch, to whom to promote them and when, for one planning "
+        "scenario (resource field `scenario`; `default` is the nightly plan). One MILP "
+        "maximises the expected incremental gross profit (revenue when unit costs are "
+        "unknown; sales capped by stock, net of what similar products lose) under launch "
+        "slots, a per-category cap, an optional order budget and a contact cap per user, and "
+        "assigns the promotion audiences. Launch times after the plan's creation plus a lead "
+        "time, staggered when audiences overlap, in the shop's time zone and UTC. Units as a "
+        "count distribution (whole units, 80% range), recommended first order (newsvendor). "
+        "Reasons for each pick and the best non-picks in launch_plan_explanations. Rows kept "
+        "per plan date and scenario in launch_plan, launch_audiences, "
+        "launch_plan_explanations, plan_scenarios, plan_slot_values; report under "
+        "data/reports/. A scenario whose horizon differs from the stored preferences' is "
+        "refused: re-score user_preferences first."
     ),
 )
-def launch_plan(pipeline: LaunchPipelineConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def launch_plan(
+    context: dg.AssetExecutionContext, pipeline: LaunchPipelineConfig, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
     settings = pipeline.settings()
+    p = settings.planning
+    context.instance.add_run_tags(context.run_id, scenario_tags(p))
     with warehouse.get_connection() as con:
         ev = dict(
             con.execute(
@@ -86,52 +187,44 @@ def launch_plan(pipeline: LaunchPipelineConfig, warehouse: DuckDBResource) -> dg
                 "(SELECT any_value(model_version) FROM user_preferences)"
             ).fetchall()
         )
-        context = {
-            "hr@10": ev.get("transformer_hr@10", float("nan")),
-            "ndcg@10": ev.get("transformer_ndcg@10", float("nan")),
-            "popularity_hr@10": ev.get("popularity_hr@10", float("nan")),
-        }
-        out = make_and_store_plan(settings, con, context)
+        names = {"hr@10": "transformer_hr@10", "ndcg@10": "transformer_ndcg@10"}
+        names["popularity_hr@10"] = "popularity_hr@10"
+        model_context = {k: ev[v] for k, v in names.items() if v in ev}
+        try:
+            out = make_and_store_plan(
+                settings, con, {**model_context, "salvage_share": p.salvage_share},
+                run_id=context.run_id,
+            )  # fmt: skip
+        except ConfigurationError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         meta = table_metadata(con, "launch_plan")
-    chosen = out["chosen"]
-    demand_meta = {}
-    model = out.get("demand_model")
-    if model is not None:
-        demand_meta = {
-            "demand_model_launches": model.launches,
-            "demand_model_windows": markdown_table(pd.DataFrame(model.windows)),
-            "demand_model_coefficients": {k: round(v, 4) for k, v in model.coefficients.items()},
-            "demand_model_train_spearman": model.train_spearman,
-        }
-    shown = chosen[
-        [
-            "plan_rank",
-            "item_id",
-            "title",
-            "category",
-            "price",
-            "expected_units",
-            "expected_revenue",
-            "launch_weekday",
-            "launch_hour",
-            "launch_at",
-        ]
-    ].round(2)
+    s = out["summary"]
+    report = out["report_path"]
+    stem = report.with_suffix("")
     return dg.MaterializeResult(
         metadata={
             **meta,
-            "plan_date": str(out["plan_date"]),
-            "launched_products": len(chosen),
-            "expected_revenue": float(chosen["expected_revenue"].sum()),
-            "objective": out["selection"].objective,
-            "solver": out["selection"].status,
-            "solve_seconds": out["selection"].solve_seconds,
-            "plan": markdown_table(shown),
-            "report": dg.MetadataValue.path(str(out["report_path"])),
-            "value_source": (
-                "demand model (past launches)" if model is not None else "sum r_ij x price"
-            ),
-            **demand_meta,
+            "plan": plan_table_metadata(out["plan"]),
+            "scenario": s["scenario"],
+            "plan_date": str(s["plan_date"]),
+            "objective": s["objective"].replace("_", " "),
+            "launched_products": s["picks"],
+            "expected_revenue": _num(s["expected_revenue"]),
+            "expected_gross_profit": _num(s["expected_gross_profit"]),
+            "incremental_value": _num(s["value"]),
+            "order_cost": _num(s["order_cost"]),
+            "customers_reached": s["distinct_users"],
+            "promotion_messages": s["audience_places"],
+            "max_promotions_per_user": s["max_promotions_seen"],
+            "value_chart": png_file_markdown(f"{stem}_value.png", "candidates by value"),
+            "slot_value_curve": png_file_markdown(f"{stem}_slot_value.png", "value per slot"),
+            "launch_hours": png_file_markdown(f"{stem}_launch_hours.png", "launch hours"),
+            "reasons": explanations_table_metadata(out["explanations"]),
+            "scenarios_compared": markdown_table(scenario_table(out["scenarios"])),
+            "report": dg.MetadataValue.path(str(report)),
+            "solver": s["solver_status"],
+            "plan_seconds": _num(s["plan_seconds"], 2),
+            "value_source": s["value_source"],
         }
     )
 

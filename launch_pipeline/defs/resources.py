@@ -79,6 +79,15 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
     category_cap: int = PlanningSettings.category_cap
     audience_size: int = PlanningSettings.audience_size
     horizon_days: int = PlanningSettings.horizon_days
+    objective: str = PlanningSettings.objective
+    launch_budget: float | None = PlanningSettings.launch_budget
+    max_promotions_per_user: int = PlanningSettings.max_promotions_per_user
+    lead_time_hours: float = PlanningSettings.lead_time_hours
+    shop_timezone: str = PlanningSettings.shop_timezone
+    salvage_share: float = PlanningSettings.salvage_share
+    promotion_lift: float = PlanningSettings.promotion_lift
+    min_gap_hours: int = PlanningSettings.min_gap_hours
+    scenario: str = PlanningSettings.scenario
     model_time_budget_s: float = Settings.model_time_budget_s
 
     @classmethod

@@ -1,0 +1,332 @@
+"""The plan of a scenario from its inputs: profit vs revenue, stock, coherent whole-unit
+forecasts, the contact cap, launch times, reasons, horizon changes and scenarios side by side."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from launch_pipeline import launch_planner as lp
+from launch_pipeline.cannibalization import CannibalizationEstimate, estimate_cannibalization
+from launch_pipeline.demand import ShopHistory
+from launch_pipeline.errors import ConfigurationError
+from launch_pipeline.settings import PlanningSettings
+from launch_pipeline.unit_forecast import (
+    UnitsDistribution,
+    critical_ratio,
+    forecast_units,
+    gamma_shape_from_ratios,
+)
+
+PLAN_DATE = dt.date(2026, 11, 30)
+CREATED = dt.datetime(2026, 11, 30, 9, 37)
+
+
+def _inputs(unit_cost=True, n_users=40, rate=0.0, seed=0) -> lp.PlanInputs:
+    rng = np.random.default_rng(seed)
+    cands = pd.DataFrame(
+        {
+            "item_id": [f"n{k}" for k in range(8)],
+            "title": [
+                "red jumbo bag",
+                "blue jumbo bag",
+                "wall clock",
+                "desk lamp",
+                "coffee mug",
+                "tea towel",
+                "silver ring",
+                "gold ring",
+            ],  # fmt: skip
+            "category": ["bags", "bags", "home", "home", "kitchen", "kitchen", "jewel", "jewel"],
+            "brand": ["b"] * 8,
+            # n0: big revenue, thin margin; n2: less revenue, fat margin
+            "price": [100.0, 20.0, 60.0, 30.0, 10.0, 8.0, 50.0, 45.0],
+            "unit_cost": [95.0, 10.0, 15.0, 12.0, 4.0, 3.0, 20.0, 20.0],
+            "stock": [1000, 1000, 1000, 1000, 1000, 3, 1000, 1000],
+        }
+    )
+    if not unit_cost:
+        cands.loc[3, "unit_cost"] = np.nan
+    cands["units_per_purchase"] = 1.0
+    users = [f"u{k:02d}" for k in range(n_users)]
+    base = {f"n{k}": v for k, v in enumerate([0.5, 0.3, 0.35, 0.3, 0.5, 0.5, 0.2, 0.2])}
+    prefs = pd.DataFrame(
+        [
+            (u, item, float(np.clip(b * rng.uniform(0.2, 1.8), 0, 1)))
+            for u in users
+            for item, b in base.items()
+        ],
+        columns=["user_id", "item_id", "r"],
+    )
+    profiles = pd.DataFrame(
+        {
+            "user_id": users,
+            "hour_of_week": [int(h) for h in rng.integers(0, 168, n_users)],
+            "event_share": 1.0,
+        }
+    )
+    user_info = pd.DataFrame(
+        {
+            "user_id": users,
+            "top_category": rng.choice(["bags", "home"], n_users),
+            "preferred_price_band": rng.choice(["p2", "p3"], n_users),
+            "purchases": rng.integers(0, 3, n_users),
+            "recency_days": rng.uniform(0, 10, n_users),
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "item_id": ["o1", "o2", "o3"],
+            "title": ["green jumbo bag", "wall clock old", "mug"],
+            "category": ["bags", "home", "kitchen"],
+            "price": [20.0, 50.0, 9.0],
+            "launched_at": pd.NaT,
+            "is_candidate": False,
+            "first_price": [20.0, 50.0, 9.0],
+        }
+    )
+    sales = pd.DataFrame(
+        {
+            "item_id": ["o1", "o1", "o2"],
+            "user_id": ["u00", "u01", "u02"],
+            "ts": pd.to_datetime(["2026-11-20", "2026-11-21", "2026-11-22"]),
+            "units": [2, 1, 1],
+            "revenue": [40.0, 20.0, 50.0],
+        }
+    )
+    hist = ShopHistory(sales, items, pd.Timestamp("2026-10-01"), pd.Timestamp(PLAN_DATE))
+    cann = CannibalizationEstimate(rate, rate, 10, 1.0, 14, 5, 0.3)
+    return lp.PlanInputs(
+        as_of=pd.Timestamp("2026-11-29 23:00"),
+        plan_date=PLAN_DATE,
+        model_version="m:v1",
+        horizon_days=30,
+        prefs=prefs,
+        candidates=cands,
+        profiles=profiles,
+        overall=np.ones(168),
+        user_info=user_info,
+        hist=hist,
+        demand=None,
+        demand_model=None,
+        cannibalization=cann,
+        neighbour_strength=np.array([1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
+    )
+
+
+def _settings(**kw) -> PlanningSettings:
+    base = dict(slots=3, category_cap=1, audience_size=10, horizon_days=30)
+    return PlanningSettings(**{**base, **kw})
+
+
+def test_profit_objective_picks_the_margin_not_the_revenue():
+    inp = _inputs()
+    rev = lp.build_plan(inp, _settings(objective="revenue", slots=1), CREATED)
+    prof = lp.build_plan(inp, _settings(objective="gross_profit", slots=1), CREATED)
+    # n0 sells the most (100 each) but earns 5 a unit; n2 earns 45 a unit
+    assert rev.selection.chosen == ["n0"]
+    assert prof.selection.chosen == ["n2"]
+    assert prof.summary["expected_gross_profit"] > rev.summary["expected_gross_profit"]
+    assert rev.summary["expected_revenue"] > prof.summary["expected_revenue"]
+    # auto: gross profit when every candidate has a cost, revenue otherwise
+    assert lp.build_plan(inp, _settings(), CREATED).summary["objective"] == "gross_profit"
+    no_cost = _inputs(unit_cost=False)
+    assert lp.build_plan(no_cost, _settings(), CREATED).summary["objective"] == "revenue"
+    with pytest.raises(ConfigurationError, match="unit_cost"):
+        lp.build_plan(no_cost, _settings(objective="gross_profit"), CREATED)
+    with pytest.raises(ConfigurationError, match="launch_budget needs"):
+        lp.build_plan(no_cost, _settings(launch_budget=100.0), CREATED)
+
+
+def test_forecast_fields_are_whole_coherent_and_capped_by_stock():
+    plan = lp.build_plan(_inputs(), _settings(slots=8, category_cap=None), CREATED).plan
+    for c in ("units_p10", "units_p50", "units_p90", "order_quantity"):
+        assert (plan[c] == plan[c].round()).all(), c
+    assert (plan["units_p10"] <= plan["units_p50"]).all()
+    assert (plan["units_p50"] <= plan["units_p90"]).all()
+    assert (plan["expected_buyers"] <= plan["expected_units"] + 1e-9).all()
+    assert (plan["expected_units"] <= plan["expected_demand_units"] + 1e-9).all()
+    assert (plan["expected_units"] <= plan["stock"]).all()
+    assert (plan["order_quantity"] <= plan["stock"]).all()
+    towel = plan.set_index("item_id").loc["n5"]  # 3 in stock, about 20 demanded
+    assert towel["expected_units"] == pytest.approx(3.0, abs=0.01)
+    assert towel["units_p90"] == 3 and bool(towel["stock_limited"])
+    assert towel["expected_demand_units"] > 10
+    assert plan["revenue_p90"].equals(plan["price"] * plan["units_p90"])
+
+
+def test_count_distribution_intervals_differ_by_product():
+    k = gamma_shape_from_ratios({"p10": 0.3, "p50": 0.9, "p90": 1.9})
+    small = forecast_units(2.0, k, 10.0, 4.0, None)
+    big = forecast_units(200.0, k, 10.0, 4.0, None)
+    # whole units, and relatively narrower for the product expected to sell more
+    assert (small.units_p90 - small.units_p10) / 2.0 > (big.units_p90 - big.units_p10) / 200.0
+    assert big.units_p10 > 0
+    # newsvendor: order the critical-ratio quantile of demand; a thin margin orders less
+    assert critical_ratio(10.0, 4.0) == pytest.approx(0.6)
+    thin = forecast_units(200.0, k, 10.0, 9.0, None)
+    assert thin.order_quantity < big.order_quantity
+    assert UnitsDistribution(200.0, k).cdf(big.order_quantity) >= 0.6
+    # Poisson without extra spread; E[min(D, cap)] by hand for a cap of 1: P(D >= 1)
+    d = UnitsDistribution(2.0, 1e4)
+    assert d.expected_capped(1) == pytest.approx(1 - np.exp(-2.0))
+
+
+def test_contact_cap_and_audiences_in_words():
+    res = lp.build_plan(_inputs(), _settings(slots=4, category_cap=None), CREATED)
+    aud = res.audiences
+    assert aud.groupby("user_id").size().max() <= 2
+    assert (aud["promotions_for_user"] <= 2).all()
+    assert res.summary["max_promotions_seen"] <= 2
+    picks = res.plan[res.plan["chosen"]]
+    assert picks["audience_description"].str.contains("bought before").all()
+    wider = lp.build_plan(
+        _inputs(), _settings(slots=4, category_cap=None, max_promotions_per_user=4), CREATED
+    )
+    assert wider.summary["distinct_users"] < res.summary["distinct_users"]
+
+
+def test_no_launch_in_the_past_and_times_in_the_shop_zone():
+    p = _settings(slots=4, category_cap=None, lead_time_hours=6, shop_timezone="America/New_York")
+    plan = lp.build_plan(_inputs(), p, CREATED).plan
+    picks = plan[plan["chosen"]]
+    assert (picks["launch_at"] >= pd.Timestamp(CREATED + dt.timedelta(hours=6))).all()
+    diff = (picks["launch_at"] - picks["launch_at_local"]).dt.total_seconds() / 3600
+    assert (diff == 5).all()  # New York is UTC-5 in December
+    # an old history (plan date long past): still no launch before now + lead time
+    old = dataclasses.replace(_inputs(), plan_date=dt.date(2011, 12, 10))
+    plan = lp.build_plan(old, p, CREATED).plan
+    assert (plan.loc[plan["chosen"], "launch_at"] >= pd.Timestamp(CREATED)).all()
+
+
+def test_reasons_for_picks_and_the_best_non_picks():
+    res = lp.build_plan(_inputs(), _settings(slots=3, category_cap=1), CREATED)
+    ex = res.explanations.set_index("item_id")
+    picks = res.selection.chosen
+    assert set(picks) <= set(ex.index)
+    assert len(ex) == len(picks) + lp.EXPLAIN_NON_PICKS
+    assert ex.loc[picks, "left_out_by"].isna().all()
+    assert ex.loc[picks, "drivers"].str.len().gt(0).all()
+    left = ex[~ex["chosen"]]
+    assert left["left_out_by"].notna().all()
+    # by gross profit: the wall clock (home), a ring and the mug are picked; the desk lamp is
+    # worth more than the mug but home is full (cap 1); the bags are simply worth less
+    assert picks == ["n2", "n6", "n4"]
+    assert left.loc["n3", "left_out_by"].startswith("category cap: 1 home")
+    assert left.loc["n1", "left_out_by"].startswith("slots: all 3")
+    # similar products: the red jumbo bag's neighbour is the green jumbo bag that sold 3 units
+    assert "green jumbo bag (o1): 3 units" in ex.loc["n0", "similar_products"]
+
+
+def test_cannibalization_lowers_the_incremental_value():
+    gross = lp.build_plan(_inputs(rate=0.0), _settings(), CREATED).plan.set_index("item_id")
+    net = lp.build_plan(_inputs(rate=0.4), _settings(), CREATED).plan.set_index("item_id")
+    assert net.loc["n0", "incremental_revenue"] == pytest.approx(
+        0.6 * net.loc["n0", "expected_revenue"]
+    )
+    assert net.loc["n3", "cannibalization_rate"] == 0.0  # nothing similar on sale
+    assert gross.loc["n0", "incremental_revenue"] == pytest.approx(
+        gross.loc["n0", "expected_revenue"]
+    )
+
+
+def _lamp_shop(loss_per_launch: float) -> ShopHistory:
+    """Old lamps and socks on sale all along; four new lamps launched 20 days apart, each
+    selling 12 a day. Every live launch takes ``loss_per_launch`` a day from each old lamp."""
+    start = pd.Timestamp("2026-01-01")
+    items, sales = [], []
+    for k in range(6):
+        items.append((f"lamp{k}", "desk lamp", "home", pd.NaT))
+        items.append((f"sock{k}", "wool sock", "clothes", pd.NaT))
+    for k in range(4):
+        items.append((f"new{k}", "desk lamp", "home", start + pd.Timedelta(days=30 + 20 * k)))
+    items = pd.DataFrame(items, columns=["item_id", "title", "category", "launched_at"])
+    items["price"] = items["first_price"] = 10.0
+    items["is_candidate"] = False
+    launches = items[items["item_id"].str.startswith("new")]
+    for day in range(120):
+        t = start + pd.Timedelta(days=day, hours=12)
+        live = launches[launches["launched_at"] <= t]
+        for k in range(6):
+            sales.append((f"sock{k}", t, 10.0))
+            sales.append((f"lamp{k}", t, 10.0 - loss_per_launch * len(live)))
+        sales.extend((item, t, 12.0) for item in live["item_id"])
+    sales = pd.DataFrame(sales, columns=["item_id", "ts", "revenue"])
+    sales["user_id"] = "u"
+    sales["units"] = 1
+    return ShopHistory(sales, items, start, start + pd.Timedelta(days=120))
+
+
+def test_cannibalization_estimated_from_past_launches():
+    est = estimate_cannibalization(_lamp_shop(1.0), window_days=14, k=5, min_similarity=0.3)
+    assert est.launches == 4
+    # the 5 nearest lamps lose up to 5 a day against the launch's 12 (earlier launches among
+    # the neighbours do not lose): between a quarter and 5/12 of the launch's revenue
+    assert 0.25 < est.measured_rate <= 5 / 12 + 0.01
+    assert est.rate == pytest.approx(est.measured_rate)
+    none = estimate_cannibalization(_lamp_shop(0.0), window_days=14, k=5, min_similarity=0.3)
+    assert abs(none.measured_rate) < 0.02 and none.rate < 0.02
+    # a candidate unlike anything on sale takes nothing; one like the past launches takes the rate
+    rates = est.candidate_rates(np.array([0.0, est.mean_strength]))
+    assert rates.tolist() == pytest.approx([0.0, est.rate])
+
+
+def test_horizon_change_is_refused_with_what_to_do():
+    with pytest.raises(lp.HorizonMismatchError, match="re-score"):
+        lp.build_plan(_inputs(), _settings(horizon_days=14), CREATED)
+
+
+def test_scenarios_are_kept_side_by_side():
+    con = duckdb.connect()
+    # a plan stored by the version before scenarios: its rows become the default scenario
+    con.execute("CREATE TABLE launch_plan (plan_date DATE, item_id VARCHAR, chosen BOOLEAN)")
+    con.execute("INSERT INTO launch_plan VALUES ('2026-11-01', 'old', true)")
+    inp = _inputs()
+    default = lp.build_plan(inp, _settings(), CREATED)
+    lp.store_plan(con, default)
+    two = lp.build_plan(inp, _settings(slots=2, scenario="two_slots"), CREATED)
+    lp.store_plan(con, two)
+    lp.store_plan(con, lp.build_plan(inp, _settings(), CREATED))  # re-planned: replaced
+    counts = dict(
+        con.execute(
+            "SELECT scenario, count(*) FILTER (WHERE chosen) FROM launch_plan "
+            "WHERE plan_date = ? GROUP BY 1",
+            [PLAN_DATE],
+        ).fetchall()
+    )
+    assert counts == {"default": 3, "two_slots": 2}
+    assert con.execute("SELECT scenario FROM launch_plan WHERE item_id = 'old'").fetchall() == [
+        ("default",)
+    ]
+    sc = con.execute("SELECT scenario, slots, picks FROM plan_scenarios ORDER BY 1").fetchall()
+    assert sc == [("default", 3, 3), ("two_slots", 2, 2)]
+    for t in ("launch_audiences", "launch_plan_explanations", "plan_slot_values"):
+        got = {r[0] for r in con.execute(f"SELECT DISTINCT scenario FROM {t}").fetchall()}
+        assert got == {"default", "two_slots"}, t
+    comment = con.execute(
+        "SELECT comment FROM duckdb_columns() WHERE table_name = 'launch_plan' "
+        "AND column_name = 'expected_units'"
+    ).fetchall()[0][0]
+    assert "E[min(demand, stock)]" in comment
+    # the slot curve: more slots never worth less, this plan's value at its own slot count
+    curve = con.execute(
+        "SELECT slots, value FROM plan_slot_values WHERE scenario = 'default' ORDER BY slots"
+    ).df()
+    assert curve["value"].is_monotonic_increasing
+    assert curve.set_index("slots").loc[3, "value"] == pytest.approx(default.selection.objective)
+
+
+def test_bad_scenario_settings_are_refused():
+    for kw, msg in (
+        ({"scenario": "a b"}, "scenario name"),
+        ({"shop_timezone": "Nowhere/Land"}, "time zone"),
+        ({"slots": -1}, "slots"),
+        ({"objective": "fun"}, "objective"),
+    ):
+        with pytest.raises(ConfigurationError, match=msg):
+            lp.build_plan(_inputs(), _settings(**kw), CREATED)
