@@ -163,6 +163,78 @@ def cmd_run(args) -> int:
     return 0
 
 
+def scenario_summary(settings, scenario: str) -> str:
+    """The scenario's plan and every scenario of the same plan date, as printed text."""
+    import duckdb
+
+    from launch_pipeline.report import plan_table, scenario_table
+
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        plan_date = con.execute(
+            "SELECT max(plan_date) FROM launch_plan WHERE scenario = ?", [scenario]
+        ).fetchall()[0][0]
+        plan = con.execute(
+            "SELECT * FROM launch_plan WHERE plan_date = ? AND scenario = ?", [plan_date, scenario]
+        ).df()
+        scenarios = con.execute(
+            "SELECT * FROM plan_scenarios WHERE plan_date = ? "
+            "ORDER BY scenario = 'default' DESC, scenario",
+            [plan_date],
+        ).df()
+    finally:
+        con.close()
+    row = scenarios[scenarios["scenario"] == scenario].iloc[0]
+    return (
+        f"Scenario {scenario!r} for {plan_date}: {int(row['picks'])} products\n"
+        f"{plan_table(plan).to_string(index=False)}\n\nScenarios side by side:\n"
+        f"{scenario_table(scenarios).to_string(index=False)}\nReport: {row['report_path']}"
+    )
+
+
+PLAN_OPTIONS = (
+    ("slots", int, "launch slots"),
+    ("category_cap", int, "launches per category at most"),
+    ("objective", str, "revenue | gross_profit | auto"),
+    ("horizon_days", int, "must match the stored preferences (refused otherwise)"),
+    ("launch_budget", float, "bound on the summed cost of the initial orders"),
+    ("max_promotions_per_user", int, "contact cap per user"),
+    ("audience_size", int, "users per promotion"),
+    ("lead_time_hours", float, "no launch earlier than this after the plan is made"),
+    ("shop_timezone", str, "IANA time zone for launch times, e.g. Europe/London"),
+    ("salvage_share", float, "share of unit cost an unsold unit is worth (default 0)"),
+)
+
+
+def cmd_plan(args) -> int:
+    import dataclasses
+
+    from launch_pipeline.errors import ConfigurationError
+    from launch_pipeline.launch_planner import validate_planning
+    from launch_pipeline.runner import plan_scenario
+    from launch_pipeline.settings import Settings
+
+    settings = Settings.from_env(data_dir=args.data_dir)
+    if not settings.warehouse_path.exists():
+        raise ConfigurationError(
+            f"no warehouse at {settings.warehouse_path}: run `launch-pipeline run` once first"
+        )
+    overrides = {k: getattr(args, k) for k, _, _ in PLAN_OPTIONS if getattr(args, k) is not None}
+    planning = dataclasses.replace(settings.planning, scenario=args.scenario, **overrides)
+    validate_planning(planning)
+    settings = settings.with_overrides(planning=planning)
+    print(f"Planning scenario {args.scenario!r} from the stored preferences (no retraining) ...")
+    outcome = plan_scenario(settings)
+    if not outcome.success:
+        print(f"Run {outcome.run_id} FAILED after {outcome.seconds:.1f}s:", file=sys.stderr)
+        for f in outcome.failures:
+            print(f"  - {f}", file=sys.stderr)
+        return 1
+    print(f"Run {outcome.run_id} succeeded in {outcome.seconds:.1f}s.\n")
+    print(scenario_summary(settings, args.scenario))
+    return 0
+
+
 def _write_json(payload: dict, out: Path | None) -> None:
     text = json.dumps(payload, indent=2, default=str)
     if out:
@@ -289,6 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bn.add_argument("--seed", type=int, default=7)
     bn.set_defaults(func=cmd_bench)
+
+    pl = sub.add_parser(
+        "plan",
+        help="re-plan a named scenario from the stored preferences (no retraining)",
+        description="Re-plan from the stored preferences and demand history with changed "
+        "settings, kept side by side with the other scenarios of the plan date.",
+    )
+    pl.add_argument("--scenario", required=True, help="name (letters, digits, - and _)")
+    pl.add_argument("--data-dir", type=Path, default=None)
+    for name, typ, text in PLAN_OPTIONS:
+        pl.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=text)
+    pl.add_argument("--timezone", dest="shop_timezone", type=str, help=argparse.SUPPRESS)
+    pl.set_defaults(func=cmd_plan)
 
     pi = sub.add_parser("prepare-instance", help="create DAGSTER_HOME under the data directory")
     pi.add_argument("--data-dir", type=Path, default=None)

@@ -248,9 +248,9 @@ def check_horizon(stored: int, requested: int) -> None:
     if int(stored) != int(requested):
         raise HorizonMismatchError(
             f"the stored preferences were scored for a {stored}-day horizon and this scenario "
-            f"asks for {requested} days: re-score them first (materialize user_preferences with "
-            f"horizon_days={requested}, e.g. `launch-pipeline run` with "
-            f"LAUNCH_PIPELINE_HORIZON_DAYS={requested}), or plan with --horizon-days {stored}"
+            f"asks for {requested} days, and re-planning never re-scores: materialize "
+            f"user_preferences and launch_plan together with horizon_days={requested} (launchpad, "
+            f"config of the `pipeline` resource), or plan this scenario with --horizon-days {stored}"
         )
 
 

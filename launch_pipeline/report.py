@@ -99,7 +99,7 @@ def plan_table(plan: pd.DataFrame) -> pd.DataFrame:
             "category": chosen["category"],
             "price": chosen["price"].round(2),
             "units sold (80% range)": [
-                f"{u:,.0f} ({lo:,}-{hi:,})"
+                f"{u:,.0f} ({int(lo):,}-{int(hi):,})"
                 for u, lo, hi in zip(
                     chosen["expected_units"], chosen["units_p10"], chosen["units_p90"], strict=True
                 )

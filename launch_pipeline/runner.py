@@ -176,3 +176,48 @@ def run_pipeline(
         if not eval_.passed:
             failures.append(f"check {eval_.check_name} failed: {dict(eval_.metadata)}")
     return RunOutcome(result.success, result.run_id, span, failures, recovered)
+
+
+@dataclass
+class PlanOutcome:
+    success: bool
+    run_id: str
+    failures: list[str]
+    seconds: float
+
+
+def plan_scenario(settings: Settings, instance=None) -> PlanOutcome:
+    """Re-plan one scenario (``settings.planning``) from the stored preferences and demand
+    history, without retraining: a Dagster run of ``launch_plan`` alone, tagged with the
+    scenario and its settings, recorded in the instance (``make ui`` shows it)."""
+    import time
+
+    import dagster as dg
+
+    from launch_pipeline.defs.planning import launch_plan
+    from launch_pipeline.defs.resources import build_resources
+    from launch_pipeline.launch_planner import scenario_tags
+
+    t0 = time.perf_counter()
+    if instance is None:
+        prepare_instance(settings)
+        instance = dg.DagsterInstance.get()
+    recover_abandoned_runs(instance)
+    tags = {
+        **scenario_tags(settings.planning),
+        RUN_HOST_TAG: socket.gethostname(),
+        RUN_PID_TAG: str(os.getpid()),
+    }
+    result = dg.materialize(
+        [launch_plan],
+        resources=build_resources(settings),
+        instance=instance,
+        tags=tags,
+        raise_on_error=False,
+    )
+    failures = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            err = getattr(event.event_specific_data, "error", None)
+            failures.append(err.message.strip() if err is not None else (event.message or ""))
+    return PlanOutcome(result.success, result.run_id, failures, time.perf_counter() - t0)
