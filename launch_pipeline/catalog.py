@@ -1,9 +1,10 @@
 """The product catalog and the launch candidates: typed, de-duplicated, bad rows quarantined.
 
 Both tables come from the raw data directory (``products.*`` and ``candidates.*``). Rows that
-cannot be used (no id, a duplicated id, a price that is not a positive number) go to
-``quarantined_products`` with a reason; the rest land typed in ``product_catalog`` and
-``launch_candidates``.
+cannot be used (no id, a duplicated id, a price that is not a positive number, a candidate
+whose id is already a product in ``products.*``) go to ``quarantined_products`` with a reason;
+the rest land typed in ``product_catalog`` and ``launch_candidates``, so an id is never both a
+product and a candidate (which would make every event of it count twice).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from launch_pipeline.contract import CANDIDATES_STEM, PRODUCTS_STEM
 from launch_pipeline.errors import InputFileError
@@ -45,12 +47,29 @@ SELECT *,
        CASE
          WHEN item_id IS NULL THEN 'missing_item_id'
          WHEN id_rank > 1 THEN 'duplicate_item_id'
+         WHEN {in_products} THEN 'already_in_products'
          WHEN price_raw IS NOT NULL AND trim(price_raw) <> '' AND price IS NULL THEN 'invalid_price'
          WHEN price IS NOT NULL AND (price <= 0 OR isnan(price) OR isinf(price)) THEN 'invalid_price'
          WHEN {price_required} AND price IS NULL THEN 'missing_price'
        END AS reason
 FROM ranked
 """
+
+
+def _product_ids(raw_dir: Path) -> pd.DataFrame:
+    """The (trimmed) ids of ``products.*``; none when the file cannot be read (the
+    ``product_catalog`` step reports that file's problem itself)."""
+    try:
+        df, _ = read_products(raw_dir, PRODUCTS_STEM)
+    except InputFileError:
+        return _no_ids()
+    ids = df["item_id"].astype("string").str.strip()
+    ids = ids[ids.notna() & (ids != "")].drop_duplicates()
+    return pd.DataFrame({"item_id": ids.astype(object)})
+
+
+def _no_ids() -> pd.DataFrame:
+    return pd.DataFrame({"item_id": pd.Series([], dtype="string").astype(object)})
 
 
 def load_table(con: duckdb.DuckDBPyConnection, raw_dir: Path, stem: str) -> dict:
@@ -63,12 +82,19 @@ def load_table(con: duckdb.DuckDBPyConnection, raw_dir: Path, stem: str) -> dict
         if is_candidates
         else ""
     )
-    sql = _TYPED.format(extra_select=extra, price_required="true" if is_candidates else "false")
+    product_ids = _product_ids(raw_dir) if is_candidates else _no_ids()
+    sql = _TYPED.format(
+        extra_select=extra,
+        price_required="true" if is_candidates else "false",
+        in_products="item_id IN (SELECT CAST(item_id AS VARCHAR) FROM _product_ids)",
+    )
     con.register("_products_src", df)
+    con.register("_product_ids", product_ids)
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _products_typed AS {sql}")
     finally:
         con.unregister("_products_src")
+        con.unregister("_product_ids")
     usable, total = con.execute(
         "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FROM _products_typed"
     ).fetchall()[0]
@@ -80,7 +106,12 @@ def load_table(con: duckdb.DuckDBPyConnection, raw_dir: Path, stem: str) -> dict
         raise InputFileError(
             path,
             f"has no usable rows ({total} rows, all unusable: {dict(reasons)})",
-            "deliver the file with at least one row that has an item_id and a positive price",
+            "deliver the file with at least one row that has an item_id and a positive price"
+            + (
+                " and is not already in products (a product on sale is not a new launch)"
+                if "already_in_products" in dict(reasons)
+                else ""
+            ),
         )
     cols = "item_id, title, category, brand, price, launched_at" + (
         ", unit_cost, stock" if is_candidates else ""

@@ -21,6 +21,8 @@ Reasons, in the order they are tested (a row gets the first that applies):
 ``timestamp_outside_partition`` ``ts`` falls on another day than the file's partition
 ``unknown_item``                the item is neither in the catalog nor a launch candidate
 ``invalid_price``               price not a number, or <= 0 (on cart, purchase, return)
+``missing_price``               a purchase without a price whose product has no catalog price
+                                either (when purchases need a price: ``purchase_price_required``)
 ``invalid_quantity``            quantity not a positive whole number (on cart, purchase, return)
 ``invalid_rating``              a review without a whole rating in 1..5
 ``outlier_quantity``            quantity above ``max_quantity``
@@ -41,8 +43,10 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
+import pandas as pd
 
 from launch_pipeline.contract import EVENT_TYPES
+from launch_pipeline.errors import AccountingError
 from launch_pipeline.settings import CleaningRules
 from launch_pipeline.warehouse import Rows, replace_atomically
 
@@ -87,6 +91,7 @@ QUARANTINE_REASONS: tuple[str, ...] = (
     "timestamp_outside_partition",
     "unknown_item",
     "invalid_price",
+    "missing_price",
     "invalid_quantity",
     "invalid_rating",
     "outlier_quantity",
@@ -126,10 +131,12 @@ WITH base AS (
                coalesce(r.session_id, chr(0)), coalesce(r.raw_line, chr(0)))) AS event_id
     FROM raw_events r
     WHERE r.partition_date BETWEEN $start AND $end
-), known AS (
+), known AS (   -- one row per id (the catalog loaders keep the two tables disjoint, and a
+                -- product wins here anyway): a join that matched twice would double the events
     SELECT item_id, price AS catalog_price FROM product_catalog
     UNION ALL
     SELECT item_id, price FROM launch_candidates
+    WHERE item_id NOT IN (SELECT item_id FROM product_catalog WHERE item_id IS NOT NULL)
 ), typed AS (
     SELECT b.*, k.catalog_price, (k.item_id IS NOT NULL) AS is_known,
            coalesce(b.p, CASE WHEN b.p_raw IS NULL THEN k.catalog_price END) AS price_final,
@@ -219,6 +226,8 @@ SELECT r.* EXCLUDE (is_bot, is_dup_text, in_burst),
            AND (r.price_final IS NULL AND r.p_raw IS NOT NULL
                 OR r.price_final <= 0 OR isnan(r.price_final) OR isinf(r.price_final))
            THEN 'invalid_price'
+      WHEN r.et = 'purchase' AND r.price_final IS NULL AND $price_required
+           THEN 'missing_price'
       WHEN r.et IN ('cart', 'purchase', 'return')
            AND (r.q_final IS NULL OR r.q_final <= 0 OR r.q_final <> floor(r.q_final))
            THEN 'invalid_quantity'
@@ -251,6 +260,7 @@ def _params(start: dt.date, end: dt.date, rules: CleaningRules, now: dt.datetime
         "max_quantity": rules.max_quantity,
         "price_factor": rules.price_outlier_factor,
         "future_tolerance_minutes": rules.future_tolerance_minutes,
+        "price_required": bool(rules.purchase_price_required),
     }
 
 
@@ -276,10 +286,9 @@ def _batches(day_rows: list[tuple], target: int) -> list[tuple[dt.date, dt.date]
     return [(lo, hi) for lo, hi in spans]
 
 
-def _classify_and_insert(con: duckdb.DuckDBPyConnection, params: dict):
+def _classify_and_insert(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     """Classify the raw rows of ``params['start']..params['end']`` into ``_classified`` and
-    insert them into ``clean_events`` / ``quarantined_events``; returns (per-day frame,
-    reason counts)."""
+    insert them into ``clean_events`` / ``quarantined_events``."""
     con.execute(_CLASSIFY_SQL, params)
     con.execute(
         """
@@ -305,20 +314,65 @@ def _classify_and_insert(con: duckdb.DuckDBPyConnection, params: dict):
         ORDER BY partition_date, source_file, source_row
         """
     )
-    per_day = con.execute(
-        """
-        SELECT partition_date, count(*) AS raw,
-               count(*) FILTER (WHERE reason IS NULL) AS clean,
-               count(*) FILTER (WHERE reason IS NOT NULL) AS quarantined,
-               count(*) FILTER (WHERE reason = 'exact_duplicate') AS exact_duplicates
-        FROM _classified GROUP BY 1 ORDER BY 1
-        """
-    ).df()
-    reasons = con.execute(
-        "SELECT reason, count(*) FROM _classified WHERE reason IS NOT NULL GROUP BY 1"
-    ).fetchall()
     con.execute("DROP TABLE _classified")
-    return per_day, reasons
+
+
+_ACCOUNTING_SQL = """
+WITH raw AS (
+    SELECT partition_date, source_file, count(*) AS raw
+    FROM raw_events WHERE partition_date BETWEEN $start AND $end GROUP BY ALL
+), landed AS (
+    SELECT partition_date, source_file, source_row, false AS quarantined
+    FROM clean_events WHERE partition_date BETWEEN $start AND $end
+    UNION ALL
+    SELECT partition_date, source_file, source_row, true
+    FROM quarantined_events WHERE partition_date BETWEEN $start AND $end
+), outcome AS (
+    SELECT partition_date, source_file,
+           count(*) FILTER (WHERE NOT quarantined) AS clean,
+           count(*) FILTER (WHERE quarantined) AS quarantined,
+           count(DISTINCT source_row) AS distinct_rows
+    FROM landed GROUP BY ALL
+)
+SELECT partition_date, source_file, coalesce(raw, 0) AS raw, coalesce(clean, 0) AS clean,
+       coalesce(quarantined, 0) AS quarantined, coalesce(distinct_rows, 0) AS distinct_rows
+FROM raw FULL OUTER JOIN outcome USING (partition_date, source_file)
+ORDER BY partition_date, source_file
+"""
+
+
+def row_accounting(con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date):
+    """``raw = clean + quarantined`` per partition and source file, counted in the tables
+    (``raw_events``, ``clean_events``, ``quarantined_events``), each raw record exactly once.
+
+    Returns the per-(partition, file) frame; raises :class:`AccountingError` naming the
+    partition, the file and what went wrong when a record is missing or counted twice."""
+    frame = con.execute(_ACCOUNTING_SQL, {"start": start, "end": end}).df()
+    out = frame["clean"] + frame["quarantined"]
+    bad = frame[(frame["raw"] != out) | (frame["distinct_rows"] != out)]
+    if len(bad):
+        row = bad.iloc[0]
+        raw, clean, quar, distinct = (
+            int(row["raw"]),
+            int(row["clean"]),
+            int(row["quarantined"]),
+            int(row["distinct_rows"]),
+        )
+        if clean + quar > distinct:
+            cause = (
+                f"{raw} raw rows became {clean} clean + {quar} quarantined rows: "
+                f"{clean + quar - distinct} rows were counted more than once"
+            )
+        else:
+            cause = (
+                f"{raw} raw rows but {clean} clean + {quar} quarantined: "
+                f"{raw - clean - quar} rows are in neither table"
+            )
+        more = f" (and {len(bad) - 1} more partition files)" if len(bad) > 1 else ""
+        raise AccountingError(
+            row["source_file"], pd.Timestamp(row["partition_date"]).date(), cause + more
+        )
+    return frame
 
 
 def clean_partitions(
@@ -335,10 +389,12 @@ def clean_partitions(
     partitions of about ``BATCH_ROWS`` raw rows (inside the one transaction): memory and sort
     sizes are bounded by the batch (or the largest day), not by the range.
 
-    Returns row accounting: per-partition and total raw/clean/quarantined counts and the count
-    per quarantine reason."""
-    import pandas as pd
+    Before committing, the row accounting is counted in the tables (:func:`row_accounting`);
+    when a record is lost or doubled nothing is committed and :class:`AccountingError` names
+    the partition and the file.
 
+    Returns row accounting: per-partition and total raw/clean/quarantined counts, per
+    (partition, file) counts and the count per quarantine reason."""
     now = now or dt.datetime.now(dt.timezone.utc)
     con.execute("SET TimeZone = 'UTC'")
     ensure_tables(con)
@@ -348,7 +404,6 @@ def clean_partitions(
         [start, end],
     ).fetchall()
     spans = _batches(days, BATCH_ROWS) or [(start, end)]
-    frames, reasons = [], {}
     days_in_range = "partition_date BETWEEN ? AND ?"
     with replace_atomically(
         con,
@@ -356,18 +411,35 @@ def clean_partitions(
         Rows("quarantined_events", days_in_range, [start, end]),
     ):
         for lo, hi in spans:
-            per_day, day_reasons = _classify_and_insert(con, _params(lo, hi, rules, now))
-            frames.append(per_day)
-            for reason, n in day_reasons:
-                reasons[reason] = reasons.get(reason, 0) + int(n)
-    frames = [f for f in frames if len(f)] or frames[:1]
-    per_day = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    reasons = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+            _classify_and_insert(con, _params(lo, hi, rules, now))
+        per_file = row_accounting(con, start, end)  # raises before COMMIT: nothing written
+        dups = dict(
+            con.execute(
+                "SELECT partition_date, count(*) FROM quarantined_events "
+                "WHERE partition_date BETWEEN ? AND ? AND reason = 'exact_duplicate' GROUP BY 1",
+                [start, end],
+            ).fetchall()
+        )
+        reasons = con.execute(
+            "SELECT reason, count(*) FROM quarantined_events "
+            "WHERE partition_date BETWEEN ? AND ? GROUP BY 1 ORDER BY 2 DESC, 1",
+            [start, end],
+        ).fetchall()
+    per_day = (
+        per_file.groupby("partition_date", as_index=False)[["raw", "clean", "quarantined"]]
+        .sum()
+        .sort_values("partition_date")
+        .reset_index(drop=True)
+    )
+    per_day["exact_duplicates"] = [
+        int(dups.get(pd.Timestamp(d).date(), 0)) for d in per_day["partition_date"]
+    ]
     return {
-        "raw": int(per_day["raw"].sum()) if len(per_day) else 0,
-        "clean": int(per_day["clean"].sum()) if len(per_day) else 0,
-        "quarantined": int(per_day["quarantined"].sum()) if len(per_day) else 0,
-        "exact_duplicates": int(per_day["exact_duplicates"].sum()) if len(per_day) else 0,
-        "reasons": {k: int(v) for k, v in reasons.items()},
+        "raw": int(per_day["raw"].sum()),
+        "clean": int(per_day["clean"].sum()),
+        "quarantined": int(per_day["quarantined"].sum()),
+        "exact_duplicates": int(per_day["exact_duplicates"].sum()),
+        "reasons": {str(k): int(v) for k, v in reasons},
         "per_partition": per_day,
+        "per_file": per_file,
     }

@@ -135,6 +135,8 @@ def cmd_run(args) -> int:
                 )
         settings = Settings.from_env(data_dir=args.data_dir)  # the source's cleaning thresholds
         print(f"  {staged.summary_line()} ({time.perf_counter() - t0:.0f}s)")
+        for line in staged.skipped_lines():
+            print(f"  not taken: {line}")
     elif not has_raw_data(settings.raw_dir):
         print(f"No raw data in {settings.raw_dir}: generating the default simulated shop ...")
         summary = generate_shop(settings.raw_dir, SimulatorConfig())
@@ -150,10 +152,19 @@ def cmd_run(args) -> int:
             file=sys.stderr,
         )
     elapsed = time.perf_counter() - t0
+    if outcome.skipped_files:
+        print(
+            f"Not read: {len(outcome.skipped_files)} file(s) in {settings.raw_dir / 'events'}:",
+            file=sys.stderr,
+        )
+        for line in outcome.skipped_files:
+            print(f"  - {line}", file=sys.stderr)
     if not outcome.success:
         print(f"\nRun {outcome.run_id} FAILED after {elapsed:.0f}s:", file=sys.stderr)
         for f in outcome.failures:
             print(f"  - {f}", file=sys.stderr)
+        if outcome.root_cause:
+            print(f"error: {outcome.root_cause}", file=sys.stderr)
         return 1
     print(
         f"\nRun {outcome.run_id} succeeded in {elapsed:.0f}s (partitions {outcome.partitions[0]}"

@@ -22,3 +22,19 @@ class InputFileError(LaunchPipelineError):
 
 class ConfigurationError(LaunchPipelineError):
     """A setting is invalid (unknown source, path outside the data directory, bad identifier)."""
+
+
+class AccountingError(LaunchPipelineError):
+    """Rows were lost or counted twice between two stages (source file -> raw partition ->
+    clean + quarantined): the step stops with the file, the partition and the cause, before
+    anything is committed."""
+
+    def __init__(self, path, partition, cause: str, fix: str | None = None):
+        self.path = str(path)
+        self.partition = str(partition)
+        self.problem = f"partition {partition}: {cause}"
+        self.fix = fix or (
+            "nothing was written for this partition; this is a defect of the pipeline, not of "
+            "your data: report it with this message"
+        )
+        super().__init__(f"{self.path}: {self.problem}. What to do: {self.fix}")

@@ -19,6 +19,7 @@ import json
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -35,10 +36,11 @@ from launch_pipeline.contract import (
     PRODUCTS_STEM,
     SUPPORTED_SUFFIXES,
 )
-from launch_pipeline.errors import ConfigurationError, InputFileError
+from launch_pipeline.errors import AccountingError, ConfigurationError, InputFileError
 from launch_pipeline.warehouse import Rows, quote_identifier, replace_atomically
 
-DAY_FILE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
+DAY_FILE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$", re.IGNORECASE)
+"""A day file's name; the extension in any case (``2026-11-01.CSV`` is a CSV day file)."""
 
 MAX_LINE_BYTES = 1_048_576
 """A CSV record longer than this is quarantined as ``malformed_row`` (its first 10,000
@@ -64,29 +66,74 @@ CREATE TABLE IF NOT EXISTS raw_events (
 # the data directory
 # --------------------------------------------------------------------------------------------
 def read_manifest(raw_dir: Path) -> dict:
+    """``dataset.json`` as a dict ({} when absent); an :class:`InputFileError` naming the file
+    when it is not a JSON object or its ``start_date``/``end_date`` are not dates."""
     path = Path(raw_dir) / MANIFEST_NAME
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputFileError(
             path, f"is not valid JSON ({exc})", "fix or delete the file (it is optional)"
+        ) from exc
+    if not isinstance(manifest, dict):
+        raise InputFileError(
+            path,
+            f"is a JSON {type(manifest).__name__}, not an object",
+            'write an object such as {"start_date": "2026-11-01", "end_date": null}, or delete '
+            "the file (it is optional)",
+        )
+    dates = {}
+    for key in ("start_date", "end_date"):
+        value = manifest.get(key)
+        if value is None or value == "":
+            continue
+        try:
+            dates[key] = dt.date.fromisoformat(str(value))
+        except ValueError as exc:
+            raise InputFileError(
+                path,
+                f"{key} {value!r} is not a date ({exc})",
+                f"write {key} as YYYY-MM-DD (or null), or delete the file (it is optional)",
+            ) from exc
+    if len(dates) == 2 and dates["start_date"] > dates["end_date"]:
+        raise InputFileError(
+            path,
+            f"start_date {dates['start_date']} is after end_date {dates['end_date']}",
+            "swap or fix the dates",
+        )
+    return manifest
+
+
+def _day_of(path: Path) -> dt.date | None:
+    """The day a day file's name stands for (None when the name is not ``YYYY-MM-DD.ext``);
+    an :class:`InputFileError` for a name that looks like a date but is not a calendar day."""
+    m = DAY_FILE_RE.match(path.name)
+    if not m:
+        return None
+    try:
+        return dt.date.fromisoformat(m.group(1))
+    except ValueError as exc:
+        raise InputFileError(
+            path,
+            f"its name {m.group(1)} is not a calendar date ({exc})",
+            "rename it to the UTC day of its events (YYYY-MM-DD), or move it out of the "
+            "events folder",
         ) from exc
 
 
 def event_day_files(raw_dir: Path) -> dict[dt.date, Path]:
-    """Map day -> events file. Files whose names are not ``YYYY-MM-DD.csv|parquet`` are ignored
-    (listed by :func:`unrecognised_event_files`)."""
+    """Map day -> events file. Files whose names are not ``YYYY-MM-DD.csv|parquet`` are not
+    read (listed with the reason by :func:`skipped_event_files`)."""
     events_dir = Path(raw_dir) / EVENTS_DIRNAME
     out: dict[dt.date, Path] = {}
     if not events_dir.is_dir():
         return out
     for path in sorted(events_dir.iterdir()):
-        m = DAY_FILE_RE.match(path.name)
-        if not m:
+        day = _day_of(path)
+        if day is None:
             continue
-        day = dt.date.fromisoformat(m.group(1))
         if day in out:
             raise InputFileError(
                 path,
@@ -106,6 +153,78 @@ def unrecognised_event_files(raw_dir: Path) -> list[Path]:
     ]
 
 
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file in the events folder that a run or a staging does not read, and why."""
+
+    file: str
+    reason: str
+    records: int | None
+    """Its records (Parquet rows, CSV lines after the header), None when it cannot be told."""
+
+    def line(self) -> str:
+        n = "" if self.records is None else f" ({self.records:,} records)"
+        return f"{self.file}{n}: {self.reason}"
+
+
+def count_records(path: Path) -> int | None:
+    """Records of a day file without parsing it: Parquet rows from the footer, CSV lines after
+    the header (a quoted field spanning lines counts once per line); None when unreadable."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        lines = 0
+        last = b"\n"
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+        return max(lines + (0 if last == b"\n" else 1) - 1, 0)
+    except Exception:  # noqa: BLE001 - a file we cannot count is reported without a count
+        return None
+
+
+def skipped_event_files(
+    raw_dir: Path, start: dt.date | None = None, end: dt.date | None = None
+) -> list[SkippedFile]:
+    """Every file of the events folder that is not read, with the reason: names that are not
+    ``YYYY-MM-DD.csv|parquet``, sub-folders, and day files outside ``start..end`` (the
+    partition range)."""
+    events_dir = Path(raw_dir) / EVENTS_DIRNAME
+    if not events_dir.is_dir():
+        return []
+    out = []
+    for path in sorted(events_dir.iterdir()):
+        rel = f"{EVENTS_DIRNAME}/{path.name}"
+        if path.is_dir():
+            out.append(
+                SkippedFile(rel + "/", "a folder (day files are read from events/ only)", None)
+            )
+            continue
+        if not DAY_FILE_RE.match(path.name):
+            out.append(
+                SkippedFile(
+                    rel, "name is not YYYY-MM-DD.csv or YYYY-MM-DD.parquet", count_records(path)
+                )
+            )
+            continue
+        day = _day_of(path)
+        if (start is not None and day < start) or (end is not None and day > end):
+            window = f"{start or '...'} .. {end or 'open end'}"
+            out.append(
+                SkippedFile(
+                    rel,
+                    f"day {day} is outside the partition range {window} (a mistyped date? "
+                    "rename the file, or widen the range in dataset.json)",
+                    count_records(path),
+                )
+            )
+    return out
+
+
 def partition_range(raw_dir: Path) -> tuple[dt.date | None, dt.date | None]:
     """(first day, last day or None for an open-ended "live" source) of the daily partitions."""
     manifest = read_manifest(raw_dir)
@@ -113,8 +232,8 @@ def partition_range(raw_dir: Path) -> tuple[dt.date | None, dt.date | None]:
     start = manifest.get("start_date") or (min(files).isoformat() if files else None)
     end = manifest.get("end_date", max(files).isoformat() if files else None)
     return (
-        dt.date.fromisoformat(start) if start else None,
-        dt.date.fromisoformat(end) if end else None,
+        dt.date.fromisoformat(str(start)) if start else None,
+        dt.date.fromisoformat(str(end)) if end else None,
     )
 
 
@@ -139,10 +258,10 @@ def relation_for_file(con: duckdb.DuckDBPyConnection, path: Path, *, all_varchar
     path = Path(path)
     if path.stat().st_size == 0:
         raise InputFileError(path, "is empty (0 bytes)", "deliver the file again with a header row")
-    if path.suffix == ".csv":
+    if path.suffix.lower() == ".csv":
         check_csv_bytes(path)
     try:
-        if path.suffix == ".parquet":
+        if path.suffix.lower() == ".parquet":
             rel = con.read_parquet(str(path))
             if all_varchar:
                 rel = rel.select(
@@ -379,7 +498,7 @@ def load_event_day(con: duckdb.DuckDBPyConnection, raw_dir: Path, day: dt.date, 
         raise InputFileError(
             path, "is empty (0 bytes)", "deliver the day's file again with a header row"
         )
-    is_parquet = path.suffix == ".parquet"
+    is_parquet = path.suffix.lower() == ".parquet"
     cols = _stage_parquet(con, path) if is_parquet else _stage_csv(con, path)
     select = ", ".join(
         f"CAST({_ident(c)} AS VARCHAR)" if c in cols else "NULL::VARCHAR" for c in EVENT_COLUMNS
@@ -402,9 +521,12 @@ def load_event_day(con: duckdb.DuckDBPyConnection, raw_dir: Path, day: dt.date, 
                 """,
                 [day, rel_file],
             )
-            n = con.execute(
-                "SELECT count(*) FROM raw_events WHERE partition_date = ?", [day]
-            ).fetchall()[0][0]
+            n, distinct, lo, hi = con.execute(
+                "SELECT count(*), count(DISTINCT source_row), min(source_row), max(source_row) "
+                "FROM raw_events WHERE partition_date = ?",
+                [day],
+            ).fetchall()[0]
+            _check_landed(path, day, is_parquet, int(n), int(distinct), lo, hi)
     except duckdb.Error as exc:
         if is_parquet:  # the file is read during the INSERT: a damaged file fails here
             raise InputFileError(
@@ -417,3 +539,23 @@ def load_event_day(con: duckdb.DuckDBPyConnection, raw_dir: Path, day: dt.date, 
         kind = "VIEW" if is_parquet else "TABLE"
         con.execute(f"DROP {kind} IF EXISTS _day_accepted; DROP {kind} IF EXISTS _day_rejected;")
     return int(n)
+
+
+def _check_landed(
+    path: Path, day: dt.date, is_parquet: bool, n: int, distinct: int, lo, hi
+) -> None:
+    """Landing accounting, from the table: every record of the file landed exactly once.
+
+    The records' ``source_row`` must be 0..n-1 without a gap or a repeat, and a Parquet file's
+    row count (from its footer, not from the reader) must equal the rows landed."""
+    if n and (distinct != n or lo != 0 or hi != n - 1):
+        raise AccountingError(
+            path,
+            day,
+            f"{n} rows landed but their record numbers are not 0..{n - 1} once each "
+            f"({distinct} distinct, {lo}..{hi}): records lost or doubled while reading",
+        )
+    if is_parquet:
+        expected = count_records(path)
+        if expected is not None and expected != n:
+            raise AccountingError(path, day, f"the file holds {expected} rows but {n} were landed")

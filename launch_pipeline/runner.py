@@ -10,7 +10,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launch_pipeline.raw_io import event_day_files
+from launch_pipeline.raw_io import event_day_files, partition_range, skipped_event_files
 from launch_pipeline.settings import Settings
 
 INSTANCE_YAML = """\
@@ -122,6 +122,34 @@ class RunOutcome:
     partitions: tuple[str, str] | None
     failures: list[str]
     recovered_runs: list[str] = field(default_factory=list)  # dead runs marked failed first
+    skipped_files: list[str] = field(default_factory=list)  # files in events/ not read, why
+    root_cause: str | None = None
+    """One line: the root cause of the first failed step (file, problem, what to do)."""
+
+
+_OWN_ERRORS = {"Failure", "InputFileError", "ConfigurationError", "AccountingError"}
+
+
+def root_cause(error) -> str:
+    """The cause of a Dagster step error (a ``SerializableErrorInfo``) as one line: the first of
+    our own errors or ``dagster.Failure`` in its chain, as its message (file, problem, what to
+    do); else the exception the step's code raised, as ``Class: message``."""
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = getattr(error, "cause", None)
+    own = [e for e in chain if getattr(e, "cls_name", None) in _OWN_ERRORS]
+    user = [e for e in chain if not str(getattr(e, "cls_name", "") or "").startswith("Dagster")]
+    error = (own or user or chain)[0]
+    cls = getattr(error, "cls_name", None) or ""
+    message = (getattr(error, "message", None) or str(error)).strip()
+    head, sep, rest = message.partition(": ")
+    if sep and head.rsplit(".", 1)[-1] == cls:
+        message = rest.strip()
+    message = " ".join(message.split())  # one line
+    if cls in _OWN_ERRORS:
+        return message
+    return f"{cls}: {message}" if cls else message
 
 
 def available_partition_range(settings: Settings, partitions_def) -> tuple[str, str] | None:
@@ -157,6 +185,9 @@ def run_pipeline(
         )
     if span is None:
         return RunOutcome(False, "", None, [f"no event files in {settings.raw_dir / 'events'}"])
+    skipped = [
+        f.line() for f in skipped_event_files(settings.raw_dir, *partition_range(settings.raw_dir))
+    ]
     recovered = recover_abandoned_runs(instance)
     tags = {
         "dagster/asset_partition_range_start": span[0],
@@ -166,16 +197,32 @@ def run_pipeline(
     }
     result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     failures = []
+    first_cause = None
     for event in result.all_events:
         if event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE"):
             data = event.event_specific_data
             err = getattr(data, "error", None)
-            msg = err.message.strip() if err is not None else (event.message or "")
+            msg = root_cause(err) if err is not None else (event.message or "")
             failures.append(f"{event.step_key or 'run'}: {msg}")
+            if first_cause is None and event.step_key:
+                first_cause = f"step {event.step_key} failed: {msg}"
     for eval_ in result.get_asset_check_evaluations():
         if not eval_.passed:
             failures.append(f"check {eval_.check_name} failed: {dict(eval_.metadata)}")
-    return RunOutcome(result.success, result.run_id, span, failures, recovered)
+            if first_cause is None:
+                first_cause = (
+                    f"blocking check {eval_.check_name} on {eval_.asset_key.to_user_string()} "
+                    "failed: its metadata (in the run log or the UI) lists the failing rows"
+                )
+    return RunOutcome(
+        result.success,
+        result.run_id,
+        span,
+        failures,
+        recovered,
+        skipped_files=skipped,
+        root_cause=first_cause or (failures[0] if failures else None),
+    )
 
 
 @dataclass
@@ -219,5 +266,5 @@ def plan_scenario(settings: Settings, instance=None) -> PlanOutcome:
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
             err = getattr(event.event_specific_data, "error", None)
-            failures.append(err.message.strip() if err is not None else (event.message or ""))
+            failures.append(root_cause(err) if err is not None else (event.message or ""))
     return PlanOutcome(result.success, result.run_id, failures, time.perf_counter() - t0)

@@ -17,6 +17,7 @@ from launch_pipeline.adapters.categories import CATEGORIES, categorize, category
 from launch_pipeline.adapters.online_retail import fix_mojibake
 from launch_pipeline.contract import EVENT_COLUMNS
 from launch_pipeline.errors import ConfigurationError, InputFileError
+from launch_pipeline.settings import Settings
 from launch_pipeline_tests.conftest import write_events_csv, write_products
 
 NOW = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
@@ -79,7 +80,9 @@ def _land_and_clean(raw: Path):
     for day, path in raw_io.event_day_files(raw).items():
         raw_io.load_event_day(con, raw, day, path)
     start, end = raw_io.partition_range(raw)
-    stats = cleaning.clean_partitions(con, start, end, now=NOW)
+    # the source's own cleaning thresholds from dataset.json, as the pipeline applies them
+    rules = Settings.from_env(data_dir=raw.parent, raw_dir=raw).cleaning
+    stats = cleaning.clean_partitions(con, start, end, rules, now=NOW)
     return con, stats
 
 

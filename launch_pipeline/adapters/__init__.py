@@ -50,16 +50,28 @@ class StagingSummary:
     categories: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     notes: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+    """Source files staging did not take (:class:`launch_pipeline.raw_io.SkippedFile`)."""
 
     def summary_line(self) -> str:
         flagged = sum(self.flagged.values())
         flags = ", ".join(f"{k} {v:,}" for k, v in self.flagged.items())
+        skipped = ""
+        if self.skipped:
+            records = sum(f.records or 0 for f in self.skipped)
+            skipped = f"; {len(self.skipped)} file(s) not taken ({records:,} records), listed below"
         return (
             f"{self.source}: {self.rows:,} rows over {self.days} days "
             f"({self.start_date} .. {self.end_date}), {self.products:,} products, "
             f"{self.candidates:,} launch candidates, {len(self.categories)} categories; "
-            f"{flagged:,} rows pre-flagged for quarantine" + (f" ({flags})" if flags else "")
+            f"{flagged:,} rows pre-flagged for quarantine"
+            + (f" ({flags})" if flags else "")
+            + skipped
         )
+
+    def skipped_lines(self) -> list[str]:
+        """One line per source file not taken: the file, its records and the reason."""
+        return [f.line() for f in self.skipped]
 
     def to_dict(self) -> dict:
         return {
@@ -74,6 +86,9 @@ class StagingSummary:
             "candidates": self.candidates,
             "flagged": dict(self.flagged),
             "categories": dict(self.categories),
+            "skipped_files": [
+                {"file": f.file, "reason": f.reason, "records": f.records} for f in self.skipped
+            ],
             "seconds": round(self.seconds, 2),
         }
 

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 from pathlib import Path
@@ -45,17 +46,20 @@ from launch_pipeline.contract import (
     EVENT_COLUMNS,
     EVENT_REQUIRED_COLUMNS,
     EVENTS_DIRNAME,
+    MANIFEST_NAME,
     PRODUCTS_STEM,
 )
-from launch_pipeline.errors import InputFileError
+from launch_pipeline.errors import AccountingError, InputFileError
 from launch_pipeline.raw_io import (
     _stage_csv,
     _stage_parquet,
+    count_records,
     event_day_files,
     find_table_file,
     read_manifest,
     read_products,
     require_columns,
+    skipped_event_files,
 )
 
 SOURCE = "canonical"
@@ -69,7 +73,12 @@ def stage(
     end_date: str | dt.date | None = None,
 ) -> StagingSummary:
     if Path(path).is_dir():
-        return _stage_folder(Path(path), Path(raw_dir))
+        return _stage_folder(
+            Path(path),
+            Path(raw_dir),
+            as_date(start_date, "start_date"),
+            as_date(end_date, "end_date"),
+        )
     return _stage_file(
         Path(path), Path(raw_dir), as_date(start_date, "start_date"), as_date(end_date, "end_date")
     )
@@ -81,7 +90,7 @@ def stage(
 def _event_file_columns(path: Path) -> list[str]:
     if path.stat().st_size == 0:
         raise InputFileError(path, "is empty (0 bytes)", "deliver the day's file with a header")
-    if path.suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         try:
             return [c.strip().lower() for c in pq.read_schema(path).names]
         except Exception as exc:  # noqa: BLE001 - any reader error is a file-level problem
@@ -93,26 +102,65 @@ def _event_file_columns(path: Path) -> list[str]:
     return [c.strip().strip('"').lower() for c in header.rstrip("\r\n").split(",")]
 
 
-def _count_records(path: Path) -> int:
-    if path.suffix == ".parquet":
-        return pq.ParquetFile(path).metadata.num_rows
-    lines = 0
-    last = b"\n"
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    return max(lines + (0 if last == b"\n" else 1) - 1, 0)
+STRAY_GAP_DAYS = 92
+"""Without a declared range, day files more than this many days apart (a quarter) are taken as a
+mistyped date (``2062-11-02`` for ``2026-11-02``): staging stops instead of creating thousands
+of empty partitions."""
 
 
-def _stage_folder(path: Path, raw_dir: Path) -> StagingSummary:
-    files = event_day_files(path)
-    if not files:
+def _folder_range(
+    path: Path,
+    files: dict[dt.date, Path],
+    manifest: dict,
+    start: dt.date | None,
+    end: dt.date | None,
+) -> tuple[dt.date, dt.date | None, str]:
+    """(start, end or None for an open end, where the range came from)."""
+    days = sorted(files)
+    all_names = {d: p.name for d, p in files.items()}
+    if start is not None or end is not None:
+        return start or min(days), end or max(days), "the start_date/end_date options"
+    if manifest.get("start_date") or "end_date" in manifest:
+        lo = as_date(manifest.get("start_date"), "start_date") or min(days)
+        hi = as_date(manifest.get("end_date"), "end_date") if "end_date" in manifest else max(days)
+        return lo, hi, f"{MANIFEST_NAME}"
+    for a, b in zip(days, days[1:], strict=False):
+        gap = (b - a).days
+        if gap > STRAY_GAP_DAYS:
+            before = [d for d in days if d <= a]
+            after = [d for d in days if d >= b]
+            stray = before if len(before) < len(after) else after
+            names = ", ".join(f"{d}" for d in stray[:5]) + (" ..." if len(stray) > 5 else "")
+            raise InputFileError(
+                path / EVENTS_DIRNAME / (all_names.get(stray[0]) or ""),
+                f"the day files jump from {a} to {b} ({gap:,} days without a file): the "
+                f"{len(stray)} file(s) {names} look like a mistyped date",
+                "rename the stray file(s), or declare the range with start_date/end_date in "
+                f"{MANIFEST_NAME} (files outside it are then skipped and listed)",
+            )
+    return min(days), max(days), "the day files"
+
+
+def _stage_folder(
+    path: Path, raw_dir: Path, start: dt.date | None = None, end: dt.date | None = None
+) -> StagingSummary:
+    all_files = event_day_files(path)
+    if not all_files:
         raise InputFileError(
             path / EVENTS_DIRNAME,
             "has no event files named YYYY-MM-DD.csv or YYYY-MM-DD.parquet",
             "deliver the folder in the contract layout (see launch_pipeline/contract.py), or "
             "pass a single events file",
+        )
+    manifest = read_manifest(path)
+    start, end, range_from = _folder_range(path, all_files, manifest, start, end)
+    skipped = skipped_event_files(path, start, end)
+    files = {d: p for d, p in all_files.items() if d >= start and (end is None or d <= end)}
+    if not files:
+        raise InputFileError(
+            path / EVENTS_DIRNAME,
+            f"has no day file inside the range {start} .. {end or 'open end'} ({range_from})",
+            "check the range, or the file names",
         )
     for day_file in files.values():
         require_columns(
@@ -120,12 +168,15 @@ def _stage_folder(path: Path, raw_dir: Path) -> StagingSummary:
         )
     products, products_path = read_products(path, PRODUCTS_STEM)
     candidates, candidates_path = read_products(path, CANDIDATES_STEM)
-    manifest = read_manifest(path)
-    start = as_date(manifest.get("start_date"), "start_date") or min(files)
-    end = as_date(manifest.get("end_date"), "end_date") if "end_date" in manifest else max(files)
     last = max([*files, end] if end else list(files))
-    rows = sum(_count_records(p) for p in files.values())
-    notes = {"layout": "folder", "event_files": len(files), "original_manifest": manifest}
+    source_rows = {p.name: count_records(p) or 0 for p in files.values()}
+    rows = sum(source_rows.values())
+    notes = {
+        "layout": "folder",
+        "event_files": len(files),
+        "range_from": range_from,
+        "original_manifest": manifest,
+    }
     same = path.resolve() == Path(raw_dir).resolve()
     empty = 0
     if same:
@@ -134,7 +185,17 @@ def _stage_folder(path: Path, raw_dir: Path) -> StagingSummary:
         prepare_raw_dir(raw_dir)
         events_dir = raw_dir / EVENTS_DIRNAME
         for src in files.values():
-            shutil.copyfile(src, events_dir / src.name)
+            dest = events_dir / src.name
+            shutil.copyfile(src, dest)
+            copied = count_records(dest) or 0
+            if copied != source_rows[src.name]:
+                raise AccountingError(
+                    src,
+                    src.name.split(".")[0],
+                    f"{source_rows[src.name]} records in the source but {copied} in the copy "
+                    f"{dest}",
+                    "check the free disk space and stage again",
+                )
         for src in (products_path, candidates_path):
             shutil.copyfile(src, raw_dir / src.name)
         day = start
@@ -159,6 +220,7 @@ def _stage_folder(path: Path, raw_dir: Path) -> StagingSummary:
                 "products": len(products),
                 "candidates": len(candidates),
                 "categories": categories,
+                "skipped_files": [dataclasses.asdict(f) for f in skipped],
                 "notes": notes,
             },
         )
@@ -170,7 +232,9 @@ def _stage_folder(path: Path, raw_dir: Path) -> StagingSummary:
         "flagged": {},
         "categories": category_table(products, candidates),
     }
-    return summary_from(SOURCE, path, raw_dir, start, last, written, notes)
+    summary = summary_from(SOURCE, path, raw_dir, start, last, written, notes)
+    summary.skipped = skipped
+    return summary
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,12 @@ from launch_pipeline.defs.metadata import markdown_table, table_metadata
 from launch_pipeline.defs.partitions import partition_dates
 from launch_pipeline.defs.resources import LaunchPipelineConfig
 from launch_pipeline.errors import InputFileError
-from launch_pipeline.raw_io import event_day_files, load_event_day, unrecognised_event_files
+from launch_pipeline.raw_io import (
+    event_day_files,
+    load_event_day,
+    partition_range,
+    skipped_event_files,
+)
 
 WAREHOUSE_POOL = "duckdb_warehouse"
 
@@ -92,12 +97,9 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
         settings = pipeline.settings()
         start, end = partition_dates(context)
         files = event_day_files(settings.raw_dir)
-        ignored = unrecognised_event_files(settings.raw_dir)
-        if ignored:
-            context.log.warning(
-                f"ignoring files in {settings.raw_dir / 'events'} not named YYYY-MM-DD.csv|parquet: "
-                + ", ".join(p.name for p in ignored[:10])
-            )
+        skipped = skipped_event_files(settings.raw_dir, *partition_range(settings.raw_dir))
+        for f in skipped:
+            context.log.warning(f"not read: {f.line()}")
         counts = {}
         try:
             with warehouse.get_connection() as con:
@@ -121,6 +123,24 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
                 "partitions": len(counts),
                 "rows_in_run": total,
                 "unparseable_records": int(unparseable),
+                "files_not_read": len(skipped),
+                "records_not_read": sum(f.records or 0 for f in skipped),
+                **(
+                    {
+                        "files_not_read_list": markdown_table(
+                            pd.DataFrame(
+                                {
+                                    "file": [f.file for f in skipped],
+                                    "records": [f.records for f in skipped],
+                                    "reason": [f.reason for f in skipped],
+                                }
+                            ),
+                            max_rows=40,
+                        )
+                    }
+                    if skipped
+                    else {}
+                ),
                 "rows_per_partition": markdown_table(
                     pd.DataFrame({"partition": list(counts), "rows": list(counts.values())}),
                     max_rows=40,

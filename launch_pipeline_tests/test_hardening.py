@@ -1,0 +1,261 @@
+"""Issue 13: input hardening. Each example of the issue, reproduced: no row lost or doubled
+without a word, no write before a path is checked, one clear line for every refusal.
+
+The catalogue of kinds is docs/operations.md section 5 (kinds 30 and up)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from launch_pipeline.adapters import stage_source
+from launch_pipeline.catalog import load_launch_candidates, load_product_catalog
+from launch_pipeline.cleaning import clean_partitions, row_accounting
+from launch_pipeline.errors import AccountingError, InputFileError
+from launch_pipeline.raw_io import (
+    event_day_files,
+    load_event_day,
+    partition_range,
+    read_manifest,
+    skipped_event_files,
+)
+from launch_pipeline_tests.conftest import DAY, EVENT_HEADER, ts, write_products
+
+HEADER = ",".join(EVENT_HEADER)
+
+
+def day_text(day: dt.date, n: int, item: str = "p1") -> str:
+    rows = [f"u{i},{item},view,{ts(day.isoformat(), 10, i)},,,,,s{i}" for i in range(n)]
+    return "\n".join([HEADER, *rows]) + "\n"
+
+
+def land_all(raw, days=None):
+    """Catalog, candidates, every day file of ``raw`` landed and cleaned; returns (con, stats)."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    load_product_catalog(con, raw)
+    load_launch_candidates(con, raw)
+    files = event_day_files(raw)
+    for day, path in files.items():
+        if days is None or day in days:
+            load_event_day(con, raw, day, path)
+    lo, hi = min(files), max(files)
+    return con, clean_partitions(con, lo, hi)
+
+
+# --------------------------------------------------------------------------------------------
+# 1. accounting that cannot lie
+# --------------------------------------------------------------------------------------------
+def test_candidate_id_also_in_products_is_quarantined_and_events_not_doubled(tmp_path):
+    raw = tmp_path / "raw"
+    write_products(
+        raw,
+        [{"item_id": "p1", "title": "P1", "category": "k", "brand": "a", "price": 10.0}],
+        [
+            {"item_id": "p1", "title": "P1 again", "category": "k", "brand": "a", "price": 12.0},
+            {"item_id": "n1", "title": "N1", "category": "k", "brand": "a", "price": 20.0},
+        ],
+    )
+    (raw / "events").mkdir()
+    (raw / "events" / f"{DAY}.csv").write_text(day_text(DAY, 4))
+    con, stats = land_all(raw)
+    assert (stats["raw"], stats["clean"], stats["quarantined"]) == (4, 4, 0)
+    assert stats["reasons"] == {}
+    assert con.execute("SELECT item_id, reason FROM quarantined_products").fetchall() == [
+        ("p1", "already_in_products")
+    ]
+    assert con.execute("SELECT item_id FROM launch_candidates").fetchall() == [("n1",)]
+    # per (partition, file), counted in the tables
+    per_file = stats["per_file"]
+    assert per_file[["raw", "clean", "quarantined", "distinct_rows"]].values.tolist() == [
+        [4, 4, 0, 4]
+    ]
+
+
+def test_a_broken_accounting_fails_with_the_file_the_partition_and_the_cause(tiny_catalog):
+    (tiny_catalog / "events").mkdir()
+    (tiny_catalog / "events" / f"{DAY}.csv").write_text(day_text(DAY, 3))
+    con, _ = land_all(tiny_catalog)
+    con.execute("INSERT INTO clean_events SELECT * FROM clean_events LIMIT 1")  # a doubled row
+    with pytest.raises(AccountingError) as info:
+        row_accounting(con, DAY, DAY)
+    msg = str(info.value)
+    assert f"events/{DAY}.csv" in msg and f"partition {DAY}" in msg
+    assert "3 raw rows became 4 clean + 0 quarantined rows: 1 rows were counted more" in msg
+    clean_partitions(con, DAY, DAY)  # the same rows again: holds
+    con.execute("DELETE FROM clean_events WHERE source_row = 2")  # a lost row
+    with pytest.raises(AccountingError, match="in neither table"):
+        row_accounting(con, DAY, DAY)
+
+
+def test_landing_refuses_a_file_whose_rows_did_not_all_land(tiny_catalog, monkeypatch):
+    from launch_pipeline import raw_io
+
+    path = tiny_catalog / "events" / f"{DAY}.parquet"
+    path.parent.mkdir()
+    pd.DataFrame(
+        {"user_id": ["u1", "u2"], "item_id": ["p1", "p1"], "event_type": ["view"] * 2,
+         "ts": [ts(DAY.isoformat())] * 2}
+    ).to_parquet(path)  # fmt: skip
+    monkeypatch.setattr(raw_io, "count_records", lambda p: 3)  # the footer says 3 rows
+    con = duckdb.connect()
+    with pytest.raises(AccountingError, match="holds 3 rows but 2 were landed"):
+        load_event_day(con, tiny_catalog, DAY, path)
+    assert con.execute("SELECT count(*) FROM raw_events").fetchall() == [(0,)]  # rolled back
+
+
+def test_purchase_without_price_of_a_product_without_price_is_quarantined(tmp_path):
+    raw = tmp_path / "raw"
+    write_products(
+        raw,
+        [
+            {"item_id": "p1", "title": "P1", "category": "k", "brand": "a", "price": None},
+            {"item_id": "p2", "title": "P2", "category": "k", "brand": "a", "price": 5.0},
+        ],
+        [{"item_id": "n1", "title": "N1", "category": "k", "brand": "a", "price": 20.0}],
+    )
+    (raw / "events").mkdir()
+    day = DAY.isoformat()
+    (raw / "events" / f"{DAY}.csv").write_text(
+        "\n".join(
+            [
+                HEADER,
+                f"u1,p1,purchase,{ts(day)},1,,,,s1",  # no price anywhere
+                f"u1,p2,purchase,{ts(day, 11)},1,,,,s1",  # catalog price imputed
+                f"u1,p1,purchase,{ts(day, 12)},1,7.5,,,s1",  # its own price
+            ]
+        )
+        + "\n"
+    )
+    con, stats = land_all(raw)
+    assert stats["reasons"] == {"missing_price": 1}
+    assert con.execute(
+        "SELECT source_row FROM quarantined_events WHERE reason = 'missing_price'"
+    ).fetchall() == [(0,)]
+    assert con.execute(
+        "SELECT count(*) FROM clean_events WHERE event_type = 'purchase' AND price IS NULL"
+    ).fetchall() == [(0,)]
+
+
+# --------------------------------------------------------------------------------------------
+# day files that are not read: listed with the reason, never silently dropped
+# --------------------------------------------------------------------------------------------
+def _folder(tmp_path, manifest=None):
+    src = tmp_path / "src"
+    write_products(
+        src,
+        [{"item_id": "p1", "title": "P1", "category": "k", "brand": "a", "price": 10.0}],
+        [{"item_id": "n1", "title": "N1", "category": "k", "brand": "a", "price": 20.0}],
+    )
+    (src / "events").mkdir()
+    for i in range(3):
+        day = DAY + dt.timedelta(days=i)
+        (src / "events" / f"{day}.csv").write_text(day_text(day, 2))
+    if manifest is not None:
+        (src / "dataset.json").write_text(json.dumps(manifest))
+    return src
+
+
+def test_stray_day_file_with_a_mistyped_year_stops_staging_before_any_write(tmp_path):
+    src = _folder(tmp_path)
+    stray = DAY.replace(year=2062)
+    (src / "events" / f"{stray}.csv").write_text(day_text(stray, 5))
+    out = tmp_path / "data" / "raw"
+    with pytest.raises(InputFileError) as info:
+        stage_source("canonical", src, out)
+    assert f"{stray}.csv" in str(info.value) and "mistyped date" in str(info.value)
+    assert "What to do:" in str(info.value)
+    assert not out.exists()  # nothing created, let alone 13,000 empty partitions
+
+
+def test_day_file_outside_the_declared_range_is_skipped_and_listed(tmp_path):
+    end = DAY + dt.timedelta(days=2)
+    src = _folder(tmp_path, {"start_date": DAY.isoformat(), "end_date": end.isoformat()})
+    stray = DAY.replace(year=2062)
+    (src / "events" / f"{stray}.csv").write_text(day_text(stray, 5))
+    (src / "events" / "notes.txt").write_text("delivered by hand\n")
+    out = tmp_path / "data" / "raw"
+    summary = stage_source("canonical", src, out)
+    assert summary.days == 3 and summary.rows == 6
+    assert len(list((out / "events").iterdir())) == 3
+    lines = summary.skipped_lines()
+    assert any(f"events/{stray}.csv (5 records)" in x and "outside" in x for x in lines)
+    assert any("notes.txt" in x and "name is not YYYY-MM-DD" in x for x in lines)
+    assert "2 file(s) not taken (5 records)" in summary.summary_line()
+    staged = json.loads((out / "dataset.json").read_text())
+    assert {f["file"] for f in staged["skipped_files"]} == {
+        f"events/{stray}.csv",
+        "events/notes.txt",
+    }
+
+
+def test_upper_case_extension_is_read(tiny_catalog):
+    (tiny_catalog / "events").mkdir()
+    (tiny_catalog / "events" / f"{DAY}.CSV").write_text(day_text(DAY, 3))
+    assert list(event_day_files(tiny_catalog)) == [DAY]
+    assert skipped_event_files(tiny_catalog, DAY, DAY) == []
+    _, stats = land_all(tiny_catalog)
+    assert stats["raw"] == stats["clean"] == 3
+
+
+def test_impossible_date_in_a_file_name_is_one_clear_line(tiny_catalog):
+    (tiny_catalog / "events").mkdir()
+    (tiny_catalog / "events" / "2026-02-30.csv").write_text(day_text(DAY, 1))
+    with pytest.raises(InputFileError) as info:
+        event_day_files(tiny_catalog)
+    msg = str(info.value)
+    assert "2026-02-30 is not a calendar date" in msg and "What to do: rename" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("[1, 2]", "is a JSON list, not an object"),
+        ('{"start_date": "2026-13-01"}', "start_date '2026-13-01' is not a date"),
+        ('{"start_date": "2026-11-05", "end_date": "2026-11-01"}', "is after end_date"),
+        (b"\xff\xfe{}", "is not valid JSON"),
+    ],
+)
+def test_malformed_dataset_json_is_one_clear_line(tiny_catalog, text, problem):
+    path = tiny_catalog / "dataset.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(InputFileError, match="dataset.json") as info:
+        partition_range(tiny_catalog)
+    assert problem in info.value.problem and info.value.fix
+    with pytest.raises(InputFileError):
+        read_manifest(tiny_catalog)
+
+
+def test_raw_events_metadata_lists_the_files_it_did_not_read(tiny_catalog, tmp_path):
+    from launch_pipeline.defs.partitions import build_daily_partitions
+    from launch_pipeline.defs.raw import build_raw_events
+    from launch_pipeline.defs.resources import build_resources
+    from launch_pipeline.settings import Settings
+
+    events = tiny_catalog / "events"
+    events.mkdir()
+    (events / f"{DAY}.csv").write_text(day_text(DAY, 2))
+    (events / f"{DAY}.csv.bak").write_text(day_text(DAY, 2))
+    (events / f"{DAY.replace(year=2062)}.csv").write_text(day_text(DAY, 4))
+    (tiny_catalog / "dataset.json").write_text(
+        json.dumps({"start_date": DAY.isoformat(), "end_date": DAY.isoformat()})
+    )
+    data = tmp_path
+    settings = Settings.from_env(data_dir=data, raw_dir=tiny_catalog)
+    asset = build_raw_events(build_daily_partitions(settings))
+    result = dg.materialize(
+        [asset],
+        partition_key=DAY.isoformat(),
+        resources=build_resources(settings),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    meta = result.asset_materializations_for_node("raw_events")[0].metadata
+    assert meta["files_not_read"].value == 2 and meta["records_not_read"].value == 6
+    listing = meta["files_not_read_list"].value
+    assert f"{DAY}.csv.bak" in listing and "2062" in listing
