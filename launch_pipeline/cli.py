@@ -28,7 +28,10 @@ def _date(value: str) -> dt.date:
 
 
 def cmd_generate(args) -> int:
+    from launch_pipeline.paths import check_folder_for_writing
     from launch_pipeline.simulator import SimulatorConfig, generate_shop
+
+    check_folder_for_writing(args.out, "output folder (--out)")
 
     cfg = SimulatorConfig(
         seed=args.seed,
@@ -112,11 +115,14 @@ def archive_outputs(settings) -> Path | None:
 
 def cmd_run(args) -> int:
     from launch_pipeline.errors import ConfigurationError
+    from launch_pipeline.paths import check_data_dirs
     from launch_pipeline.runner import run_pipeline
     from launch_pipeline.settings import Settings
     from launch_pipeline.simulator import SimulatorConfig, generate_shop
 
     settings = Settings.from_env(data_dir=args.data_dir)
+    # every folder this command writes, checked before staging deletes or writes anything
+    check_data_dirs(args.data_dir or settings.data_dir, settings.raw_dir)
     t0 = time.perf_counter()
     if args.source:
         from launch_pipeline.adapters import stage_source
@@ -399,7 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except LaunchPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder or file the command needs: permissions, disk full, ...
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(
+            f"error: {exc.strerror or exc}{where}: check the path and its permissions",
+            file=sys.stderr,
+        )
         return 2
 
 

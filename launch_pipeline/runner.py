@@ -62,7 +62,10 @@ def write_instance_yaml(home: Path) -> Path:
 def prepare_instance(settings: Settings) -> Path:
     """Create ``DAGSTER_HOME`` under the data directory (with ``dagster.yaml``) and point the
     environment at it unless ``DAGSTER_HOME`` is already set. Returns the home used."""
+    from launch_pipeline.paths import check_folder_for_writing
+
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
+    check_folder_for_writing(home, "DAGSTER_HOME", globs_matter=True)
     write_instance_yaml(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home

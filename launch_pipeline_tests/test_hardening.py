@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -259,3 +260,126 @@ def test_raw_events_metadata_lists_the_files_it_did_not_read(tiny_catalog, tmp_p
     assert meta["files_not_read"].value == 2 and meta["records_not_read"].value == 6
     listing = meta["files_not_read_list"].value
     assert f"{DAY}.csv.bak" in listing and "2062" in listing
+
+
+# --------------------------------------------------------------------------------------------
+# 2. every path checked before anything is created, deleted or overwritten
+# --------------------------------------------------------------------------------------------
+def _cli(argv, capsys) -> tuple[int, str]:
+    from launch_pipeline import cli
+
+    code = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err[-1] if err else ""
+
+
+def test_symlinked_raw_dir_is_refused_before_staging_deletes_anything(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("LAUNCH_PIPELINE_RAW_DIR", raising=False)
+    monkeypatch.delenv("LAUNCH_PIPELINE_ALLOWED_ROOTS", raising=False)
+    src = _folder(tmp_path)
+    elsewhere = tmp_path / "another_teams_folder"
+    write_products(elsewhere, [{"item_id": "x"}], [{"item_id": "y"}])
+    (elsewhere / "dataset.json").write_text("{}")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "raw").symlink_to(elsewhere)
+    code, last = _cli(["run", "--source", "canonical", "--path", src, "--data-dir", data], capsys)
+    assert code == 2 and last.startswith("error: ") and "outside the data directory" in last
+    assert sorted(p.name for p in elsewhere.iterdir()) == [
+        "candidates.csv",
+        "dataset.json",
+        "products.csv",
+    ]  # untouched: nothing deleted, no events/ created
+    assert sorted(p.name for p in data.iterdir()) == ["raw"]
+
+
+@pytest.mark.parametrize("kind", ["system_folder", "a_file", "read_only", "glob_characters"])
+def test_unusable_data_dir_is_one_clear_line_and_nothing_is_written(
+    kind, tmp_path, capsys, monkeypatch
+):
+    import os
+
+    src = _folder(tmp_path)
+    data = {
+        "system_folder": "/usr/launch_pipeline_test_data",
+        "a_file": tmp_path / "data.txt",
+        "read_only": tmp_path / "ro" / "data",
+        "glob_characters": tmp_path / "shop[2026]" / "data",
+    }[kind]
+    if kind == "a_file":
+        data.write_text("not a folder")
+    if kind == "read_only":
+        (tmp_path / "ro").mkdir()
+        real_access = os.access
+        monkeypatch.setattr(
+            os, "access", lambda p, m: False if str(p).endswith("ro") else real_access(p, m)
+        )
+    expected = {
+        "system_folder": "system folder",
+        "a_file": "is a file, not a folder",
+        "read_only": "is not writable",
+        "glob_characters": "contains [ ]",
+    }[kind]
+    code, last = _cli(["run", "--source", "canonical", "--path", src, "--data-dir", data], capsys)
+    assert code == 2 and last.startswith("error: ") and expected in last, last
+    if kind != "a_file":
+        assert not Path(data).exists()
+    if kind == "glob_characters":
+        return  # only the data directory holds Dagster's instance; a raw folder may have them
+    code, last = _cli(["generate", "--out", Path(data) / "raw", "--days", "1"], capsys)
+    assert code == 2 and expected in last, last
+    assert kind == "a_file" or not Path(data).exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 5. one clear line per refusal: the CLI's last line is the root cause of the failed step
+# --------------------------------------------------------------------------------------------
+def test_root_cause_of_a_step_error_is_the_users_error_not_the_dagster_wrapper():
+    from dagster._utils.error import SerializableErrorInfo
+
+    from launch_pipeline.runner import root_cause
+
+    def info(cls, msg, cause=None):
+        return SerializableErrorInfo(f"{cls}: {msg}\n", [], cls.rsplit(".", 1)[-1], cause)
+
+    key_error = info("KeyError", "'category'")
+    wrapper = info(
+        "dagster._core.errors.DagsterExecutionStepExecutionError",
+        'Error occurred while executing op "launch_plan":',
+        key_error,
+    )
+    assert root_cause(wrapper) == "KeyError: 'category'"
+    duck = info("_duckdb.InvalidInputException", "No magic bytes")
+    ours = info(
+        "launch_pipeline.errors.InputFileError", "f.parquet: truncated. What to do: x", duck
+    )
+    failure = info(
+        "dagster._core.definitions.events.Failure", "f.parquet: truncated.\nWhat to do: x", ours
+    )
+    assert root_cause(failure) == "f.parquet: truncated. What to do: x"
+
+
+def test_cli_last_line_after_a_failed_step_names_file_problem_and_fix(
+    tmp_path, capsys, monkeypatch
+):
+    import os
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("LAUNCH_PIPELINE_RAW_DIR", raising=False)
+    data = tmp_path / "data"
+    raw = data / "raw"
+    write_products(
+        raw,
+        [{"item_id": "p1", "title": "P1", "category": "k", "brand": "a", "price": 10.0}],
+        [{"item_id": "n1", "title": "N1", "category": "k", "brand": "a", "price": 20.0}],
+    )
+    day_file = raw / "events" / f"{DAY}.csv"
+    day_file.parent.mkdir()
+    day_file.write_bytes(os.urandom(4096))
+    (raw / "events" / "readme.md").write_text("# notes\n")
+    code, last = _cli(["run", "--data-dir", data], capsys)
+    assert code == 1
+    assert last.startswith(f"error: step raw_events failed: {day_file}: is binary data"), last
+    assert "What to do:" in last and "DagsterExecutionStepExecutionError" not in last

@@ -115,6 +115,10 @@ def stage_source(source: str, path: str | Path, raw_dir: str | Path, **options) 
     raw_dir = Path(raw_dir).expanduser()
     if not path.exists():
         raise InputFileError(path, f"not found ({name} source)", "check --path")
+    from launch_pipeline.paths import check_folder_for_writing
+
+    # before the adapter deletes a previous staging's files or writes anything
+    check_folder_for_writing(raw_dir, "raw data directory")
     accepted = [
         p.name
         for p in inspect.signature(module.stage).parameters.values()
