@@ -161,7 +161,7 @@ def realised_sales(source: str, path: Path, lo: dt.date, hi: dt.date, work: Path
     from launch_pipeline.settings import Settings
 
     raw = work / "raw"
-    stage_source(source, path, raw)  # every product is known: in the catalog or a candidate
+    staged = stage_source(source, path, raw)  # every product is known: catalog or candidate
     rules = Settings.from_env(data_dir=work, raw_dir=raw).cleaning
     con = duckdb.connect()
     try:
@@ -172,7 +172,9 @@ def realised_sales(source: str, path: Path, lo: dt.date, hi: dt.date, work: Path
         for day, file in days:
             raw_io.load_event_day(con, raw, day, file)
         if not days:
-            return pd.DataFrame(columns=["item_id", "user_id", "ts", "units", "revenue"])
+            empty = pd.DataFrame(columns=["item_id", "user_id", "ts", "units", "revenue"])
+            empty.attrs["data_range"] = (staged.start_date, staged.end_date)
+            return empty
         cleaning.clean_partitions(con, days[0][0], days[-1][0], rules)
         sales = con.execute(
             """
@@ -187,7 +189,20 @@ def realised_sales(source: str, path: Path, lo: dt.date, hi: dt.date, work: Path
         con.close()
         shutil.rmtree(raw, ignore_errors=True)
     sales["ts"] = pd.to_datetime(sales["ts"])
+    sales.attrs["data_range"] = (staged.start_date, staged.end_date)
     return sales
+
+
+def check_cutoffs(cutoffs, first_day: dt.date, last_day: dt.date) -> None:
+    """Every cutoff needs history before it and sales after it: one clear line otherwise."""
+    for cutoff in cutoffs:
+        if cutoff <= first_day or cutoff > last_day:
+            side = "after the data ends" if cutoff > last_day else "at or before the data starts"
+            raise ConfigurationError(
+                f"cutoff {cutoff} is {side} (the file covers {first_day} .. {last_day}): a "
+                "backtest plans on the history before each cutoff and scores the sales after "
+                f"it; choose cutoffs after {first_day} and on or before {last_day}"
+            )
 
 
 def realised_by_item(sales: pd.DataFrame, items, lo: dt.date, hi: dt.date) -> pd.DataFrame:
@@ -457,6 +472,7 @@ def run_backtest(
         lo = cutoffs[0]
         hi = cutoffs[-1] + dt.timedelta(days=horizon_days)
         sales = realised_sales(source, path, lo, hi, work / "realised")
+        check_cutoffs(cutoffs, *sales.attrs["data_range"])
         log(
             f"realised sales {lo} .. {hi}: {len(sales):,} clean events "
             f"({time.perf_counter() - t0:.0f}s)"

@@ -17,6 +17,8 @@ Reasons, in the order they are tested (a row gets the first that applies):
 ``missing_item_id``             empty item id
 ``invalid_event_type``          not one of view, cart, purchase, return, review
 ``invalid_timestamp``           ``ts`` is neither ISO 8601 nor unix seconds
+``ambiguous_time_zone``         ``ts`` ends in a zone abbreviation other than UTC/GMT (``BST``,
+                                ``IST``, ``CST`` each name several zones): its instant is unknown
 ``future_timestamp``            ``ts`` is later than the run time (plus a small tolerance)
 ``timestamp_outside_partition`` ``ts`` falls on another day than the file's partition
 ``unknown_item``                the item is neither in the catalog nor a launch candidate
@@ -87,6 +89,7 @@ QUARANTINE_REASONS: tuple[str, ...] = (
     "missing_item_id",
     "invalid_event_type",
     "invalid_timestamp",
+    "ambiguous_time_zone",
     "future_timestamp",
     "timestamp_outside_partition",
     "unknown_item",
@@ -101,6 +104,16 @@ QUARANTINE_REASONS: tuple[str, ...] = (
     "fake_review_duplicate_text",
     "fake_review_burst",
 )
+
+
+def ambiguous_zone_sql(x: str) -> str:
+    """SQL: the text ``x`` ends in a time-zone abbreviation other than UTC/GMT (``BST``, ``IST``,
+    ``CST``: each names several zones, and DuckDB picks one), so its instant is unknown."""
+    return (
+        f"coalesce(regexp_matches({x}, '[0-9]\\s*[A-Za-z]{{2,5}}$') AND upper(regexp_extract("
+        f"{x}, '([A-Za-z]{{2,5}})$', 1)) NOT IN ('UTC', 'GMT', 'AM', 'PM'), false)"
+    )
+
 
 _EVENT_TYPES_SQL = ", ".join(f"'{t}'" for t in EVENT_TYPES)
 
@@ -118,6 +131,7 @@ WITH base AS (
                     THEN to_timestamp(TRY_CAST(trim(r.ts) AS DOUBLE)) AT TIME ZONE 'UTC' END
              ELSE TRY_CAST(trim(r.ts) AS TIMESTAMPTZ) AT TIME ZONE 'UTC'
            END AS t,
+           {ambiguous_zone_sql("trim(r.ts)")} AS tz_ambiguous,
            TRY_CAST(nullif(trim(r.quantity), '') AS DOUBLE) AS q,
            nullif(trim(r.quantity), '') AS q_raw,
            TRY_CAST(nullif(trim(r.price), '') AS DOUBLE) AS p,
@@ -146,7 +160,8 @@ WITH base AS (
 ), valid_rows AS (   -- rows that pass the record-level rules: the input of the noise rules
     SELECT * FROM typed
     WHERE parse_error IS NULL AND fl IS NULL AND u IS NOT NULL AND i IS NOT NULL
-      AND et IN ({_EVENT_TYPES_SQL}) AND t IS NOT NULL AND CAST(t AS DATE) = partition_date
+      AND et IN ({_EVENT_TYPES_SQL}) AND t IS NOT NULL AND NOT tz_ambiguous
+      AND CAST(t AS DATE) = partition_date
 ), bots AS (
     SELECT DISTINCT partition_date, u FROM (
         SELECT partition_date, u, date_trunc('minute', t) AS minute, count(*) AS n
@@ -219,6 +234,7 @@ SELECT r.* EXCLUDE (is_bot, is_dup_text, in_burst),
       WHEN r.i IS NULL THEN 'missing_item_id'
       WHEN r.et IS NULL OR r.et NOT IN ({_EVENT_TYPES_SQL}) THEN 'invalid_event_type'
       WHEN r.t IS NULL THEN 'invalid_timestamp'
+      WHEN r.tz_ambiguous THEN 'ambiguous_time_zone'
       WHEN r.t > $now + INTERVAL ($future_tolerance_minutes) MINUTE THEN 'future_timestamp'
       WHEN CAST(r.t AS DATE) <> r.partition_date THEN 'timestamp_outside_partition'
       WHEN NOT r.is_known THEN 'unknown_item'

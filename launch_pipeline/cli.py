@@ -131,7 +131,12 @@ def cmd_run(args) -> int:
             raise ConfigurationError("--source needs --path (the file or folder to read)")
         print(f"Staging {args.path} ({args.source}) into {settings.raw_dir} ...")
         before = _source_of(settings.raw_dir)
-        staged = stage_source(args.source, args.path, settings.raw_dir)
+        options = {}
+        if args.date_format:
+            options["date_format"] = args.date_format
+        if args.decimal_comma:
+            options["decimal_comma"] = True
+        staged = stage_source(args.source, args.path, settings.raw_dir, **options)
         if before is not None and before != _source_of(settings.raw_dir):
             archived = archive_outputs(settings)
             if archived:
@@ -340,6 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
         "already in DATA_DIR/raw, or the simulated shop)",
     )
     r.add_argument("--path", type=Path, default=None, help="file or folder the adapter reads")
+    r.add_argument(
+        "--date-format",
+        default=None,
+        help="how the source writes dates when the file cannot prove it, e.g. '%%d/%%m/%%Y %%H:%%M' "
+        "(online_retail)",
+    )
+    r.add_argument(
+        "--decimal-comma",
+        action="store_true",
+        help="prices are written with a decimal comma, 1.234,56 (online_retail)",
+    )
     r.add_argument("--first-day", type=_date, default=None)
     r.add_argument("--last-day", type=_date, default=None)
     r.set_defaults(func=cmd_run)

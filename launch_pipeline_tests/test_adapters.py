@@ -276,12 +276,17 @@ def test_online_retail_us_dates_and_latin1(tmp_path):
         "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
         "536365,85123A,HEART £1 OFF,6,12/1/2010 8:26,2.55,17850,United Kingdom\n"
         "536366,85123A,HEART £1 OFF,2,12/2/2010 18:05,2.55,17850,United Kingdom\n"
+        "536367,85123A,HEART £1 OFF,1,12/13/2010 9:00,2.55,17850,United Kingdom\n"
     )
     src = _write(tmp_path / "data.csv", text, encoding="latin-1")
     raw = tmp_path / "raw"
     summary = stage_source("online_retail", src, raw, candidate_days=0)
     ev = _events(raw)
-    assert list(ev.ts) == ["2010-12-01T08:26:00Z", "2010-12-02T18:05:00Z"]
+    assert list(ev.ts) == [
+        "2010-12-01T08:26:00Z",
+        "2010-12-02T18:05:00Z",
+        "2010-12-13T09:00:00Z",
+    ]  # 12/13/2010 proves the file month-first
     assert summary.notes["encoding"].startswith("latin-1")
     assert pd.read_parquet(raw / "products.parquet").title.tolist() == ["HEART £1 OFF"]
 

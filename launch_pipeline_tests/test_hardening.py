@@ -383,3 +383,124 @@ def test_cli_last_line_after_a_failed_step_names_file_problem_and_fix(
     assert code == 1
     assert last.startswith(f"error: step raw_events failed: {day_file}: is binary data"), last
     assert "What to do:" in last and "DagsterExecutionStepExecutionError" not in last
+
+
+# --------------------------------------------------------------------------------------------
+# 3. ambiguous formats: detected from evidence, else refused with the option to pass
+# --------------------------------------------------------------------------------------------
+OR_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+
+
+def _online_retail(tmp_path, dates, prices=None):
+    prices = prices or ["2.55"] * len(dates)
+    rows = [
+        f'53636{i},85123A,HEART,1,{d},"{p}",17850,United Kingdom'
+        for i, (d, p) in enumerate(zip(dates, prices, strict=True))
+    ]
+    src = tmp_path / "or.csv"
+    src.write_text("\n".join([OR_HEADER, *rows]) + "\n")
+    return src
+
+
+def _staged_ts(raw):
+    frames = [pd.read_parquet(p) for p in sorted((raw / "events").glob("*.parquet"))]
+    return [t for f in frames for t in f["ts"]]
+
+
+def test_online_retail_day_first_dates_are_read_day_first(tmp_path):
+    src = _online_retail(tmp_path, ["01/02/2011 10:00", "13/02/2011 11:00"])
+    summary = stage_source("online_retail", src, tmp_path / "raw", candidate_days=0)
+    # before: 01/02/2011 was read month-first as 2 January (a plan for the wrong date)
+    assert _staged_ts(tmp_path / "raw") == ["2011-02-01T10:00:00Z", "2011-02-13T11:00:00Z"]
+    assert summary.notes["date_order"].startswith("day-first: 1 of 2 slash dates prove it")
+
+
+@pytest.mark.parametrize(
+    "dates, problem",
+    [
+        (["01/02/2011 10:00", "03/04/2011 11:00"], "fit both day-first and month-first"),
+        (["13/02/2011 10:00", "02/13/2011 11:00"], "mixes day-first dates"),
+    ],
+)
+def test_online_retail_ambiguous_or_mixed_dates_are_refused(tmp_path, dates, problem):
+    src = _online_retail(tmp_path, dates)
+    with pytest.raises(InputFileError) as info:
+        stage_source("online_retail", src, tmp_path / "raw")
+    assert problem in info.value.problem and "--date-format" in info.value.fix
+    assert not (tmp_path / "raw").exists()
+    if "both" in problem:  # an explicit format settles it
+        stage_source(
+            "online_retail", src, tmp_path / "raw", date_format="%d/%m/%Y %H:%M", candidate_days=0
+        )
+        assert _staged_ts(tmp_path / "raw")[0] == "2011-02-01T10:00:00Z"
+
+
+def test_online_retail_decimal_comma_is_refused_without_the_option(tmp_path):
+    src = _online_retail(
+        tmp_path, ["2011-02-01 10:00", "2011-02-01 11:00"], prices=["2,55", "1.234,50"]
+    )
+    with pytest.raises(InputFileError, match="UnitPrice has 2 values with a comma") as info:
+        stage_source("online_retail", src, tmp_path / "raw")
+    assert "--decimal-comma" in info.value.fix
+    stage_source("online_retail", src, tmp_path / "raw", decimal_comma=True, candidate_days=0)
+    frames = [pd.read_parquet(p) for p in (tmp_path / "raw" / "events").glob("*.parquet")]
+    assert sorted(p for f in frames for p in f["price"]) == ["1234.50", "2.55"]
+
+
+def test_time_zone_offsets_are_converted_and_abbreviations_quarantined(tmp_path, tiny_catalog):
+    src = _online_retail(tmp_path, ["2011-02-02 00:30:00+01:00", "2011-02-01 12:00:00 BST"])
+    stage_source("online_retail", src, tmp_path / "or_raw", candidate_days=0)
+    ts_ = _staged_ts(tmp_path / "or_raw")
+    assert ts_[0] == "2011-02-01T23:30:00Z"  # before: the offset was dropped (00:30 on the 2nd)
+    assert ts_[1] == "2011-02-01 12:00:00 BST"  # kept as delivered, for cleaning to name
+    (tiny_catalog / "events").mkdir()
+    (tiny_catalog / "events" / f"{DAY}.csv").write_text(
+        "\n".join(
+            [
+                HEADER,
+                f"u1,p1,view,{DAY}T10:00:00 BST,,,,,s1",
+                f"u1,p1,view,{DAY}T10:00:00+01:00,,,,,s1",
+                f"u1,p1,view,{DAY}T10:00:00 UTC,,,,,s1",
+            ]
+        )
+        + "\n"
+    )
+    con, stats = land_all(tiny_catalog)
+    assert stats["reasons"] == {"ambiguous_time_zone": 1}
+    assert con.execute("SELECT strftime(ts, '%H:%M') FROM clean_events ORDER BY 1").fetchall() == [
+        ("09:00",),
+        ("10:00",),
+    ]
+
+
+def test_column_names_with_a_quote_are_quoted_safely(tmp_path):
+    header = OR_HEADER.replace("CustomerID", '"Customer""ID"')
+    src = tmp_path / "or.csv"
+    src.write_text(header + "\n536365,85123A,HEART,1,2011-02-01 10:00,2.55,17850,UK\n")
+    stage_source("online_retail", src, tmp_path / "raw1", candidate_days=0)
+    assert pd.read_parquet(next((tmp_path / "raw1" / "events").glob("*.parquet")))[
+        "user_id"
+    ].tolist() == ["17850"]
+    frame = pd.DataFrame(
+        {
+            "InvoiceNo": ["536365"],
+            "StockCode": ["85123A"],
+            "Quantity": ["1"],
+            "InvoiceDate": ["2011-02-01 10:00"],
+            "UnitPrice": ["2.55"],
+            "CustomerID": ["17850"],
+            'x" AS VARCHAR); DROP TABLE _or_src; --': ["boom"],
+        }
+    )
+    frame.to_parquet(tmp_path / "or.parquet")
+    summary = stage_source("online_retail", tmp_path / "or.parquet", tmp_path / "raw2")
+    assert summary.rows == 1
+
+
+def test_backtest_cutoff_after_the_data_ends_is_one_clear_line(tmp_path, capsys):
+    dates = [f"2011-0{m}-0{d} 10:00" for m in (1, 2, 3) for d in (3, 5)]
+    src = _online_retail(tmp_path, dates)
+    argv = ["backtest", "--source", "online_retail", "--path", src, "--cutoff", "2012-01-01"]
+    code, last = _cli([*argv, "--out", tmp_path / "bt.json", "--work-dir", tmp_path / "w"], capsys)
+    assert code == 2 and "cutoff 2012-01-01 is after the data ends" in last, last
+    assert "2011-01-03 .. 2011-03-05" in last and not (tmp_path / "bt.json").exists()

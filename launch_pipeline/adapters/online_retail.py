@@ -17,13 +17,20 @@ event_type          ``return`` when the quantity is negative or the invoice star
                     (a cancellation), else ``purchase``
 ts                  ``InvoiceDate`` as ISO 8601 UTC (the shop's UK local time is taken as UTC:
                     at most one hour off in summer, never changes the day for this shop's
-                    08:00-20:00 trading hours); CSV dates like ``12/1/2010 8:26`` are read
-                    month-first (the UCI/Kaggle CSV export), or with the option
-                    ``date_format``; a date that cannot be read is kept as delivered (cleaning:
-                    ``invalid_timestamp``)
+                    08:00-20:00 trading hours); an explicit offset (``+01:00``) is converted
+                    to UTC; a zone abbreviation such as ``BST`` (British Summer or Bangladesh
+                    Standard Time?) is kept as delivered (cleaning: ``ambiguous_time_zone``).
+                    Slash dates like ``12/1/2010 8:26`` are read month-first or day-first
+                    only when the file proves which (a first number above 12 means
+                    day-first, a second one above 12 month-first); a file where every date
+                    fits both orders, or that mixes them, stops with a request for the option
+                    ``date_format`` (``--date-format``); a date that cannot be read is kept
+                    as delivered (cleaning: ``invalid_timestamp``)
 quantity            the absolute quantity (a return of 12 is ``return`` with quantity 12)
 price               ``UnitPrice`` exactly as delivered (so cleaning's ``invalid_price`` sees the
-                    zero and negative prices)
+                    zero and negative prices); prices written with a decimal comma
+                    (``2,55``) stop staging unless the option ``decimal_comma`` says so (then
+                    ``1.234,56`` -> ``1234.56``)
 session_id          the invoice number (one basket)
 flag                ``non_product_code`` for postage, fees, manual lines, discounts, samples,
                     gift vouchers, bad-debt adjustments (:data:`NON_PRODUCT_CODES`,
@@ -77,6 +84,7 @@ from launch_pipeline.adapters import StagingSummary, summary_from
 from launch_pipeline.adapters.categories import categorize
 from launch_pipeline.adapters.staging import (
     AdapterOutput,
+    ambiguous_zone_sql,
     as_date,
     assign_days,
     candidate_window,
@@ -87,7 +95,8 @@ from launch_pipeline.adapters.staging import (
     sql_str,
     write_raw_dir,
 )
-from launch_pipeline.errors import ConfigurationError
+from launch_pipeline.errors import ConfigurationError, InputFileError
+from launch_pipeline.warehouse import quote_identifier
 
 SOURCE = "online_retail"
 # Cleaning thresholds that suit this shop (written to dataset.json, applied by Settings):
@@ -131,6 +140,9 @@ NON_PRODUCT_PATTERNS: tuple[str, ...] = (
 )
 
 DATE_FORMATS = ("%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%y %H:%M")
+"""Month-first slash dates (the UCI/Kaggle CSV export)."""
+DAY_FIRST_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%y %H:%M")
+_SLASH_DATE = "^[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}"
 
 _MOJIBAKE = re.compile("[ÂÃâ][\u0080-\u00bf\u2018-\u203a\u0152\u0153\u0160\u0161\u0178\u017d]")
 
@@ -158,12 +170,92 @@ def non_product_sql(code: str) -> str:
     return f"({code} IN ({listed}) OR {patterns})"
 
 
-def _date_sql(col: str, date_format: str | None) -> str:
+def _date_sql(col: str, date_format: str | None, order: str = "month-first") -> str:
+    """SQL reading ``col`` as a UTC timestamp: ISO 8601 (an offset converted to UTC, no offset
+    taken as UTC; an ambiguous zone abbreviation gives NULL), then the slash formats of
+    ``order`` (or ``date_format`` alone)."""
     x = f"nullif(trim({col}), '')"
     if date_format:
         return f"try_strptime({x}, {sql_str(date_format)})"
-    fmts = ", ".join(f"try_strptime({x}, {sql_str(f)})" for f in DATE_FORMATS)
-    return f"coalesce(TRY_CAST({x} AS TIMESTAMP), {fmts})"
+    formats = DAY_FIRST_FORMATS if order == "day-first" else DATE_FORMATS
+    fmts = ", ".join(f"try_strptime({x}, {sql_str(f)})" for f in formats)
+    iso = (
+        f"CASE WHEN {ambiguous_zone_sql(x)} THEN NULL "
+        f"ELSE TRY_CAST({x} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' END"
+    )
+    return f"coalesce({iso}, {fmts})"
+
+
+def date_order(
+    con: duckdb.DuckDBPyConnection, col: str, path: Path, date_format: str | None
+) -> tuple[str, dict]:
+    """Which way round the file's slash dates are (``dd/mm`` or ``mm/dd``), from evidence only.
+
+    Returns (order, notes); raises :class:`InputFileError` when the dates fit both orders or
+    mix them and no ``date_format`` was given: reading them either way would be a guess."""
+    if date_format:
+        return "explicit", {"date_format": date_format}
+    x = f"trim(CAST({col} AS VARCHAR))"
+    n, day_first, month_first, ex_day, ex_month, ex_any = con.execute(
+        f"""
+        WITH d AS (
+            SELECT {x} AS v,
+                   TRY_CAST(split_part({x}, '/', 1) AS INTEGER) AS a,
+                   TRY_CAST(split_part({x}, '/', 2) AS INTEGER) AS b
+            FROM _or_src WHERE regexp_matches({x}, '{_SLASH_DATE}')
+        )
+        SELECT count(*), count(*) FILTER (WHERE a > 12), count(*) FILTER (WHERE b > 12),
+               min(v) FILTER (WHERE a > 12), min(v) FILTER (WHERE b > 12), min(v)
+        FROM d
+        """
+    ).fetchall()[0]
+    if not n:
+        return "iso", {}
+    ask = (
+        "pass the format explicitly: --date-format '%d/%m/%Y %H:%M' (day first) or "
+        "--date-format '%m/%d/%Y %H:%M' (month first)"
+    )
+    if day_first and month_first:
+        raise InputFileError(
+            path,
+            f"InvoiceDate mixes day-first dates ({day_first:,}, e.g. {ex_day!r}) and month-first "
+            f"dates ({month_first:,}, e.g. {ex_month!r})",
+            "deliver the dates in one format, or " + ask,
+        )
+    if not day_first and not month_first:
+        raise InputFileError(
+            path,
+            f"InvoiceDate is ambiguous: all {n:,} slash dates (e.g. {ex_any!r}) fit both "
+            "day-first and month-first",
+            ask,
+        )
+    order = "day-first" if day_first else "month-first"
+    example = ex_day if day_first else ex_month
+    return order, {
+        "date_order": f"{order}: {max(day_first, month_first):,} of {n:,} slash dates prove it "
+        f"(e.g. {example!r})"
+    }
+
+
+def decimal_comma_check(
+    con: duckdb.DuckDBPyConnection, col: str, path: Path, decimal_comma: bool
+) -> dict:
+    """Prices written with a decimal comma (``2,55``) are refused unless ``decimal_comma``."""
+    x = f"trim(CAST({col} AS VARCHAR))"
+    n, example = con.execute(
+        f"SELECT count(*), min({x}) FROM _or_src WHERE {x} LIKE '%,%'"
+    ).fetchall()[0]
+    if decimal_comma:
+        return {"decimal_comma": f"prices read with a decimal comma ({n:,} values had one)"}
+    if n:
+        raise InputFileError(
+            path,
+            f"UnitPrice has {n:,} values with a comma (e.g. {example!r}): a decimal comma or a "
+            "thousands separator cannot be told apart safely",
+            "pass --decimal-comma if the comma is the decimal separator (1.234,56 = 1234.56), "
+            "or deliver prices with a decimal point",
+        )
+    return {}
 
 
 def stage(
@@ -174,6 +266,7 @@ def stage(
     start_date: str | dt.date | None = None,
     end_date: str | dt.date | None = None,
     date_format: str | None = None,
+    decimal_comma: bool = False,
     brand: str = "stock_family",
     history_before: str | dt.date | None = None,
     candidates_window: tuple | None = None,
@@ -189,9 +282,12 @@ def stage(
     try:
         cols = load_source_table(con, path, "_or_src", notes)
         c = resolve_columns(path, cols, COLUMN_ALIASES, REQUIRED, EXPECTED)
-        q = {k: (f'"{v}"' if v else "NULL::VARCHAR") for k, v in c.items()}
+        q = {k: (quote_identifier(v) if v else "NULL::VARCHAR") for k, v in c.items()}
         notes["columns"] = {k: v for k, v in c.items() if v}
-        _map_events(con, q, date_format)
+        order, date_notes = date_order(con, q["invoice_date"], path, date_format)
+        notes.update(date_notes)
+        notes.update(decimal_comma_check(con, q["unit_price"], path, decimal_comma))
+        _map_events(con, q, date_format, order, decimal_comma)
         cutoff_candidates = None
         if cut is not None:
             if window is not None:
@@ -336,8 +432,17 @@ def _keep_history(
     }
 
 
-def _map_events(con: duckdb.DuckDBPyConnection, q: dict, date_format: str | None) -> None:
+def _map_events(
+    con: duckdb.DuckDBPyConnection,
+    q: dict,
+    date_format: str | None,
+    order: str = "month-first",
+    decimal_comma: bool = False,
+) -> None:
     code = f"upper(trim(CAST({q['stock_code']} AS VARCHAR)))"
+    price = f"trim({q['unit_price']})"
+    if decimal_comma:
+        price = f"replace(replace({price}, '.', ''), ',', '.')"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _or_lines AS
@@ -348,9 +453,9 @@ def _map_events(con: duckdb.DuckDBPyConnection, q: dict, date_format: str | None
                nullif(trim({q["quantity"]}), '') AS qty_raw,
                TRY_CAST(trim({q["quantity"]}) AS DOUBLE) AS qty,
                nullif(trim({q["invoice_date"]}), '') AS date_raw,
-               {_date_sql(q["invoice_date"], date_format)} AS t,
-               nullif(trim({q["unit_price"]}), '') AS price_raw,
-               TRY_CAST(trim({q["unit_price"]}) AS DOUBLE) AS price,
+               {_date_sql(q["invoice_date"], date_format, order)} AS t,
+               nullif({price}, '') AS price_raw,
+               TRY_CAST({price} AS DOUBLE) AS price,
                nullif(regexp_replace(trim({q["customer_id"]}), '\\.0+$', ''), '') AS customer
         FROM _or_src
         """
@@ -389,7 +494,13 @@ def _catalog(
     fixes = {d: fix_mojibake(d) for (d,) in descs}
     repaired = {k: v for k, v in fixes.items() if v != k}
     con.register(
-        "_or_desc_fix", pd.DataFrame({"descr": list(fixes), "fixed": list(fixes.values())})
+        "_or_desc_fix",
+        pd.DataFrame(  # typed as text even when empty (a file without descriptions)
+            {
+                "descr": pd.Series(list(fixes), dtype="string"),
+                "fixed": pd.Series(list(fixes.values()), dtype="string"),
+            }
+        ),
     )
     brand_sql = (
         "CASE WHEN regexp_full_match(s.item_id, '[0-9]{5}.*') "

@@ -49,6 +49,7 @@ from launch_pipeline.adapters.staging import (
     timestamp_sql,
     write_raw_dir,
 )
+from launch_pipeline.warehouse import quote_identifier
 
 SOURCE = "rees46"
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -82,7 +83,7 @@ def stage(
     try:
         cols = load_source_table(con, path, "_rr_src", notes)
         c = resolve_columns(path, cols, COLUMN_ALIASES, REQUIRED, EXPECTED)
-        q = {k: (f'"{v}"' if v else "NULL::VARCHAR") for k, v in c.items()}
+        q = {k: (quote_identifier(v) if v else "NULL::VARCHAR") for k, v in c.items()}
         _map_events(con, q)
         start, end, moved = assign_days(
             con,

@@ -41,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from launch_pipeline.cleaning import ambiguous_zone_sql  # noqa: F401 - shared with adapters
 from launch_pipeline.contract import (
     CANDIDATE_OPTIONAL_COLUMNS,
     CANDIDATES_STEM,
@@ -53,6 +54,7 @@ from launch_pipeline.contract import (
     SUPPORTED_SUFFIXES,
 )
 from launch_pipeline.errors import ConfigurationError, InputFileError
+from launch_pipeline.warehouse import quote_identifier
 
 PRODUCT_COLUMNS: tuple[str, ...] = PRODUCT_REQUIRED_COLUMNS + PRODUCT_OPTIONAL_COLUMNS
 CANDIDATE_COLUMNS: tuple[str, ...] = PRODUCT_REQUIRED_COLUMNS + CANDIDATE_OPTIONAL_COLUMNS
@@ -208,7 +210,9 @@ def load_source_table(
     try:
         if fmt == "parquet":
             cols = [c for c in con.sql(f"SELECT * FROM read_parquet({sql_str(path)})").columns]
-            select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in cols)
+            select = ", ".join(
+                f"CAST({quote_identifier(c)} AS VARCHAR) AS {quote_identifier(c)}" for c in cols
+            )
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT file_row_number AS __seq, "
                 f"{select} FROM read_parquet({sql_str(path)}, file_row_number=true)"
