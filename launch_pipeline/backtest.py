@@ -33,12 +33,20 @@ Metrics (per cutoff; the functions are small and tested on hand-computed cases):
 * forecast: the share of candidates whose realised units (and revenue) fall in the plan's 80%
   interval ``[p10, p90]``.
 
-Baselines computed in the same run, from the same history and the same realised revenue:
-``random`` (the expected captured share of ``slots`` random picks), ``text_knn`` (each candidate's
-revenue = the mean net revenue over the ``H`` days before ``T`` of the 20 existing products with
-the most similar description, TF-IDF cosine) and ``category_popularity`` (the mean recent
-revenue of the existing products of the candidate's category; ties broken at random, in
-expectation).
+Baselines computed in the same run, from the same history and the same realised revenue, each
+with its captured share and Spearman: ``random`` (the expected captured share of ``slots``
+random picks), ``text_knn`` (:func:`text_knn_predict`: TF-IDF over the unigrams and bigrams of
+the product text; a candidate's revenue = the similarity-weighted net revenue over the 90 days
+before ``T`` of its 20 most similar existing products) and ``category_popularity`` (the mean
+recent revenue of the existing products of the candidate's category; ties broken at random, in
+expectation). ``forecast_to_realised_revenue``: the forecast revenue of all candidates / their
+realised revenue.
+
+Ablations, from the same run and the same fitted pieces (``launch_valuation``):
+``without_transformer`` ranks the candidates by the demand model fitted without any
+Transformer-derived feature (same cohorts, level and selection rule; only the ranker differs),
+``full_valuation_top_k`` by the full valuation with the same top-``slots`` rule, so the two are
+compared like for like.
 """
 
 from __future__ import annotations
@@ -54,12 +62,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from launch_pipeline.demand import has_table
 from launch_pipeline.errors import ConfigurationError
 
 BACKTEST_SOURCES = ("online_retail",)
 AUDIENCE_SIZE = 50
 KNN_NEIGHBOURS = 20
-MODEL_TIME_BUDGET_S = 180.0
+KNN_DAYS = 90
+MODEL_TIME_BUDGET_S = 120.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,6 +149,44 @@ def timing_share(purchase_hours, hour_of_week: int, width: int = 0) -> float:
     if len(hours) == 0:
         return float("nan")
     return float(np.isin(hours, hour_window(hour_of_week, width)).mean())
+
+
+def text_knn_predict(existing_text, existing_revenue, target_text, k: int = 20) -> np.ndarray:
+    """The text-kNN baseline: TF-IDF over the unigrams and bigrams of the product text (fitted
+    on the existing products' texts), each target's predicted revenue = the similarity-weighted
+    mean revenue of its ``k`` most similar existing products (cosine). A target with no
+    similar product at all (every similarity 0) gets the mean revenue of all existing ones."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    def clean(texts):
+        return [
+            "" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts
+        ]
+
+    existing, targets = clean(existing_text), clean(target_text)
+    rev = np.asarray(existing_revenue, dtype=float)
+    if not targets:
+        return np.zeros(0)
+    if not existing:
+        return np.zeros(len(targets))
+    vec = TfidfVectorizer(lowercase=True, ngram_range=(1, 2))
+    try:
+        e = vec.fit_transform(existing)
+    except ValueError:  # no token at all
+        return np.full(len(targets), float(rev.mean()))
+    sims = (vec.transform(targets) @ e.T).toarray()
+    k = min(k, len(existing))
+    idx = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    w = np.take_along_axis(sims, idx, axis=1)
+    total = w.sum(axis=1)
+    weighted = (w * rev[idx]).sum(axis=1) / np.where(total > 0, total, 1.0)
+    return np.where(total > 0, weighted, float(rev.mean()))
+
+
+def forecast_ratio(forecast, realised) -> float:
+    """Forecast revenue of all candidates / their realised revenue (nan when nothing sold)."""
+    real = float(np.nansum(np.asarray(realised, dtype=float)))
+    return float(np.nansum(np.asarray(forecast, dtype=float))) / real if real > 0 else float("nan")
 
 
 def interval_coverage(realised, lo, hi) -> float:
@@ -282,7 +330,6 @@ def score_cutoff(
 ) -> dict:
     """Read the plan the pipeline stored in ``con`` and score it and the baselines against
     ``sales`` (the clean events of the whole file) in ``[cutoff, cutoff + horizon)``."""
-    from launch_pipeline.demand import text_knn_revenue
     from launch_pipeline.planning import select_launches
 
     end = cutoff + dt.timedelta(days=horizon)
@@ -360,11 +407,12 @@ def score_cutoff(
         "forecast_revenue_picks": float(chosen["expected_revenue"].sum()),
         "realised_revenue_all_candidates": float(realised.sum()),
         "forecast_revenue_all_candidates": float(plan["expected_revenue"].sum()),
+        "forecast_to_realised_revenue": forecast_ratio(plan["expected_revenue"], realised),
     }
 
-    existing = _baseline_inputs(con, plan_date, horizon)
+    existing = _baseline_inputs(con, plan_date, KNN_DAYS)
     knn = pd.Series(
-        text_knn_revenue(existing["title"], existing["revenue"], cands["title"], KNN_NEIGHBOURS),
+        text_knn_predict(existing["title"], existing["revenue"], cands["title"], KNN_NEIGHBOURS),
         index=cands["item_id"].to_numpy(),
     )
     per_product = existing.groupby(existing["category"].fillna("unknown"))["revenue"].mean()
@@ -409,6 +457,13 @@ def score_cutoff(
             "audience": active,
         },
     }
+    valuation = _valuation(con, plan_date)
+    ablations = {}
+    if valuation is not None:
+        ablations = {
+            "without_transformer": baseline(valuation["expected_revenue_without_transformer"]),
+            "full_valuation_top_k": baseline(valuation["expected_revenue"]),
+        }
     return {
         "cutoff": cutoff.isoformat(),
         "plan_date": str(plan_date),
@@ -425,7 +480,35 @@ def score_cutoff(
         },
         "metrics": metrics,
         "baselines": baselines,
+        "ablations": ablations,
+        "valuation_model": _valuation_model(con),
     }
+
+
+def _valuation(con: duckdb.DuckDBPyConnection, plan_date) -> pd.DataFrame | None:
+    """The plan's two valuations (with and without the Transformer's features), by item."""
+    if not has_table(con, "launch_valuation"):
+        return None
+    df = con.execute(
+        "SELECT item_id, expected_revenue, expected_revenue_without_transformer "
+        "FROM launch_valuation WHERE plan_date = ?",
+        [plan_date],
+    ).df()
+    return df.set_index(df["item_id"].astype(str)) if len(df) else None
+
+
+def _valuation_model(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """What the plan's demand model fitted (coefficients, penalty, level, interval)."""
+    import json
+
+    if not has_table(con, "launch_valuation_model"):
+        return None
+    rows = con.execute("SELECT model FROM launch_valuation_model").fetchall()
+    if not rows:
+        return None
+    model = json.loads(rows[0][0])
+    model.pop("config", None)
+    return model
 
 
 def _check_source(source: str) -> None:
@@ -516,7 +599,10 @@ def run_backtest(
                 f"{b['random']['captured_revenue_share']:.3f}, text-kNN "
                 f"{b['text_knn']['captured_revenue_share']:.3f}, category "
                 f"{b['category_popularity']['captured_revenue_share']:.3f}), spearman "
-                f"{m['spearman']:.3f} ({time.perf_counter() - t0:.0f}s)"
+                f"{m['spearman']:.3f}, without the Transformer "
+                f"{scored['ablations'].get('without_transformer', {}).get('captured_revenue_share', float('nan')):.3f}, "
+                f"forecast/realised {m['forecast_to_realised_revenue']:.2f}, coverage "
+                f"{m['interval_coverage_units']:.2f} ({time.perf_counter() - t0:.0f}s)"
             )
             results.append(scored)
     finally:
@@ -532,6 +618,7 @@ def run_backtest(
             "audience_size": AUDIENCE_SIZE,
             "model_time_budget_s": model_time_budget_s,
             "text_knn_neighbours": KNN_NEIGHBOURS,
+            "text_knn_days": KNN_DAYS,
         },
         "cutoffs": results,
         "summary": summarise(results),
@@ -551,14 +638,25 @@ def summarise(results: list[dict]) -> dict:
         return out
     for key in results[0]["metrics"]:
         out["ours"][key] = mean([r["metrics"][key] for r in results])
-    for name in results[0]["baselines"]:
-        keys = [
-            k
-            for k, v in results[0]["baselines"][name].items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-        ]
-        out["baselines"][name] = {k: mean([r["baselines"][name][k] for r in results]) for k in keys}
+    for group in ("baselines", "ablations"):
+        out[group] = {}
+        for name in results[0].get(group, {}):
+            keys = [
+                k
+                for k, v in results[0][group][name].items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            ]
+            out[group][name] = {
+                k: mean([r[group].get(name, {}).get(k) for r in results]) for k in keys
+            }
     knn = [r["baselines"]["text_knn"]["captured_revenue_share"] for r in results]
     ours = [r["metrics"]["captured_revenue_share"] for r in results]
-    out["beats_text_knn_at_every_cutoff"] = bool(all(o > k for o, k in zip(ours, knn, strict=True)))
+    out["cutoffs_ahead_of_text_knn"] = int(sum(o > k for o, k in zip(ours, knn, strict=True)))
+    out["beats_text_knn_at_every_cutoff"] = out["cutoffs_ahead_of_text_knn"] == len(results)
+    n = np.array([r["candidates"] for r in results], dtype=float)
+    cov = np.array([r["metrics"]["interval_coverage_units"] for r in results], dtype=float)
+    ok = np.isfinite(cov)
+    out["interval_coverage_units_pooled"] = (
+        float((cov[ok] * n[ok]).sum() / n[ok].sum()) if ok.any() else float("nan")
+    )
     return out

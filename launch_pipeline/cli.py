@@ -381,7 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir", type=Path, default=None, help="scratch folder (default: a temp dir)"
     )
     b.add_argument(
-        "--model-time-budget-s", type=float, default=180.0, help="training budget per cutoff"
+        "--model-time-budget-s",
+        type=float,
+        default=120.0,
+        help="the Transformer's training budget per cutoff (the as-of model gets a quarter)",
     )
     b.add_argument("--out", type=Path, required=True)
     b.set_defaults(func=cmd_backtest)

@@ -32,28 +32,30 @@ category_revenue    mean log1p recent revenue of the existing products of the sa
 collection_size     log1p of how many other products of the same cohort (the candidate list
                     itself, for candidates) have a title at cosine >= 0.3: shops launch
                     collections, and a large collection is a bet the shop makes
-expected_buyers     log1p of ``sum_i r_ij`` (the Transformer's calibrated expected number of
-                    returning buyers); OFF by default (``use_expected_buyers``), see below
+transformer_buyers  log1p of the Transformer's expected returning buyers ``sum_i r_ij``
+transformer_units   log1p of their expected units (each buyer weighted by their mean units per
+                    purchase line); both from a model that never saw the launch sell:
+                    past launches are scored by a second Transformer trained as of the
+                    oldest window's start (``launch_pipeline/transformer_signal.py``),
+                    candidates by the pipeline's model (``user_preferences``)
 ==================  =========================================================================
 
-Why the Transformer's expected buyers is not a feature by default: the past launches can only be
-scored with the current model, which was trained on their own sales, so their scores are more
-telling than a candidate's will be, and the regression trusts them too much. Measured on the
-Online Retail backtest (five cutoffs, ``docs/backtest.md``): with it the captured revenue share
-was lower at four of them (mean 0.61 against 0.65). ``r_ij`` still decides the promotion
-audience and the launch hour, and values the candidates when there are too few past launches.
-
-Model: the features are standardised *within each cohort* and the target is each launch's
+Ranker: the features are standardised *within each cohort* and the target is each launch's
 revenue relative to its cohort's mean (launch windows differ in season, length and level; what
-transfers is which products of a cohort sell more), and a Poisson regression (log link, a fixed
-and deliberately strong L2 penalty, so the weights stay close to an even blend) is fitted on all
-cohorts: it estimates the *expected* revenue, which is what the
-plan maximises and what a captured revenue share rewards (a model of log revenue would rank by
-the typical, not the expected, revenue and under-weight the few launches that sell in bulk). A
-candidate's expected revenue is the newest cohort's mean revenue per launch times its predicted
-relative revenue; the 80% interval comes from the distribution of realised / predicted on the
-past launches (widened by the past changes of level between windows), units from revenue /
-price.
+transfers is which products of a cohort sell more). A Poisson regression (log link, L2 penalty)
+is fitted on all cohorts: it estimates the *expected* revenue, which is what the plan maximises
+and what a captured revenue share rewards (a model of log revenue would rank by the typical,
+not the expected, revenue and under-weight the few launches that sell in bulk). The penalty is
+chosen from a fixed grid by leave-one-window-out (held-out Poisson deviance): validated across
+past windows, never on the cohort being planned. The same fit without the Transformer's
+features is the ablation ``without_transformer`` (``launch_valuation``).
+
+Level and interval (:func:`fit_demand_model`): the newest window's revenue per launch, times the
+change of level to the planned window (:func:`level_change`: the shop's own season a year
+earlier when the data has it, else the trend of the past windows), times a bias correction
+measured by replaying the whole procedure on past windows that had an older, complete window
+before them; the 80% interval is split-conformal on realised / predicted of those replayed
+launches (:func:`_conformal_quantiles`). Units = revenue / price.
 
 Fallback: with fewer than ``min_launches`` past launches (a young shop, the simulated two
 weeks of the tests) :func:`estimate_demand` returns ``None`` and the plan uses the
@@ -62,6 +64,7 @@ uncalibrated value ``sum_i r_ij x price x units per purchase`` (see ``planning.p
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import asdict, dataclass, field
 
@@ -77,7 +80,11 @@ BASE_FEATURES: tuple[str, ...] = (
     "category_revenue",
     "collection_size",
 )
-BUYERS_FEATURE = "expected_buyers"
+TRANSFORMER_FEATURES: tuple[str, ...] = ("transformer_buyers", "transformer_units")
+"""The Transformer's view of a launch: log1p of its expected returning buyers ``sum_i r_ij``
+and of their expected units (each buyer weighted by their mean units per purchase line), with
+``r_ij = 1 - exp(-n_i p_ij c_j)`` from a model that had not seen the launch sell (see
+``scoring.calibrate_on_past_launches``)."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +98,11 @@ class DemandConfig:
     neighbours: int = 20
     near_neighbours: int = 5
     collection_similarity: float = 0.3
-    poisson_alpha: float = 1.0
-    use_expected_buyers: bool = False
+    poisson_alpha: float = 1.0  # the penalty when there is one window only (no validation)
+    poisson_alphas: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)  # chosen leave-one-window-out
+    use_transformer: bool = True
+    max_level_change: float = 2.0
+    interval: float = 0.8
 
 
 @dataclass
@@ -103,10 +113,18 @@ class DemandModel:
     coefficients: dict[str, float]
     windows: list[dict]
     launches: int
-    level: float  # mean revenue per launch of the newest window (over the horizon)
-    ratio_quantiles: dict[str, float]  # realised / predicted on past launches
+    level: float  # expected revenue per launch over the horizon (newest window x change x bias)
+    ratio_quantiles: dict[str, float]  # conformal bounds of realised / predicted
     train_spearman: float
     config: dict = field(default_factory=dict)
+    penalty: float = 1.0
+    penalty_validation: dict = field(default_factory=dict)
+    level_newest_window: float = 0.0
+    level_change: float = 1.0
+    level_change_from: str = "flat"
+    level_bias: float = 1.0
+    interval_from: str = ""
+    coefficients_without_transformer: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -366,7 +384,10 @@ def launch_windows(
     return out
 
 
-def _past_cohorts(hist: ShopHistory, horizon: int, cfg: DemandConfig, buyers: dict | None):
+def _past_cohorts(hist: ShopHistory, horizon: int, cfg: DemandConfig, signal: dict | None):
+    """The past launch cohorts with their features as of each window start and their target
+    (revenue from launch to the window end, scaled to the horizon); ``signal``:
+    ``(window start, item_id) -> {feature: value}`` of the Transformer (missing: NaN)."""
     frames = []
     windows = []
     items = hist.items[~hist.items["is_candidate"] & hist.items["launched_at"].notna()]
@@ -379,10 +400,10 @@ def _past_cohorts(hist: ShopHistory, horizon: int, cfg: DemandConfig, buyers: di
         length = (end - start).days
         revenue = win.groupby("item_id")["revenue"].sum().reindex(cohort["item_id"]).fillna(0.0)
         f = launch_features(hist, cohort, start, horizon, cfg)
-        if buyers is not None:
-            f[BUYERS_FEATURE] = np.log1p(
-                [max(float(buyers.get((start, str(i)), np.nan)), 0.0) for i in cohort["item_id"]]
-            )
+        for name in TRANSFORMER_FEATURES:
+            f[name] = [
+                (signal or {}).get((start, str(i)), {}).get(name, np.nan) for i in cohort["item_id"]
+            ]
         f["target"] = np.clip(revenue.to_numpy() * horizon / length, 0.0, None)
         f["window"] = len(windows)
         frames.append(f)
@@ -397,68 +418,301 @@ def _past_cohorts(hist: ShopHistory, horizon: int, cfg: DemandConfig, buyers: di
     return (pd.concat(frames) if frames else pd.DataFrame()), windows
 
 
+# --------------------------------------------------------------------------------------------
+# the ranker: Poisson on within-window relative revenue, penalty chosen across windows
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Ranker:
+    features: list[str]
+    alpha: float
+    coef: np.ndarray
+    intercept: float
+    validation: dict  # alpha -> mean held-out Poisson deviance (leave one window out)
+
+    def relative(self, feats: pd.DataFrame) -> np.ndarray:
+        """Predicted revenue relative to the cohort's mean, for one cohort of launches."""
+        z = _zscore(feats[self.features]) if len(feats) > 1 else feats[self.features] * 0.0
+        return np.exp(self.intercept + z.fillna(0.0).to_numpy() @ self.coef)
+
+
+def _design(data: pd.DataFrame, features: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per window (0 = newest): within-window standardised features, revenue / window mean."""
+    out = []
+    for _, g in data.groupby("window", sort=True):
+        mean = float(g["target"].mean())
+        out.append(
+            (_zscore(g[features]).to_numpy(), g["target"].to_numpy() / (mean if mean > 0 else 1.0))
+        )
+    return out
+
+
+def _poisson(blocks, alpha: float):
+    """Newton-Cholesky on one thread: a few thousand rows x 8 features is a millisecond's work,
+    which a thread pool per call on a loaded machine turns into a second (measured)."""
+    from sklearn.linear_model import PoissonRegressor
+    from threadpoolctl import threadpool_limits
+
+    x = np.vstack([b[0] for b in blocks])
+    y = np.concatenate([b[1] for b in blocks])
+    with threadpool_limits(1):
+        return PoissonRegressor(alpha=alpha, max_iter=1000, solver="newton-cholesky").fit(x, y)
+
+
+def fit_ranker(data: pd.DataFrame, features: list[str], cfg: DemandConfig) -> _Ranker:
+    """Poisson regression of each past launch's revenue relative to its window's mean on the
+    within-window standardised ``features``. The L2 penalty is chosen from
+    ``cfg.poisson_alphas`` by leave-one-window-out (mean Poisson deviance of the held-out
+    windows): never tuned on the cohort being planned. One window: ``cfg.poisson_alpha``."""
+    from sklearn.metrics import mean_poisson_deviance
+
+    blocks = _design(data, features)
+    validation: dict[float, float] = {}
+    alpha = cfg.poisson_alpha
+    if len(blocks) >= 2 and cfg.poisson_alphas:
+        for a in cfg.poisson_alphas:
+            dev = []
+            for k in range(len(blocks)):
+                reg = _poisson([b for j, b in enumerate(blocks) if j != k], a)
+                mu = np.maximum(reg.predict(blocks[k][0]), 1e-9)
+                dev.append(mean_poisson_deviance(blocks[k][1], mu))
+            validation[float(a)] = float(np.mean(dev))
+        alpha = min(validation, key=lambda a: (validation[a], -a))
+    reg = _poisson(blocks, alpha)
+    return _Ranker(
+        list(features), float(alpha), reg.coef_.copy(), float(reg.intercept_), validation
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the level: season a year earlier, else the trend of the past windows; conformal intervals
+# --------------------------------------------------------------------------------------------
+def _daily_revenue(hist: ShopHistory, lo: pd.Timestamp, hi: pd.Timestamp) -> float:
+    s = hist.sales
+    days = max((hi - lo).days, 1)
+    return float(s.loc[(s["ts"] >= lo) & (s["ts"] < hi), "revenue"].sum()) / days
+
+
+def level_change(
+    hist: ShopHistory,
+    plan_start: pd.Timestamp,
+    window_means: list[tuple[pd.Timestamp, float]],
+    length: int,
+    horizon: int,
+    cfg: DemandConfig,
+) -> tuple[float, str]:
+    """Factor from the newest past window's level (revenue per launch, the window
+    ``[plan_start - length, plan_start)``) to the level of launches in
+    ``[plan_start, plan_start + horizon)``, and how it was found.
+
+    * **season**: when the data reaches a year (52 weeks) before that window, the shop's daily
+      revenue in the same ``horizon`` days a year earlier / its daily revenue in the ``length``
+      days before them (the seasonal swing of the whole shop, same weekdays);
+    * **trend**: otherwise, with two past windows or more (``window_means``: newest first,
+      ``(start, mean revenue per launch)``), the median change of log level per day between
+      consecutive windows, carried over the distance between the newest window's middle and
+      the planned window's middle;
+    * **flat** (1.0) otherwise.
+
+    Clipped to ``[1 / cfg.max_level_change, cfg.max_level_change]``."""
+    cap = cfg.max_level_change
+    year = pd.Timedelta(days=364)
+    ly = plan_start - year
+    if hist.data_start <= ly - pd.Timedelta(days=length):
+        before = _daily_revenue(hist, ly - pd.Timedelta(days=length), ly)
+        after = _daily_revenue(hist, ly, ly + pd.Timedelta(days=horizon))
+        if before > 0 and after > 0:
+            return float(np.clip(after / before, 1 / cap, cap)), "season"
+    pts = [(t, m) for t, m in window_means if m > 0]
+    if len(pts) >= 2:
+        slopes = [
+            np.log(m0 / m1) / max((t0 - t1).days, 1)
+            for (t0, m0), (t1, m1) in zip(pts[:-1], pts[1:], strict=True)
+        ]
+        gap = (length + horizon) / 2
+        return float(np.clip(np.exp(float(np.median(slopes)) * gap), 1 / cap, cap)), "trend"
+    return 1.0, "flat"
+
+
+def _conformal_quantiles(ratios: np.ndarray, coverage: float) -> tuple[float, float]:
+    """Split-conformal bounds of ``realised / predicted`` for a central ``coverage`` interval:
+    the ``ceil((n + 1)(1 - a/2)) / n`` order statistics (and the mirrored lower one)."""
+    r = np.sort(np.asarray(ratios, dtype=float))
+    n = len(r)
+    if n == 0:
+        return 0.0, np.inf
+    a = (1 - coverage) / 2
+    lo = int(np.floor(round((n + 1) * a, 9))) - 1
+    hi = int(np.ceil(round((n + 1) * (1 - a), 9))) - 1
+    return float(r[max(lo, 0)]), float(r[min(hi, n - 1)])
+
+
 def fit_demand_model(
     hist: ShopHistory,
     horizon: int,
     cfg: DemandConfig = DemandConfig(),
-    past_buyers: dict | None = None,
+    past_signal: dict | None = None,
 ):
-    """Fit the launch-revenue model on the past launch windows; ``None`` when there are too few
-    past launches. Returns ``(model, predict)`` where ``predict(features) -> (log revenue, residuals)``.
+    """Fit the launch-revenue model on the past launch windows; ``(None, None)`` when there are
+    too few past launches. Returns ``(model, predict)`` with
+    ``predict(features, use_transformer=True) -> expected revenue over the horizon`` of one
+    cohort of candidates launched from the plan date.
 
-    The residuals that make the interval and the expected value (smearing) are the in-sample
-    ones (each window at its own level), widened, with two windows or more, by the changes of
-    level between consecutive windows (both signs)."""
-    from sklearn.linear_model import PoissonRegressor
+    Two rankers are fitted on the same cohorts, with and without the Transformer's features
+    (the second is the ablation ``without_transformer``); both share the level, its bias
+    correction and the intervals.
 
-    use_buyers = cfg.use_expected_buyers and past_buyers is not None and len(past_buyers) > 0
-    data, windows = _past_cohorts(hist, horizon, cfg, past_buyers if use_buyers else None)
+    **Level**: the newest window's revenue per launch x :func:`level_change` x a bias
+    correction measured by replaying the procedure on past windows: each window whose start
+    has a complete older window before it is predicted as the candidates are (level of the
+    newest window that had ended by its start, times the level change seen from there; relative
+    revenue from the ranker fitted without it), and the correction is their total realised /
+    total predicted revenue. The 80% interval is split-conformal on realised / predicted of
+    those replayed launches; without any replayable window it comes from the in-sample ratios,
+    widened by the past changes of level between windows."""
+    data, windows = _past_cohorts(hist, horizon, cfg, past_signal)
     if len(data) < cfg.min_launches:
         return None, None
-    features = list(BASE_FEATURES) + ([BUYERS_FEATURE] if use_buyers else [])
-    features = [c for c in features if data[c].notna().any()]
-    xs, rels, means = [], [], []
-    for _, g in data.groupby("window", sort=True):  # 0 = the newest window
-        xs.append(_zscore(g[features]))
-        mean = float(g["target"].mean())
-        means.append(mean if mean > 0 else 1.0)
-        rels.append(g["target"].to_numpy() / means[-1])
-    reg = PoissonRegressor(alpha=cfg.poisson_alpha, max_iter=1000).fit(
-        pd.concat(xs).to_numpy(), np.concatenate(rels)
+    base = [c for c in BASE_FEATURES if data[c].notna().any()]
+    # the Transformer's features when (nearly) every past launch was scored; a launch that was
+    # not (an item the model does not index) gets its window's mean
+    tf = (
+        [c for c in TRANSFORMER_FEATURES if data[c].notna().mean() >= 0.9]
+        if cfg.use_transformer
+        else []
     )
-    mu = [reg.predict(xw.to_numpy()) for xw in xs]
-    ratios = np.concatenate(rels) / np.maximum(np.concatenate(mu), 1e-9)
-    if len(xs) >= 2:
-        # the candidates' window will not sit exactly at the newest window's level: widen the
-        # errors by the past changes of level from one window to the next, both ways (their
-        # trend is not used: early windows are polluted by old slow sellers whose first sale in
-        # the data only looks like a launch, which looks like growth)
-        steps = np.asarray(means[:-1]) / np.asarray(means[1:])
-        ratios = (ratios[:, None] * np.concatenate([steps, 1.0 / steps])[None, :]).ravel()
-    level = means[0]  # the newest window: closest in season, least polluted
-    targets = np.concatenate([g["target"].to_numpy() for _, g in data.groupby("window")])
-    fitted = np.concatenate([m * mw for m, mw in zip(means, mu, strict=True)])
+    ranker = fit_ranker(data, base + tf, cfg)
+    ablation = fit_ranker(data, base, cfg) if tf else ranker
+
+    bounds = launch_windows(hist, horizon, cfg)
+    by_start = {pd.Timestamp(w["start"]): w for w in windows}
+    starts = [a for a, _ in bounds if a in by_start]
+    ends = {a: e for a, e in bounds}
+    means = [(a, by_start[a]["mean_revenue"]) for a in starts]  # newest first
+    length = (ends[starts[0]] - starts[0]).days
+
+    # replays: window k predicted from the windows that had ended by its start
+    realised, predicted = [], []
+    for k, a in enumerate(starts):
+        older = [(t, m) for t, m in means[k + 1 :] if ends[t] <= a]
+        if not older:
+            continue
+        change, _ = level_change(hist, a, older, length, horizon, cfg)
+        g = data[data["window"] == k]
+        rest = data[data["window"] != k]
+        same = dataclasses.replace(cfg, poisson_alphas=(), poisson_alpha=ranker.alpha)
+        held = fit_ranker(rest, ranker.features, same)
+        predicted.append(older[0][1] * change * held.relative(g))
+        realised.append(g["target"].to_numpy())
+    change, how = level_change(hist, hist.plan_start, means, length, horizon, cfg)
+    if predicted:
+        realised_all, predicted_all = np.concatenate(realised), np.concatenate(predicted)
+        bias = float(
+            np.clip(
+                realised_all.sum() / max(predicted_all.sum(), 1e-9),
+                1 / cfg.max_level_change,
+                cfg.max_level_change,
+            )
+        )
+        ratios = realised_all / np.maximum(predicted_all * bias, 1e-9)
+        interval_from = f"split-conformal on {len(ratios)} replayed past launches"
+    else:
+        bias = 1.0
+        fitted, targets = [], []
+        for k, a in enumerate(starts):
+            g = data[data["window"] == k]
+            fitted.append(by_start[a]["mean_revenue"] * ranker.relative(g))
+            targets.append(g["target"].to_numpy())
+        ratios = np.concatenate(targets) / np.maximum(np.concatenate(fitted), 1e-9)
+        if len(means) >= 2:
+            m = np.array([v for _, v in means])
+            steps = np.where(m[1:] > 0, m[:-1] / np.where(m[1:] > 0, m[1:], 1.0), 1.0)
+            ratios = (ratios[:, None] * np.concatenate([steps, 1.0 / steps])[None, :]).ravel()
+        interval_from = "in-sample ratios widened by the past level changes (no replayable window)"
+    q10, q90 = _conformal_quantiles(ratios, cfg.interval)
+    q50 = float(np.median(ratios))
+    level = means[0][1] * change * bias
+    fitted = np.concatenate(
+        [
+            by_start[a]["mean_revenue"] * ranker.relative(data[data["window"] == k])
+            for k, a in enumerate(starts)
+        ]
+    )
+    targets = np.concatenate([data.loc[data["window"] == k, "target"] for k in range(len(starts))])
     model = DemandModel(
-        features=features,
-        coefficients={f: float(c) for f, c in zip(features, reg.coef_, strict=True)},
+        features=ranker.features,
+        coefficients={f: float(c) for f, c in zip(ranker.features, ranker.coef, strict=True)},
         windows=windows,
         launches=int(len(data)),
         level=level,
-        ratio_quantiles={
-            "p10": float(np.quantile(ratios, 0.1)),
-            "p50": float(np.quantile(ratios, 0.5)),
-            "p90": float(np.quantile(ratios, 0.9)),
-        },
+        ratio_quantiles={"p10": q10, "p50": q50, "p90": q90},
         train_spearman=_spearman(fitted, targets),
         config=asdict(cfg),
+        penalty=ranker.alpha,
+        penalty_validation={str(k): v for k, v in ranker.validation.items()},
+        level_newest_window=float(means[0][1]),
+        level_change=change,
+        level_change_from=how,
+        level_bias=bias,
+        interval_from=interval_from,
+        coefficients_without_transformer={
+            f: float(c) for f, c in zip(ablation.features, ablation.coef, strict=True)
+        },
     )
 
-    def predict(feats: pd.DataFrame) -> np.ndarray:
+    def predict(feats: pd.DataFrame, use_transformer: bool = True) -> np.ndarray:
         """Expected revenue over the horizon of launches with these features (one cohort)."""
-        z = _zscore(feats[features]) if len(feats) > 1 else feats[features] * 0.0
-        return level * reg.predict(z.fillna(0.0).to_numpy())
+        return level * (ranker if use_transformer else ablation).relative(feats)
 
     return model, predict
+
+
+VALUATION_DDL = """
+CREATE OR REPLACE TABLE launch_valuation (
+    plan_date DATE, item_id VARCHAR, expected_revenue DOUBLE,
+    expected_revenue_without_transformer DOUBLE, revenue_p10 DOUBLE, revenue_p90 DOUBLE,
+    feature_values VARCHAR
+)
+"""
+
+
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return (
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchall()[0][0]
+        > 0
+    )
+
+
+def candidate_signal(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, float]]:
+    """The Transformer's features of the candidates, from ``user_preferences`` (the current
+    model's ``r_model = 1 - exp(-n_i p_ij c_j)`` of the active users): ``item_id ->
+    {transformer_buyers, transformer_units}`` (see :func:`transformer_features`)."""
+    if not has_table(con, "user_preferences"):
+        return {}
+    rows = con.execute(
+        """
+        WITH lines AS (
+            SELECT user_id, avg(quantity) AS units FROM clean_events
+            WHERE event_type = 'purchase' AND quantity > 0 GROUP BY 1
+        )
+        SELECT p.item_id, sum(p.r_model) AS b, sum(p.r_model * coalesce(l.units, 1.0)) AS u
+        FROM user_preferences p LEFT JOIN lines l USING (user_id) GROUP BY 1
+        """
+    ).fetchall()
+    return {
+        str(i): {"transformer_buyers": float(np.log1p(b)), "transformer_units": float(np.log1p(u))}
+        for i, b, u in rows
+    }
+
+
+def transformer_features(r_model: np.ndarray, user_units: np.ndarray, scale: float = 1.0):
+    """``(transformer_buyers, transformer_units)`` per item from ``r_model`` ``(users, items)``:
+    log1p of the expected returning buyers ``sum_i r_ij`` and of their expected units
+    ``sum_i r_ij x (user i's mean units per purchase line)``; ``scale`` undoes a user sample."""
+    r = np.asarray(r_model, dtype=float)
+    u = np.asarray(user_units, dtype=float)[:, None]
+    return np.log1p(r.sum(axis=0) * scale), np.log1p((r * u).sum(axis=0) * scale)
 
 
 def estimate_demand(
@@ -466,14 +720,18 @@ def estimate_demand(
     candidates: pd.DataFrame,
     expected_buyers: dict[str, float] | None,
     horizon: int,
-    past_buyers: dict[str, float] | None = None,
+    past_buyers: dict | None = None,
     cfg: DemandConfig = DemandConfig(),
 ) -> tuple[pd.DataFrame | None, DemandModel | None]:
     """Expected revenue and units over the horizon (80% interval) for each candidate, from the
     model fitted on the shop's past launches; ``(None, None)`` when there are too few of them.
+    Also writes ``launch_valuation`` (both valuations, with and without the Transformer).
 
-    ``candidates``: ``item_id, title, category, price``; ``expected_buyers``: ``sum_i r_ij`` per
-    candidate; ``past_buyers``: the same for the past launches (attribute-only scores)."""
+    ``candidates``: ``item_id, title, category, price``; ``expected_buyers``: ``sum_i r_ij``
+    per candidate (kept for the report; the Transformer's features come from
+    ``user_preferences``); ``past_buyers``: ``(window start, item_id) -> {feature: value}`` of
+    the past launches, scored by the model trained before the oldest window (see
+    ``scoring.calibrate_on_past_launches``)."""
     if candidates.empty:
         return None, None
     hist = load_history(con)
@@ -482,11 +740,11 @@ def estimate_demand(
         return None, None
     cands = candidates.rename(columns={"price": "first_price"})
     feats = launch_features(hist, cands, hist.plan_start, horizon, cfg)
-    if BUYERS_FEATURE in model.features:
-        feats[BUYERS_FEATURE] = np.log1p(
-            [max(float((expected_buyers or {}).get(i, 0.0)), 0.0) for i in cands["item_id"]]
-        )
+    signal = candidate_signal(con)
+    for name in TRANSFORMER_FEATURES:
+        feats[name] = [signal.get(str(i), {}).get(name, 0.0) for i in cands["item_id"]]
     revenue = predict(feats)
+    without = predict(feats, use_transformer=False)
     price = pd.to_numeric(cands["first_price"], errors="coerce").to_numpy(dtype=float)
     price = np.where(np.isfinite(price) & (price > 0), price, np.nan)
     lo = revenue * model.ratio_quantiles["p10"]
@@ -496,6 +754,7 @@ def estimate_demand(
             "item_id": cands["item_id"].to_numpy(),
             "demand_score": np.log(np.maximum(revenue, 1e-9)),
             "expected_revenue": revenue,
+            "expected_revenue_without_transformer": without,
             "revenue_p10": lo,
             "revenue_p90": hi,
             "expected_units": np.nan_to_num(revenue / price),
@@ -503,9 +762,51 @@ def estimate_demand(
             "units_p90": np.nan_to_num(hi / price),
         }
     )
-    for c in model.features:
+    used = sorted(set(model.features) | set(model.coefficients_without_transformer))
+    for c in used:
         out[f"feature_{c}"] = feats[c].to_numpy()
+    store_valuation(con, out, hist.plan_start.date(), used, model)
     return out, model
+
+
+def store_valuation(
+    con,
+    out: pd.DataFrame,
+    plan_date: dt.date,
+    features: list[str],
+    model: DemandModel | None = None,
+) -> None:
+    """``launch_valuation``: per candidate the expected revenue with and without the
+    Transformer's features (the backtest's ablation reads it), the interval and the features;
+    ``launch_valuation_model``: what was fitted (coefficients, penalty, level, interval)."""
+    import json
+
+    df = pd.DataFrame(
+        {
+            "plan_date": plan_date,
+            "item_id": out["item_id"].astype(str),
+            "expected_revenue": out["expected_revenue"],
+            "expected_revenue_without_transformer": out["expected_revenue_without_transformer"],
+            "revenue_p10": out["revenue_p10"],
+            "revenue_p90": out["revenue_p90"],
+            "feature_values": [
+                json.dumps({c: round(float(v), 6) for c, v in zip(features, row, strict=True)})
+                for row in out[[f"feature_{c}" for c in features]].to_numpy()
+            ],
+        }
+    )
+    con.execute(VALUATION_DDL)
+    con.register("_valuation_df", df)
+    try:
+        con.execute("INSERT INTO launch_valuation SELECT * FROM _valuation_df")
+    finally:
+        con.unregister("_valuation_df")
+    if model is not None:
+        con.execute(
+            "CREATE OR REPLACE TABLE launch_valuation_model AS "
+            "SELECT CAST(? AS DATE) AS plan_date, CAST(? AS VARCHAR) AS model",
+            [plan_date, json.dumps(model.to_dict(), default=str)],
+        )
 
 
 def plan_start_of(con: duckdb.DuckDBPyConnection) -> dt.date:

@@ -266,13 +266,19 @@ def _units_per_purchase(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
 
 
 def _past_buyers(con: duckdb.DuckDBPyConnection) -> dict | None:
-    """``(window start, item_id) -> expected buyers`` of the past launches, if scored."""
+    """``(window start, item_id) -> {transformer_buyers, transformer_units}`` of the past
+    launches, scored by the Transformer trained before the oldest past window (see
+    ``launch_pipeline/transformer_signal.py``); ``None`` when not scored."""
     if not _has_table(con, "launch_history_buyers"):
         return None
     rows = con.execute(
-        "SELECT window_start, item_id, expected_buyers FROM launch_history_buyers"
+        "SELECT window_start, item_id, transformer_buyers, transformer_units "
+        "FROM launch_history_buyers WHERE transformer_buyers IS NOT NULL"
     ).fetchall()
-    return {(pd.Timestamp(w), str(i)): float(v) for w, i, v in rows} or None
+    return {
+        (pd.Timestamp(w), str(i)): {"transformer_buyers": float(b), "transformer_units": float(u)}
+        for w, i, b, u in rows
+    } or None
 
 
 def _has_table(con, name: str) -> bool:

@@ -41,6 +41,7 @@ from launch_pipeline.recommender import (
 )
 from launch_pipeline.settings import Settings
 from launch_pipeline.training import champion_or_fail, load_version
+from launch_pipeline.transformer_signal import AS_OF_BUDGET_SHARE, score_past_launches, train_as_of
 from launch_pipeline.warehouse import replace_atomically
 
 ACTIVE_DAYS = 30
@@ -52,7 +53,8 @@ cost (Transformer vectors, sequences as of the window start, the fit) on a large
 LAUNCH_HISTORY_BUYERS_DDL = """
 CREATE OR REPLACE TABLE launch_history_buyers (
     window_start TIMESTAMP, item_id VARCHAR, launched_at TIMESTAMP, expected_buyers DOUBLE,
-    buyers BIGINT, model_version VARCHAR, horizon_days INTEGER
+    buyers BIGINT, model_version VARCHAR, horizon_days INTEGER, transformer_buyers DOUBLE,
+    transformer_units DOUBLE
 )
 """
 
@@ -142,7 +144,9 @@ def score_preferences(settings: Settings, con: duckdb.DuckDBPyConnection) -> dic
     flat = shop.flat_sequences()
     active = np.flatnonzero((as_of - flat.last_ts()) <= np.timedelta64(ACTIVE_DAYS, "D"))
     horizon = settings.planning.horizon_days
-    calibration, history = calibrate_on_past_launches(con, model, shop, horizon)
+    calibration, history = calibrate_on_past_launches(
+        con, model, shop, horizon, as_of_budget_s=settings.model_time_budget_s * AS_OF_BUDGET_SHARE
+    )
     n_c = len(shop.candidates)
     active_ids = [str(u) for u in shop.user_ids[active]]
     user_x = similar = None
@@ -189,6 +193,7 @@ def calibrate_on_past_launches(
     shop,
     horizon: int,
     max_users: int = MAX_REPLAY_USERS,
+    as_of_budget_s: float = 0.0,
 ) -> tuple[PurchaseCalibration | None, pd.DataFrame]:
     """Score the products launched in every past launch window of the demand model
     (:func:`launch_pipeline.demand.launch_windows`) as candidates would have been scored at the
@@ -199,7 +204,12 @@ def calibrate_on_past_launches(
     Bounded: a shop with more than ``max_users`` users is replayed on a deterministic sample of
     about ``max_users`` of them (by a hash of the id, the same users in every window); the fit
     is then on the sample's pairs and the expected and real buyers are the sample's, scaled
-    up by the sampling share."""
+    up by the sampling share.
+
+    With ``as_of_budget_s > 0`` a second Transformer is trained on the behaviour before the
+    oldest window's start (:mod:`launch_pipeline.transformer_signal`) and scores every past
+    launch for the demand model (``transformer_buyers``, ``transformer_units``): a model that
+    never saw them sell, unlike ``model``."""
     from launch_pipeline.model.training import item_vectors
 
     hist = load_history(con)
@@ -218,6 +228,14 @@ def calibrate_on_past_launches(
     fraction = max_users / n_users if n_users > max_users else None
     scale = 1.0 / fraction if fraction else 1.0
     blocks, meta = [], []
+    as_of_model = (
+        train_as_of(
+            con, shop, catalog_launched, windows[-1][0], as_of_budget_s, sample_fraction=fraction
+        )
+        if windows and as_of_budget_s > 0
+        else None
+    )
+    units_lines = hist.sales[hist.sales["units"] > 0]
     for start, end in windows:
         cohort = items[(items["launched_at"] >= start) & (items["launched_at"] < end)]
         ids = [str(i) for i in cohort["item_id"] if str(i) in index]
@@ -248,10 +266,20 @@ def calibrate_on_past_launches(
             start,
         )
         blocks.append((users.user_features(), p, conv, similar, bought))
-        meta.append((start, ids, cohort.set_index(cohort["item_id"].astype(str))["launched_at"]))
+        signal = (np.full(len(ids), np.nan), np.full(len(ids), np.nan))
+        if as_of_model is not None:
+            before = units_lines[units_lines["ts"] < start]
+            per_user = before.groupby(before["user_id"].astype(str))["units"].mean()
+            units = per_user.reindex([str(u) for u in shop.user_ids[users.rows]]).fillna(1.0)
+            signal = score_past_launches(
+                as_of_model, shop, users, rows, units.to_numpy(dtype=float), scale
+            )
+        meta.append(
+            (start, ids, cohort.set_index(cohort["item_id"].astype(str))["launched_at"], signal)
+        )
     calibration = PurchaseCalibration.fit(blocks) if blocks else None
     frames = []
-    for (user_x, p, conv, similar, bought), (start, ids, launched) in zip(
+    for (user_x, p, conv, similar, bought), (start, ids, launched, signal) in zip(
         blocks, meta, strict=True
     ):
         r = (
@@ -267,6 +295,8 @@ def calibrate_on_past_launches(
                     "launched_at": launched.reindex(ids).to_numpy(),
                     "expected_buyers": r.sum(axis=0) * scale,
                     "buyers": np.round(bought.sum(axis=0) * scale).astype(np.int64),
+                    "transformer_buyers": signal[0],
+                    "transformer_units": signal[1],
                 }
             )
         )
@@ -274,7 +304,15 @@ def calibrate_on_past_launches(
         pd.concat(frames, ignore_index=True)
         if frames
         else pd.DataFrame(
-            columns=["window_start", "item_id", "launched_at", "expected_buyers", "buyers"]
+            columns=[
+                "window_start",
+                "item_id",
+                "launched_at",
+                "expected_buyers",
+                "buyers",
+                "transformer_buyers",
+                "transformer_units",
+            ]
         )
     )
     return calibration, history
@@ -359,7 +397,8 @@ def _store_history_buyers(con, history: pd.DataFrame, version: str, horizon: int
     try:
         con.execute(
             "INSERT INTO launch_history_buyers SELECT window_start, item_id, launched_at, "
-            "expected_buyers, buyers, ? AS model_version, ? AS horizon_days FROM _hist_buyers_df",
+            "expected_buyers, buyers, ? AS model_version, ? AS horizon_days, transformer_buyers, "
+            "transformer_units FROM _hist_buyers_df",
             [version, horizon],
         )
     finally:

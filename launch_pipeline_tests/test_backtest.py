@@ -34,18 +34,30 @@ NEW_TITLES = [
 ]  # fmt: skip
 
 
+PAST_KINDS = ["JUMBO BAG", "LUNCH BAG", "WALL ART", "DOORMAT", "ALARM CLOCK", "CAKE TINS"]
+PAST_PRINTS = ["APPLES", "DOLLY GIRL", "SPACEBOY", "VINTAGE LEAF", "ROSES", "STRAWBERRY",
+               "SKULLS", "BIRDS", "PAISLEY", "WOODLAND", "SCANDI", "CIRCUS"]  # fmt: skip
+
+
 def _tiny_lines(seed: int = 3) -> pd.DataFrame:
-    """About 4 months of invoices of 40 customers: 20 products on sale from the start, 8 new
+    """About 4 months of invoices of 40 customers: 20 products on sale from the start, 72
+    launched in January and February (the past launches the demand model learns from), 8 new
     ones first sold after the cutoff (some of them before it in no way), returns, guest lines,
     postage."""
     rng = np.random.default_rng(seed)
     old = [(f"{21000 + 7 * k}", t, round(float(rng.choice([0.85, 1.65, 2.1, 4.95])), 2))
            for k, t in enumerate(OLD_TITLES)]  # fmt: skip
+    past = [(f"{22000 + k}", f"{kind} {PAST_PRINTS[k % len(PAST_PRINTS)]}",
+             round(float(rng.choice([0.85, 1.65, 2.1, 4.95])), 2))
+            for k, kind in enumerate(PAST_KINDS * 12)]  # fmt: skip
     new = [(f"{23100 + k}", t, round(float(rng.choice([1.25, 2.08, 4.95, 8.25])), 2))
            for k, t in enumerate(NEW_TITLES)]  # fmt: skip
     launch = {
         code: CUTOFF + dt.timedelta(days=int(2 + 3 * k)) for k, (code, _, _) in enumerate(new)
     }
+    for k, (code, _, _) in enumerate(past):
+        day = dt.date(2011, 1, 2) + dt.timedelta(days=int(k * 55 / len(past)))
+        launch[code] = day + dt.timedelta(days=int(day.weekday() == 5))  # no sales on Saturdays
     rows = []
     inv = 536000
     day = dt.date(2010, 12, 1)
@@ -56,7 +68,7 @@ def _tiny_lines(seed: int = 3) -> pd.DataFrame:
                 cust = int(rng.integers(0, 40))
                 hour = int(rng.choice([8, 9, 10, 11, 12, 13, 14, 15]) + (cust % 3))
                 when = dt.datetime.combine(day, dt.time(hour, int(rng.integers(0, 60))))
-                avail = old + [p for p in new if launch[p[0]] <= day]
+                avail = old + [p for p in past + new if launch[p[0]] <= day]
                 pool = rng.choice(len(avail), size=min(len(avail), int(rng.integers(2, 6))),
                                   replace=False)  # fmt: skip
                 for j in pool:
@@ -69,6 +81,11 @@ def _tiny_lines(seed: int = 3) -> pd.DataFrame:
                     code, title, price = avail[int(pool[0])]
                     rows.append([f"C{inv}", code, title, -1, when + dt.timedelta(hours=1), price,
                                  12000.0 + cust, "UK"])  # fmt: skip
+            for code, title, price in past:  # a past launch sells on its launch day
+                if launch[code] == day:
+                    inv += 1
+                    when = dt.datetime.combine(day, dt.time(15, 30))
+                    rows.append([str(inv), code, title, 6, when, price, 12000.0 + inv % 40, "UK"])
             guest = old[int(rng.integers(0, len(old)))]
             rows.append([str(inv + 1), guest[0], guest[1], 3,
                          dt.datetime.combine(day, dt.time(16)), guest[2], None, "UK"])  # fmt: skip
@@ -272,12 +289,26 @@ def _run(src, work):
 
 
 @pytest.fixture(scope="module")
-def tiny_backtests(tiny_files, tmp_path_factory):
+def tiny_runs(tiny_files, tmp_path_factory):
     clean, poisoned = tiny_files
-    return (
-        _run(clean, tmp_path_factory.mktemp("bt_clean")),
-        _run(poisoned, tmp_path_factory.mktemp("bt_poisoned")),
-    )
+    works = (tmp_path_factory.mktemp("bt_clean"), tmp_path_factory.mktemp("bt_poisoned"))
+    return [(_run(src, work), work) for src, work in zip((clean, poisoned), works, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def tiny_backtests(tiny_runs):
+    return tuple(result for result, _ in tiny_runs)
+
+
+def _warehouse_table(work, sql: str) -> pd.DataFrame:
+    import duckdb
+
+    (db,) = list(work.glob("cutoff_*/**/*.duckdb"))
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).df()
+    finally:
+        con.close()
 
 
 @pytest.mark.slow
@@ -295,10 +326,16 @@ def test_tiny_backtest_output_shape(tiny_backtests):
     assert -1.0 <= m["captured_revenue_share"] <= 1.0
     assert set(c["baselines"]) >= {"random", "text_knn", "category_popularity"}
     assert 0 <= m["interval_coverage_units"] <= 1
+    assert m["forecast_to_realised_revenue"] > 0
+    # the demand model valued the candidates, with the Transformer's signal and without it
+    assert c["value_source"] == "past_launches"
+    for name in ("without_transformer", "full_valuation_top_k"):
+        assert set(c["ablations"][name]) >= {"captured_revenue_share", "spearman", "picks"}
+    assert "without_transformer" in result["summary"]["ablations"]
 
 
 @pytest.mark.slow
-def test_poisoned_future_does_not_change_the_plan(tiny_backtests):
+def test_poisoned_future_does_not_change_the_plan(tiny_backtests, tiny_runs):
     clean, poisoned = (r["cutoffs"][0] for r in tiny_backtests)
     assert clean["picks"] == poisoned["picks"]
     assert clean["audiences"] == poisoned["audiences"]
@@ -306,8 +343,69 @@ def test_poisoned_future_does_not_change_the_plan(tiny_backtests):
     assert clean["metrics"]["forecast_revenue_all_candidates"] == pytest.approx(
         poisoned["metrics"]["forecast_revenue_all_candidates"]
     )
+    # the Transformer's signals of the past launches (scored by the model trained before the
+    # oldest window) and of the candidates, and both valuations, are the same too
+    clean_work, poisoned_work = (work for _, work in tiny_runs)
+    sql = (
+        "SELECT window_start, item_id, transformer_buyers, transformer_units "
+        "FROM launch_history_buyers ORDER BY ALL"
+    )
+    past = _warehouse_table(clean_work, sql)
+    assert past["transformer_buyers"].notna().all() and len(past) >= 60
+    pd.testing.assert_frame_equal(past, _warehouse_table(poisoned_work, sql))
+    sql = "SELECT * FROM launch_valuation ORDER BY item_id"
+    valuation = _warehouse_table(clean_work, sql)
+    assert valuation["feature_values"].str.contains("transformer_units").all()
+    pd.testing.assert_frame_equal(valuation, _warehouse_table(poisoned_work, sql))
     # while what really happened did change
     assert (
         clean["metrics"]["realised_revenue_all_candidates"]
         != poisoned["metrics"]["realised_revenue_all_candidates"]
     )
+
+
+# --------------------------------------------------------------------------------------------
+# the text-kNN baseline, forecast ratio and the summary over cutoffs (hand-computed)
+# --------------------------------------------------------------------------------------------
+def test_text_knn_is_similarity_weighted_over_unigrams_and_bigrams():
+    existing = ["red bag", "blue bag", "green clock"]
+    revenue = [100.0, 50.0, 10.0]
+    # smooth idf over the 3 existing texts: ln(4 / (1 + df)) + 1
+    rare, bag = np.log(4 / 2) + 1, np.log(4 / 3) + 1
+    # "red bag" = (red, bag, "red bag"); "blue bag" shares only "bag"
+    cos = bag**2 / (2 * rare**2 + bag**2)
+    got = bt.text_knn_predict(existing, revenue, ["red bag", "zebra", "red bag"], k=2)
+    assert got[0] == pytest.approx((1.0 * 100 + cos * 50) / (1.0 + cos))
+    assert got[1] == pytest.approx(160 / 3)  # nothing similar: the mean of all existing
+    # k = 1: the most similar product only; the bigram "red bag" makes "red bag" closer than
+    # "red clock" to the target "red bag lamp"
+    got = bt.text_knn_predict(["red clock", "red bag"], [7.0, 3.0], ["red bag lamp"], k=1)
+    assert got.tolist() == pytest.approx([3.0])
+    assert bt.text_knn_predict([], [], ["x"], k=20).tolist() == [0.0]
+
+
+def test_forecast_ratio_and_summary():
+    assert bt.forecast_ratio([10.0, 20.0], [15.0, 15.0]) == pytest.approx(1.0)
+    assert np.isnan(bt.forecast_ratio([1.0], [0.0]))
+
+    def one(ours, knn, cov, n, abl):
+        return {
+            "candidates": n,
+            "metrics": {
+                "captured_revenue_share": ours,
+                "spearman": 0.5,
+                "interval_coverage_units": cov,
+            },
+            "baselines": {
+                "text_knn": {"captured_revenue_share": knn, "spearman": 0.1, "picks": ["a"]}
+            },
+            "ablations": {"without_transformer": {"captured_revenue_share": abl, "spearman": 0.2}},
+        }
+
+    s = bt.summarise([one(0.6, 0.5, 0.9, 100, 0.4), one(0.4, 0.5, 0.7, 300, 0.2)])
+    assert s["ours"]["captured_revenue_share"] == pytest.approx(0.5)
+    assert s["ablations"]["without_transformer"]["captured_revenue_share"] == pytest.approx(0.3)
+    assert s["baselines"]["text_knn"]["spearman"] == pytest.approx(0.1)
+    assert s["cutoffs_ahead_of_text_knn"] == 1
+    assert not s["beats_text_knn_at_every_cutoff"]
+    assert s["interval_coverage_units_pooled"] == pytest.approx((90 + 210) / 400)

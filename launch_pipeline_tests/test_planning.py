@@ -264,3 +264,89 @@ def test_purchase_calibration_learns_who_buys():
     assert blocks[0][4][top, 0].mean() > blocks[0][4][:, 0].mean()
     none = [(b[0], b[1], b[2], b[3], np.zeros_like(b[4])) for b in blocks]
     assert PurchaseCalibration.fit(none) is None
+
+
+def test_conformal_quantiles_hand_checked():
+    from launch_pipeline.demand import _conformal_quantiles
+
+    # n = 9, 80%: the floor(10 x 0.1) = 1st and ceil(10 x 0.9) = 9th order statistics
+    assert _conformal_quantiles(np.arange(1.0, 10.0), 0.8) == (1.0, 9.0)
+    # n = 19: the 2nd and the 18th
+    assert _conformal_quantiles(np.arange(19.0, 0.0, -1.0), 0.8) == (2.0, 18.0)
+
+
+def test_level_change_season_trend_flat():
+    from launch_pipeline.demand import DemandConfig, ShopHistory, level_change
+
+    plan = pd.Timestamp("2012-03-01")
+    ly = plan - pd.Timedelta(days=364)
+    days = pd.date_range(ly - pd.Timedelta(days=200), plan - pd.Timedelta(days=1), freq="D")
+    # 100 a day, 150 a day in the 90 days from the same date a year earlier
+    revenue = np.where((days >= ly) & (days < ly + pd.Timedelta(days=90)), 150.0, 100.0)
+    sales = pd.DataFrame(
+        {"item_id": "a", "user_id": "u", "ts": days, "units": 1, "revenue": revenue}
+    )
+    items = pd.DataFrame(columns=["item_id", "title", "category", "price", "launched_at"])
+    cfg = DemandConfig()
+    hist = ShopHistory(sales, items, days[0], plan)
+    assert level_change(hist, plan, [], 90, 90, cfg) == (pytest.approx(1.5), "season")
+    young = ShopHistory(sales, items, plan - pd.Timedelta(days=200), plan)
+    means = [(plan - pd.Timedelta(days=90), 110.0), (plan - pd.Timedelta(days=120), 100.0)]
+    # +10% per 30 days, carried 90 days (middle of the newest window to the planned one's)
+    assert level_change(young, plan, means, 90, 90, cfg) == (pytest.approx(1.1**3), "trend")
+    steep = [(plan - pd.Timedelta(days=90), 400.0), (plan - pd.Timedelta(days=120), 100.0)]
+    assert level_change(young, plan, steep, 90, 90, cfg)[0] == pytest.approx(2.0)  # capped
+    assert level_change(young, plan, means[:1], 90, 90, cfg) == (1.0, "flat")
+
+
+def test_transformer_features_hand_checked():
+    from launch_pipeline.demand import transformer_features
+
+    r = np.array([[0.5, 0.1], [0.5, 0.0]])
+    buyers, units = transformer_features(r, np.array([2.0, 10.0]))
+    assert buyers.tolist() == pytest.approx(np.log1p([1.0, 0.1]).tolist())
+    assert units.tolist() == pytest.approx(np.log1p([6.0, 0.2]).tolist())
+    buyers, _ = transformer_features(r, np.array([2.0, 10.0]), scale=2.0)
+    assert buyers.tolist() == pytest.approx(np.log1p([2.0, 0.2]).tolist())
+
+
+def test_demand_model_uses_an_informative_transformer_signal_and_keeps_the_ablation():
+    from launch_pipeline.demand import (
+        TRANSFORMER_FEATURES,
+        DemandConfig,
+        fit_demand_model,
+        launch_features,
+        launch_windows,
+    )
+
+    hist = _history()
+    strength = {"bag": 8.0, "mug": 4.0, "clock": 2.0, "card": 1.0, "lamp": 0.5, "tin": 0.25}
+    rng = np.random.default_rng(5)
+    items = hist.items.set_index("item_id")
+    # a signal that knows each launch's strength (noisily), keyed by window start
+    signal = {}
+    for start, _ in launch_windows(hist, 30, DemandConfig()):
+        for i, title in items["title"].items():
+            v = np.log(strength[title.split()[0]]) + rng.normal(0, 0.1)
+            signal[(start, str(i))] = {name: v for name in TRANSFORMER_FEATURES}
+    model, predict = fit_demand_model(hist, 30, DemandConfig(), past_signal=signal)
+    assert set(TRANSFORMER_FEATURES) <= set(model.features)
+    assert set(model.coefficients_without_transformer).isdisjoint(TRANSFORMER_FEATURES)
+    assert model.penalty in DemandConfig().poisson_alphas and model.penalty_validation
+    assert model.coefficients["transformer_units"] > 0
+    cands = pd.DataFrame(
+        {
+            "item_id": ["c1", "c2"],
+            "title": ["card new x", "card new y"],
+            "category": ["c", "c"],
+            "first_price": [2.0, 2.0],
+        }  # fmt: skip
+    )
+    feats = launch_features(hist, cands, hist.plan_start, 30, DemandConfig())
+    for name in TRANSFORMER_FEATURES:
+        feats[name] = [2.0, -2.0]  # the model tells the two apart, text cannot
+    full, without = predict(feats), predict(feats, use_transformer=False)
+    assert full[0] > full[1]
+    assert without[0] == pytest.approx(without[1])
+    # the level and the interval come from the same fitted pieces either way
+    assert model.level > 0 and model.ratio_quantiles["p10"] < model.ratio_quantiles["p90"]
