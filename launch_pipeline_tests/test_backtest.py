@@ -319,7 +319,10 @@ def test_tiny_backtest_output_shape(tiny_backtests):
     assert c["cutoff"] == CUTOFF.isoformat()
     assert 0 < len(c["picks"]) <= 3 and all(isinstance(p, str) for p in c["picks"])
     assert set(c["audiences"]) == set(c["picks"])
-    assert all(0 < len(u) <= bt.AUDIENCE_SIZE for u in c["audiences"].values())
+    # the plan caps how many audiences one customer is in: with 40 customers a pick can be
+    # left without one
+    assert all(len(u) <= bt.AUDIENCE_SIZE for u in c["audiences"].values())
+    assert any(len(u) for u in c["audiences"].values())
     m = c["metrics"]
     for key in ("captured_revenue_share", "spearman", "audience_precision@50"):
         assert key in m
