@@ -65,7 +65,7 @@ import pandas as pd
 from launch_pipeline.demand import has_table
 from launch_pipeline.errors import ConfigurationError
 
-BACKTEST_SOURCES = ("online_retail",)
+BACKTEST_SOURCES = ("online_retail", "complete_journey")
 AUDIENCE_SIZE = 50
 KNN_NEIGHBOURS = 20
 KNN_DAYS = 90

@@ -341,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--source",
         default=None,
-        help="adapter for --path: canonical, online_retail, taobao, rees46 (default: the data "
+        help="adapter for --path: canonical, online_retail, taobao, rees46, complete_journey "
+        "(default: the data "
         "already in DATA_DIR/raw, or the simulated shop)",
     )
     r.add_argument("--path", type=Path, default=None, help="file or folder the adapter reads")

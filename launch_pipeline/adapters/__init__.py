@@ -32,7 +32,7 @@ from pathlib import Path
 
 from launch_pipeline.errors import ConfigurationError, InputFileError
 
-SOURCES: tuple[str, ...] = ("canonical", "online_retail", "taobao", "rees46")
+SOURCES: tuple[str, ...] = ("canonical", "online_retail", "taobao", "rees46", "complete_journey")
 
 
 @dataclass
