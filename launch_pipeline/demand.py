@@ -133,6 +133,10 @@ class DemandModel:
 # --------------------------------------------------------------------------------------------
 # text similarity
 # --------------------------------------------------------------------------------------------
+SIMILARITY_CHUNK = 512
+"""Targets compared with the existing titles per block (memory: block x existing floats)."""
+
+
 def _vectorizer():
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -160,9 +164,28 @@ def similar_products(existing_titles, target_titles, k: int) -> tuple[np.ndarray
             np.tile(np.arange(k), (len(targets), 1)),
             np.zeros((len(targets), k)),
         )
-    sims = (vec.transform(targets) @ e.T).toarray()
-    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(sims, order, axis=1)
+    t = vec.transform(targets)
+    et = e.T.tocsc()
+    order = np.empty((len(targets), k), dtype=np.int64)
+    top = np.empty((len(targets), k))
+    for a in range(0, len(targets), SIMILARITY_CHUNK):
+        # a block of targets at a time: memory is block x existing, not targets x existing
+        # (5,000 grocery candidates x 56,000 products would be 2.2 GB per dense copy)
+        sims = (t[a : a + SIMILARITY_CHUNK] @ et).toarray()
+        order[a : a + len(sims)] = _top_k_stable(sims, k)
+        top[a : a + len(sims)] = np.take_along_axis(sims, order[a : a + len(sims)], axis=1)
+    return order, top
+
+
+def _top_k_stable(sims: np.ndarray, k: int) -> np.ndarray:
+    """``np.argsort(-sims, axis=1, kind="stable")[:, :k]`` (largest first, ties by position)
+    without sorting whole rows: only the values >= each row's k-th largest are sorted."""
+    kth = -np.partition(-sims, k - 1, axis=1)[:, k - 1]
+    out = np.empty((sims.shape[0], k), dtype=np.int64)
+    for r in range(sims.shape[0]):
+        sel = np.flatnonzero(sims[r] >= kth[r])
+        out[r] = sel[np.argsort(-sims[r, sel], kind="stable")[:k]]
+    return out
 
 
 def text_knn_revenue(existing_titles, existing_revenue, target_titles, k: int = 20) -> np.ndarray:
@@ -253,9 +276,14 @@ def collection_sizes(titles, threshold: float) -> np.ndarray:
         m = vec.fit_transform(titles)
     except ValueError:
         return np.zeros(len(titles))
-    s = (m @ m.T).toarray()
-    np.fill_diagonal(s, 0.0)
-    return (s >= threshold).sum(axis=1).astype(float)
+    mt = m.T.tocsc()
+    out = np.empty(len(titles))
+    for a in range(0, len(titles), SIMILARITY_CHUNK):  # bounded memory, as above
+        s = (m[a : a + SIMILARITY_CHUNK] @ mt).toarray()
+        rows = np.arange(s.shape[0])
+        s[rows, a + rows] = 0.0
+        out[a : a + SIMILARITY_CHUNK] = (s >= threshold).sum(axis=1)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -261,6 +261,11 @@ def test_catalog_titles_categories_brands_and_plain_run_candidates(tmp_path, fol
     # before (a zero line); 206 never sold
     assert set(cands.index) == {"201", "203", "205", "207"}
     assert {"202", "204"} <= set(products.index)
+    # launched_at: the first sale only where that first sale was a launch by the same rule
+    # (204: first line 100 days into the log, never promoted); else the log's first day
+    assert products.loc["204", "launched_at"] == f"{CUTOFF + dt.timedelta(days=6)}T10:00:00Z"
+    assert products.loc["202", "launched_at"] == "2017-01-01T00:00:00Z"  # promoted earlier
+    assert products.loc["101", "launched_at"] == "2017-01-01T00:00:00Z"  # on sale from day 1
     assert cands["launched_at"].notna().all()  # a plain run keeps the first sale
 
 
@@ -420,3 +425,38 @@ def test_real_complete_journey_row_accounting(tmp_path):
     assert big < 10_000  # no fuel volumes left
     con.close()
     assert time.perf_counter() - t0 < 240
+
+
+# --------------------------------------------------------------------------------------------
+# bounded-memory title similarity (the grocery data has ~5,000 candidates x ~56,000 products)
+# --------------------------------------------------------------------------------------------
+def test_blockwise_similarity_equals_the_whole_matrix(monkeypatch):
+    import numpy as np
+
+    from launch_pipeline import demand
+
+    rng = np.random.default_rng(0)
+    sims = rng.integers(0, 4, size=(50, 30)).astype(float) / 4  # many ties
+    for k in (1, 5, 30):
+        expected = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(demand._top_k_stable(sims, k), expected)
+
+    words = ["cola", "diet", "cookies", "oat", "milk", "whole", "cheese", "goat", "soup", "pizza"]
+    existing = [" ".join(rng.choice(words, size=3)) for _ in range(120)]
+    targets = [" ".join(rng.choice(words, size=2)) for _ in range(37)] + [""]
+    idx_all, sim_all = demand.similar_products(existing, targets, 20)
+    titles = demand._clean_titles(targets)
+    vec = demand._vectorizer()
+    e = vec.fit_transform(existing)
+    dense = (vec.transform(titles) @ e.T).toarray()
+    np.testing.assert_array_equal(idx_all, np.argsort(-dense, axis=1, kind="stable")[:, :20])
+    sizes_all = demand.collection_sizes(targets, 0.3)
+    m = demand._vectorizer().fit_transform(titles)
+    whole = (m @ m.T).toarray()
+    np.fill_diagonal(whole, 0.0)
+    np.testing.assert_array_equal(sizes_all, (whole >= 0.3).sum(axis=1).astype(float))
+    monkeypatch.setattr(demand, "SIMILARITY_CHUNK", 7)
+    idx, sim = demand.similar_products(existing, targets, 20)
+    np.testing.assert_array_equal(idx, idx_all)
+    np.testing.assert_array_equal(sim, sim_all)
+    np.testing.assert_array_equal(demand.collection_sizes(targets, 0.3), sizes_all)

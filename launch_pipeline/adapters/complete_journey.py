@@ -43,7 +43,10 @@ can carbonated, soft drinks, 12 oz, national brand, grocery`` (product type, pro
 when it says more, package size, national / private label, department, lower case);
 ``category`` = ``product_category`` (303 values; ``department`` when empty); ``brand`` =
 ``manufacturer NNN`` (6,471 manufacturers); price = the median unit price of its sale lines;
-``launched_at`` = its first sale. Why the product category rather than the department: the
+``launched_at`` = its first sale if that made it a launch by the rule below (first line at least
+``MIN_HISTORY_DAYS`` into the log, not promoted in an earlier week), else the log's first day
+(already on the shelves): the demand model learns from past launch cohorts made by the same
+rule as the candidates. Why the product category rather than the department: the
 department is too coarse for the plan's per-category cap (``GROCERY`` and ``DRUG GM`` hold 76%
 of the products, so a cap of 3 per department would leave almost no choice), while the 303
 categories separate what shoppers substitute for each other (soft drinks, cookies, pet food).
@@ -571,15 +574,32 @@ def _describe(con: duckdb.DuckDBPyConnection, items: pd.DataFrame) -> pd.DataFra
 
 
 def _catalog(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Every product with a sale line in the staged events: median unit price, first sale."""
+    """Every product with a sale line in the staged events: median unit price, and
+    ``launched_at`` = its first sale when that first sale would have made it a launch candidate
+    (first line at least ``MIN_HISTORY_DAYS`` into the log, not promoted in an earlier week),
+    else the log's first midnight: it was on the shelves already, so the demand model's past
+    launch cohorts are made by the same rule as the candidates."""
     items = con.execute(
-        """
-        SELECT item_id,
-               CAST(round(median(TRY_CAST(price AS DOUBLE)), 4) AS VARCHAR) AS price,
-               strftime(min(t), '%Y-%m-%dT%H:%M:%SZ') AS launched_at
-        FROM _cj_events
-        WHERE is_sale AND flag IS NULL AND event_type = 'purchase'
-        GROUP BY item_id
+        f"""
+        WITH log AS (SELECT CAST(CAST(min(t) AS DATE) AS TIMESTAMP) AS log_start FROM _cj_events),
+        first_lines AS (
+            SELECT item_id, min(t) AS first_line, arg_min(week, t) AS first_week
+            FROM _cj_events WHERE item_id IS NOT NULL AND t IS NOT NULL GROUP BY 1
+        ), sales AS (
+            SELECT item_id, median(TRY_CAST(price AS DOUBLE)) AS price, min(t) AS first_sale
+            FROM _cj_events
+            WHERE is_sale AND flag IS NULL AND event_type = 'purchase'
+            GROUP BY item_id
+        )
+        SELECT s.item_id, CAST(round(s.price, 4) AS VARCHAR) AS price,
+               strftime(CASE WHEN f.first_line >= log.log_start
+                                 + to_days({MIN_HISTORY_DAYS})
+                              AND NOT EXISTS (SELECT 1 FROM _cj_promoted pr
+                                              WHERE pr.item_id = s.item_id
+                                                AND pr.first_week < f.first_week)
+                             THEN s.first_sale ELSE log.log_start END,
+                        '%Y-%m-%dT%H:%M:%SZ') AS launched_at
+        FROM sales s JOIN first_lines f USING (item_id), log
         """
     ).df()
     return _describe(con, items)
