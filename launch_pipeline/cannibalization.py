@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from launch_pipeline.demand import ShopHistory, _clean_titles, _vectorizer
+from launch_pipeline import demand
+from launch_pipeline.demand import ShopHistory, _clean_titles, _top_k_stable, _vectorizer
 
 
 @dataclass(frozen=True)
@@ -47,17 +48,28 @@ class CannibalizationEstimate:
         return np.clip(self.rate * s / self.mean_strength, 0.0, 1.0)
 
 
-def _similarities(existing_titles, target_titles) -> np.ndarray:
+def _similarity_blocks(existing_titles, target_titles):
+    """The ``(len(targets), len(existing))`` TF-IDF cosine matrix, yielded as ``(rows, block)``
+    for ``demand.SIMILARITY_CHUNK`` targets at a time (memory: block x existing, never the
+    whole matrix: thousands of past launches x tens of thousands of products on a grocery
+    log)."""
     existing = _clean_titles(existing_titles)
     targets = _clean_titles(target_titles)
-    if not existing or not targets:
-        return np.zeros((len(targets), len(existing)))
-    vec = _vectorizer()
-    try:
-        e = vec.fit_transform(existing)
-    except ValueError:
-        return np.zeros((len(targets), len(existing)))
-    return (vec.transform(targets) @ e.T).toarray()
+    e = t = None
+    if existing and targets:
+        vec = _vectorizer()
+        try:
+            e = vec.fit_transform(existing).T.tocsc()
+            t = vec.transform(targets)
+        except ValueError:
+            e = t = None
+    step = demand.SIMILARITY_CHUNK
+    for a in range(0, len(targets), step):
+        rows = np.arange(a, min(a + step, len(targets)))
+        if e is None:
+            yield rows, np.zeros((len(rows), len(existing)))
+        else:
+            yield rows, (t[a : a + step] @ e).toarray()
 
 
 def _top_k_strength(sims: np.ndarray, allowed: np.ndarray, k: int, min_similarity: float):
@@ -67,10 +79,22 @@ def _top_k_strength(sims: np.ndarray, allowed: np.ndarray, k: int, min_similarit
     k = min(k, s.shape[1])
     if k == 0:
         return np.full((len(s), 0), -1), np.zeros(len(s))
-    idx = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    idx = _top_k_stable(s, k)  # = np.argsort(-s, axis=1, kind="stable")[:, :k]
     top = np.take_along_axis(s, idx, axis=1)
     idx = np.where(top >= 0, idx, -1)
     return idx, np.where(top >= 0, top, 0.0).sum(axis=1)
+
+
+def _top_k_neighbours(existing_titles, target_titles, allowed, k: int, min_similarity: float):
+    """:func:`_top_k_strength` of the whole similarity matrix, block by block; ``allowed(rows)``
+    gives the mask of the block's rows (None: every column)."""
+    n_t, n_e = len(target_titles), len(existing_titles)
+    idx = np.full((n_t, min(k, n_e)), -1, dtype=np.int64)
+    strength = np.zeros(n_t)
+    for rows, sims in _similarity_blocks(existing_titles, target_titles):
+        mask = np.ones(sims.shape, dtype=bool) if allowed is None else allowed(rows)
+        idx[rows], strength[rows] = _top_k_strength(sims, mask, k, min_similarity)
+    return idx, strength
 
 
 def neighbour_strength(
@@ -80,8 +104,7 @@ def neighbour_strength(
     ``as_of``, similarity >= ``min_similarity``)."""
     items = hist.items[~hist.items["is_candidate"]]
     existing = items[items["launched_at"].isna() | (items["launched_at"] < as_of)]
-    sims = _similarities(existing["title"], titles)
-    _, strength = _top_k_strength(sims, np.ones_like(sims, dtype=bool), k, min_similarity)
+    _, strength = _top_k_neighbours(existing["title"], titles, None, k, min_similarity)
     return strength
 
 
@@ -118,11 +141,16 @@ def estimate_cannibalization(
     launches = np.flatnonzero(is_launch)
     if len(launches) == 0:
         return empty
-    sims = _similarities(items["title"], items["title"].iloc[launches])
     t = start_day[launches].astype(int)
-    before_launch = np.isnan(start_day)[None, :] | (start_day[None, :] < t[:, None])
-    allowed = before_launch & (np.arange(len(items))[None, :] != launches[:, None])
-    idx, strength = _top_k_strength(sims, allowed, k, min_similarity)
+    columns = np.arange(len(items))
+
+    def allowed(rows: np.ndarray) -> np.ndarray:  # launched before, and not itself
+        before_launch = np.isnan(start_day)[None, :] | (start_day[None, :] < t[rows][:, None])
+        return before_launch & (columns[None, :] != launches[rows][:, None])
+
+    idx, strength = _top_k_neighbours(
+        items["title"], items["title"].iloc[launches], allowed, k, min_similarity
+    )
     loss, own, used, strengths = 0.0, 0.0, 0, []
     for row, (lid, t0) in enumerate(zip(launches, t, strict=True)):
         nb = idx[row][idx[row] >= 0]

@@ -474,3 +474,34 @@ def test_blockwise_similarity_equals_the_whole_matrix(monkeypatch):
     np.testing.assert_array_equal(idx, idx_all)
     np.testing.assert_array_equal(sim, sim_all)
     np.testing.assert_array_equal(demand.collection_sizes(targets, 0.3), sizes_all)
+
+
+def test_blockwise_cannibalization_equals_the_whole_matrix(monkeypatch):
+    import numpy as np
+
+    from launch_pipeline import cannibalization as cb
+    from launch_pipeline import demand
+    from launch_pipeline_tests.test_launch_planner import _lamp_shop
+
+    rng = np.random.default_rng(1)
+    words = ["lamp", "desk", "red", "blue", "sock", "wool", "mug", "tea", "oak", "shelf"]
+    existing = [" ".join(rng.choice(words, size=3)) for _ in range(90)]
+    targets = [" ".join(rng.choice(words, size=2)) for _ in range(23)]
+    allowed = rng.random((23, 90)) < 0.7
+    vec = demand._vectorizer()
+    e = vec.fit_transform(existing)
+    whole = (vec.transform(targets) @ e.T).toarray()
+    s = np.where(allowed & (whole >= 0.3), whole, -1.0)
+    ref_idx = np.argsort(-s, axis=1, kind="stable")[:, :5]
+    top = np.take_along_axis(s, ref_idx, axis=1)
+    ref_idx = np.where(top >= 0, ref_idx, -1)
+    ref_strength = np.where(top >= 0, top, 0.0).sum(axis=1)
+    monkeypatch.setattr(demand, "SIMILARITY_CHUNK", 4)
+    idx, strength = cb._top_k_neighbours(existing, targets, lambda rows: allowed[rows], 5, 0.3)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(strength, ref_strength, rtol=0, atol=1e-12)
+
+    shop = _lamp_shop(1.0)
+    small = cb.estimate_cannibalization(shop, window_days=14, k=5, min_similarity=0.3)
+    monkeypatch.setattr(demand, "SIMILARITY_CHUNK", 512)
+    assert cb.estimate_cannibalization(shop, window_days=14, k=5, min_similarity=0.3) == small
