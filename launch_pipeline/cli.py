@@ -60,8 +60,11 @@ def has_raw_data(raw_dir: Path) -> bool:
     return bool(event_day_files(raw_dir)) and any(raw_dir.glob("products.*"))
 
 
-def plan_summary(settings) -> str:
+def plan_summary(settings, scenario: str = "default") -> str:
+    """The latest plan of a scenario as the terminal shows it after a run."""
     import duckdb
+
+    from launch_pipeline.report import plan_table
 
     if not settings.warehouse_path.exists():
         return "no warehouse yet"
@@ -70,22 +73,32 @@ def plan_summary(settings) -> str:
         tables = {
             r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
         }
-        if "launch_plan" not in tables:
+        if "plan_scenarios" not in tables:
             return "no launch plan yet"
-        plan_date = con.execute("SELECT max(plan_date) FROM launch_plan").fetchall()[0][0]
-        df = con.execute(
-            "SELECT plan_rank AS rank, item_id, title, category, round(price, 2) AS price, "
-            "round(expected_units, 1) AS units, round(expected_revenue, 2) AS revenue, "
-            "strftime(launch_at, '%a %Y-%m-%d %H:00') AS launch_utc "
-            "FROM launch_plan WHERE plan_date = ? AND chosen ORDER BY plan_rank",
-            [plan_date],
+        row = con.execute(
+            "SELECT plan_date, objective, expected_revenue, expected_gross_profit, "
+            "incremental_gross_profit, distinct_users, max_promotions_per_user, report_path "
+            "FROM plan_scenarios WHERE scenario = ? ORDER BY plan_date DESC LIMIT 1",
+            [scenario],
+        ).fetchall()
+        if not row:
+            return f"no plan for scenario {scenario!r} yet"
+        plan_date, objective, revenue, profit, incr, users, cap, report = row[0]
+        plan = con.execute(
+            "SELECT * FROM launch_plan WHERE plan_date = ? AND scenario = ?", [plan_date, scenario]
         ).df()
     finally:
         con.close()
-    report = settings.reports_dir / f"launch_plan_{plan_date}.md"
+    money = (
+        f"expected revenue {revenue:,.0f}, gross profit {profit:,.0f} "
+        f"({incr:,.0f} after cannibalization)"
+        if objective == "gross_profit"
+        else f"expected revenue {revenue:,.0f}"
+    )
     return (
-        f"Launch plan for {plan_date}: {len(df)} products, expected revenue "
-        f"{df['revenue'].sum():,.2f}\n{df.to_string(index=False)}\nReport: {report}"
+        f"Launch plan for {plan_date}: {int(plan['chosen'].sum())} products, {money}; "
+        f"promoted to {users:,} customers, at most {cap} promotions each\n"
+        f"{plan_table(plan).to_string(index=False)}\nReport: {report}"
     )
 
 
@@ -155,7 +168,14 @@ def cmd_run(args) -> int:
             f"  {summary.events} events over {summary.files} days ({time.perf_counter() - t0:.0f}s)"
         )
     print(f"Materializing every asset into {settings.warehouse_path} ...")
-    outcome = run_pipeline(settings, first_day=args.first_day, last_day=args.last_day)
+    log_file = None
+    if not args.verbose:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        log_file = settings.data_dir / "logs" / f"run_{stamp}.log"
+        print(f"  one line per finished step; the full Dagster log goes to {log_file}")
+    outcome = run_pipeline(
+        settings, first_day=args.first_day, last_day=args.last_day, log_file=log_file
+    )
     for run_id in outcome.recovered_runs:
         print(
             f"Run {run_id} was left unfinished by a process that no longer exists (killed?): "
@@ -359,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--first-day", type=_date, default=None)
     r.add_argument("--last-day", type=_date, default=None)
+    r.add_argument(
+        "--verbose", action="store_true", help="print the full Dagster log instead of progress"
+    )
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("eval-model", help="full-ranking leave-one-out evaluation on S3-Rec files")

@@ -49,7 +49,7 @@ class Explanation:
 
     def drivers_text(self, currency_digits: int = 0) -> str:
         return "; ".join(
-            f"{what} ({'+' if v >= 0 else '-'}{abs(v):,.{currency_digits}f})"
+            f"{what} ({'+' if v >= 0 else '-'}{abs(v):,.{currency_digits}f})" if v else what
             for what, v in self.drivers
         )
 
@@ -83,7 +83,12 @@ def describe_audience(users: pd.DataFrame, user_info: pd.DataFrame) -> str:
     parts.append(f"{bought:.0%} bought before")
     rec = info["recency_days"].dropna()
     if len(rec):
-        parts.append(f"last seen {rec.median():.0f} days ago (median)")
+        days = int(round(float(rec.median())))
+        parts.append(
+            "last seen today (median)"
+            if days == 0
+            else f"last seen {days} day{'s' if days != 1 else ''} ago (median)"
+        )
     return f"{len(users)} users: " + ", ".join(parts)
 
 
@@ -106,9 +111,9 @@ def left_out_by(
         same = picks[picks["category"].fillna("unknown") == (row["category"] or "unknown")]
         if len(same) >= category_cap and v > weakest:
             return (
-                f"category cap: {category_cap} {row['category']} product(s) already picked, "
-                f"each worth more (the weakest {float(same[value_col].min()):,.0f}); it is "
-                f"worth more than the last pick overall ({weakest:,.0f})"
+                f"category cap: the {category_cap} {row['category']} place(s) went to products "
+                f"worth more (the weakest {float(same[value_col].min()):,.0f}); without the cap "
+                f"it would replace the last pick (worth {weakest:,.0f})"
             )
     if launch_budget is not None:
         used = float(picks["order_cost"].fillna(0).sum())
@@ -158,6 +163,8 @@ def value_drivers(
         out.append((f"takes {row['cannibalization_rate']:.0%} from similar products", -cann))
     if "unit_margin" in row and pd.notna(row.get("unit_margin")) and row.get("price"):
         out.append((f"margin {row['unit_margin'] / row['price']:.0%} of the price", 0.0))
+    if row.get("stock_limited"):
+        out.append((f"may sell out: only {int(row['stock'])} in stock", 0.0))
     return out
 
 

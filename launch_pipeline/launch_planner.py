@@ -14,13 +14,15 @@ Per candidate (:func:`value_candidates`): a negative-binomial count of units ove
 ``E[min(D, stock)]``; revenue and gross profit on them; the share taken from similar existing
 products (:mod:`launch_pipeline.cannibalization`) and the incremental revenue and profit; the
 newsvendor initial order and its cost. The plan maximises the incremental value of the objective
-(``gross_profit`` by default when every candidate has a unit cost) in one MILP with the promotion
-audiences (:mod:`launch_pipeline.planning`).
+(``gross_profit`` by default when every candidate has a unit cost) in a MILP, then assigns the
+promotion audiences of all picks together under the contact cap (a min-cost flow; both in
+:mod:`launch_pipeline.planning`).
 
 Tables (kept per ``plan_date`` and ``scenario``; column descriptions are stored as DuckDB column
 comments): ``launch_plan``, ``launch_audiences``, ``launch_plan_explanations``,
 ``plan_scenarios`` (the settings and totals of each scenario), ``plan_slot_values`` (the value of
-the plan with 1, 2, ... slots).
+the plan with 1, 2, ... slots); and ``candidate_demand``, the demand model's forecast kept for
+the data, horizon and candidate list it was fitted on (re-planning reads it back).
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ from launch_pipeline.planning import (
     to_local,
 )
 from launch_pipeline.settings import OBJECTIVES, PlanningSettings, Settings
-from launch_pipeline.unit_forecast import MAX_SHAPE, forecast_units, gamma_shape_from_ratios
+from launch_pipeline.unit_forecast import (
+    MAX_SHAPE,
+    forecast_units,
+    gamma_shape_from_ratios,
+)
 from launch_pipeline.warehouse import Rows, replace_atomically
 
 EXPLAIN_NON_PICKS = 5
@@ -217,8 +223,22 @@ def ensure_table(con: duckdb.DuckDBPyConnection, name: str, columns: dict) -> No
         if c not in have:
             default = " DEFAULT 'default'" if c == "scenario" else ""
             con.execute(f"ALTER TABLE {name} ADD COLUMN {c} {t}{default}")
-    for c, (_, desc) in columns.items():
-        con.execute(f"COMMENT ON COLUMN {name}.{c} IS '{desc.replace(chr(39), chr(39) * 2)}'")
+    comment_columns(con, name, {c: desc for c, (_, desc) in columns.items()})
+
+
+def comment_columns(con: duckdb.DuckDBPyConnection, table: str, descriptions: dict) -> None:
+    """Store column descriptions with a warehouse table (``COMMENT ON COLUMN``); the asset
+    metadata shows them in the column schema. Columns the table lacks are skipped."""
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+    }
+    for c, desc in descriptions.items():
+        if c in have:
+            text = str(desc).replace("'", "''")
+            con.execute(f"COMMENT ON COLUMN {table}.{c} IS '{text}'")
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,6 +309,89 @@ def _has_table(con, name: str) -> bool:
     )
 
 
+DEMAND_COLUMNS: dict[str, tuple[str, str]] = {
+    "data_until": ("TIMESTAMP", "Last event the demand model saw"),
+    "horizon_days": ("INTEGER", "Forecast horizon, days"),
+    "inputs_key": ("VARCHAR", "Hash of the candidates and the recommender version"),
+    "item_id": ("VARCHAR", "Candidate product"),
+    "expected_revenue": ("DOUBLE", "Demand model: expected revenue over the horizon"),
+    "expected_units": ("DOUBLE", "Demand model: expected units (revenue / price)"),
+    "demand_score": ("DOUBLE", "Log expected revenue"),
+    "features_json": ("VARCHAR", "The demand model's features of the candidate (JSON)"),
+    "model_json": ("VARCHAR", "The fitted demand model (JSON; empty: too few past launches)"),
+}
+
+
+def _inputs_key(candidates: pd.DataFrame, model_version: str) -> str:
+    import hashlib
+
+    text = candidates[["item_id", "title", "category", "price"]].to_csv(index=False)
+    return hashlib.sha256((text + model_version).encode()).hexdigest()[:16]
+
+
+def stored_demand(
+    con: duckdb.DuckDBPyConnection,
+    candidates: pd.DataFrame,
+    as_of: pd.Timestamp,
+    horizon_days: int,
+    model_version: str,
+    expected_buyers: dict[str, float] | None = None,
+) -> tuple[pd.DataFrame | None, DemandModel | None]:
+    """The demand model's forecast of the candidates, fitted once per data, horizon and
+    candidate list and kept in ``candidate_demand``: re-planning a scenario reads it back."""
+    key = _inputs_key(candidates, model_version)
+    ensure_table(con, "candidate_demand", DEMAND_COLUMNS)
+    rows = con.execute(
+        "SELECT * FROM candidate_demand WHERE data_until = ? AND horizon_days = ? "
+        "AND inputs_key = ?",
+        [as_of.to_pydatetime(), int(horizon_days), key],
+    ).df()
+    if len(rows):
+        spec = rows["model_json"].iloc[0]
+        if not spec:
+            return None, None
+        model = DemandModel(**json.loads(spec))
+        feats = pd.DataFrame([json.loads(f) for f in rows["features_json"]], index=rows.index)
+        demand = pd.concat(
+            [rows[["item_id", "expected_revenue", "expected_units", "demand_score"]], feats], axis=1
+        )
+        return demand, model
+    demand, model = estimate_demand(
+        con,
+        candidates[["item_id", "title", "category", "price"]],
+        expected_buyers,
+        horizon_days,
+        past_buyers=_past_buyers(con),
+    )
+    feature_cols = [
+        c for c in (demand.columns if demand is not None else []) if c.startswith("feature_")
+    ]
+    out = (
+        demand[["item_id", "expected_revenue", "expected_units", "demand_score"]].copy()
+        if demand is not None
+        else pd.DataFrame({"item_id": candidates["item_id"]})
+    )
+    out["features_json"] = (
+        [
+            json.dumps({c: float(v) for c, v in r.items()})
+            for _, r in demand[feature_cols].iterrows()
+        ]
+        if demand is not None
+        else "{}"
+    )
+    out["model_json"] = json.dumps(model.to_dict()) if model is not None else ""
+    out["data_until"] = as_of.to_pydatetime()
+    out["horizon_days"] = int(horizon_days)
+    out["inputs_key"] = key
+    con.register("_candidate_demand_df", out.reindex(columns=list(DEMAND_COLUMNS)))
+    try:
+        with replace_atomically(con, Rows("candidate_demand")):
+            con.execute("INSERT INTO candidate_demand BY NAME SELECT * FROM _candidate_demand_df")
+    finally:
+        con.unregister("_candidate_demand_df")
+    return demand, model
+
+
 def load_plan_inputs(con: duckdb.DuckDBPyConnection, horizon_days: int) -> PlanInputs:
     """Read the plan's inputs and fit the demand model and the cannibalization rate.
 
@@ -328,12 +431,9 @@ def load_plan_inputs(con: duckdb.DuckDBPyConnection, horizon_days: int) -> PlanI
         "purchases, recency_days FROM user_features"
     ).df()
     hist = load_history(con)
-    demand, demand_model = estimate_demand(
-        con,
-        candidates[["item_id", "title", "category", "price"]],
-        prefs.groupby("item_id")["r"].sum().to_dict(),
-        horizon_days,
-        past_buyers=_past_buyers(con),
+    buyers = prefs.groupby("item_id")["r"].sum().to_dict()
+    demand, demand_model = stored_demand(
+        con, candidates, as_of, horizon_days, str(stored[1]), buyers
     )
     cann = estimate_cannibalization(hist)
     strength = neighbour_strength(
@@ -505,7 +605,6 @@ def build_plan(
         p.max_promotions_per_user,
         value_col="value",
         launch_budget=p.launch_budget,
-        promotion_lift=p.promotion_lift,
     )
     audiences = sel.audiences.copy()
     audiences["promotions_for_user"] = audiences.groupby("user_id")["item_id"].transform("size")

@@ -79,6 +79,21 @@ CREATE OR REPLACE TABLE plan_outcomes (
 """
 
 
+OUTCOME_DESCRIPTIONS = {
+    "plan_date": "Day the plan was for",
+    "scenario": "Planning scenario (default: the nightly plan)",
+    "item_id": "Launched product",
+    "days_observed": "Days of sales seen since the plan date (at most the horizon)",
+    "forecast_units_to_date": "Forecast units pro-rated to the days observed",
+    "forecast_revenue_to_date": "Forecast revenue pro-rated to the days observed",
+    "realised_units": "Units sold since the plan date (purchases minus returns)",
+    "realised_revenue": "Revenue since the plan date (purchases minus returns)",
+    "within_interval": "Realised units inside the pro-rated 80% range",
+    "audience_conversion": "Share of the promotion audience who bought the product",
+    "other_users_conversion": "Share of the other users who bought it",
+}
+
+
 def build_plan_outcomes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """(Re)build ``plan_outcomes`` from all stored plans and the events since; returns it."""
     tables = {
@@ -88,6 +103,9 @@ def build_plan_outcomes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         con.execute(PLAN_OUTCOMES_SQL)
     else:
         con.execute(EMPTY_OUTCOMES_SQL)
+    from launch_pipeline.launch_planner import comment_columns
+
+    comment_columns(con, "plan_outcomes", OUTCOME_DESCRIPTIONS)
     return con.execute("SELECT * FROM plan_outcomes").df()
 
 

@@ -3,21 +3,17 @@
 Pure functions over pandas/numpy; :mod:`launch_pipeline.launch_planner` feeds them the warehouse
 tables and writes their output.
 
-* **Selection and audiences, one MILP** (:func:`select_and_assign`, ``scipy.optimize.milp`` /
-  HiGHS). Binary ``x_j`` (launch candidate ``j``) and ``y_ij`` (promote ``j`` to user ``i``) for
-  the ``audience_pool`` users with the highest ``r_ij`` of each candidate. Maximise
-
-      sum_j v_j x_j  +  promotion_lift * sum_ij r_ij u_j y_ij
-
-  where ``v_j`` is the candidate's value under the plan's objective (expected incremental
-  revenue or gross profit, stock-capped, see :mod:`launch_pipeline.launch_planner`) and ``u_j``
-  the value of one purchase (price or unit margin x units per purchase), subject to:
-  at most ``slots`` launches; at most ``category_cap`` per category; the order cost of the picks
-  within ``launch_budget``; ``sum_i y_ij <= audience_size * x_j`` (audiences only for picks, of
-  at most ``audience_size``); ``sum_j y_ij <= max_promotions_per_user`` (nobody is promoted more
-  than that many products). ``promotion_lift`` is the stated assumption of how much of a reached
-  user's expected purchase a promotion adds (default 0.1); it is what makes a candidate whose
-  best users are already taken by other picks worth a little less.
+* **Selection** (:func:`select_launches`, a MILP: ``scipy.optimize.milp`` / HiGHS): maximise
+  ``sum_j v_j x_j`` over binary ``x_j`` (launch candidate ``j``), where ``v_j`` is the
+  candidate's value under the plan's objective (expected incremental revenue or gross profit,
+  stock-capped, see :mod:`launch_pipeline.launch_planner`), subject to at most ``slots``
+  launches, at most ``category_cap`` per category and the order cost of the picks within
+  ``launch_budget``.
+* **Audiences** (:func:`assign_audiences`): the promotion audiences of all picks together, as a
+  min-cost flow (an LP whose optimum is whole): each pick promoted to at most ``audience_size``
+  users among its best by ``r_ij``, nobody promoted more than ``max_promotions_per_user``
+  products, maximising ``sum r_ij x value of a purchase`` after every pick got the first half of
+  its audience.
 * **Timing** (:func:`schedule_launches`): each pick, in value order, gets the hour in which its
   audience is most active (their hour-of-week activity weighted by ``r_ij``), from the first hour
   after the plan's creation plus ``lead_time_hours``, and at least ``min_gap_hours`` away from an
@@ -27,6 +23,7 @@ tables and writes their output.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -34,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse import coo_array, csr_array, vstack
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -86,21 +83,114 @@ def select_launches(
     category_cap: int | None = None,
     value_col: str = "expected_revenue",
     launch_budget: float | None = None,
+    time_limit_s: float = 60.0,
 ) -> SelectionResult:
-    """Selection only (no audiences): at most ``slots`` candidates, at most ``category_cap`` per
-    category, order cost (column ``order_cost``) within ``launch_budget``, maximising the sum of
-    ``value_col``. Candidates with a non-positive value are never chosen."""
-    empty = pd.DataFrame(columns=["user_id", "item_id", "r"])
-    return select_and_assign(
-        candidates,
-        empty,
-        slots,
-        category_cap,
-        audience_size=0,
-        max_promotions_per_user=0,
-        value_col=value_col,
-        launch_budget=launch_budget,
+    """At most ``slots`` candidates, at most ``category_cap`` per category, order cost (column
+    ``order_cost``) within ``launch_budget``, maximising the sum of ``value_col`` (MILP, HiGHS).
+    Candidates with a non-positive value are never chosen (launching them adds nothing)."""
+    _validate(slots, category_cap, launch_budget)
+    df = candidates.reset_index(drop=True)
+    n = len(df)
+    if n == 0 or slots == 0:
+        return SelectionResult([], 0.0, "empty", 0.0, _NO_AUDIENCE.copy())
+    values = np.nan_to_num(df[value_col].to_numpy(dtype=float), nan=0.0)
+    rows, upper = _constraint_rows(df, slots, category_cap, launch_budget, n)
+    t0 = time.perf_counter()
+    res = milp(
+        c=-values,
+        constraints=LinearConstraint(vstack(rows).tocsr(), -np.inf, np.array(upper)),
+        integrality=np.ones(n),
+        bounds=Bounds(np.zeros(n), (values > 0).astype(float)),
+        options={"disp": False, "time_limit": time_limit_s},
     )
+    elapsed = time.perf_counter() - t0
+    if res.x is None:
+        raise RuntimeError(f"launch selection MILP failed: {res.message}")
+    x = res.x > 0.5
+    order = np.argsort(-values[x], kind="stable")
+    cost = df["order_cost"].fillna(0.0).to_numpy(dtype=float) if "order_cost" in df else np.zeros(n)
+    return SelectionResult(
+        chosen=[str(i) for i in df.loc[x, "item_id"].to_numpy()[order]],
+        objective=float(values[x].sum()),
+        status=_status_words(res),
+        solve_seconds=elapsed,
+        audiences=_NO_AUDIENCE.copy(),
+        budget_used=float(cost[x].sum()),
+    )
+
+
+_NO_AUDIENCE = pd.DataFrame(columns=["item_id", "user_id", "r", "audience_rank"])
+
+
+def assign_audiences(
+    picks: pd.DataFrame,
+    prefs: pd.DataFrame,
+    audience_size: int,
+    max_promotions_per_user: int,
+    audience_pool: int | None = None,
+) -> tuple[pd.DataFrame, float]:
+    """The promotion audiences of all picks at once: a min-cost flow (solved as an LP by HiGHS;
+    its matrix is a network matrix, so the optimum is whole). Each pick ``j`` sends at most
+    ``audience_size`` promotions, each to a different user ``i`` among its ``audience_pool``
+    best by ``r``; nobody receives more than ``max_promotions_per_user``. Maximises
+    ``sum r_ij x purchase_value_j`` over the promotions sent, after first giving every pick
+    the first half of its audience (those places are worth more than any match, so no pick is
+    left with a thin audience while another takes its users for a slightly better match).
+    ``picks``: ``item_id`` (and ``purchase_value``); returns (``item_id, user_id, r,
+    audience_rank``, the matched ``sum r x purchase_value``)."""
+    if max_promotions_per_user < 0:
+        raise ValueError(f"max_promotions_per_user must be >= 0, got {max_promotions_per_user}")
+    n = len(picks)
+    if n == 0 or audience_size <= 0 or max_promotions_per_user == 0 or prefs.empty:
+        return _NO_AUDIENCE.copy(), 0.0
+    # the pool: enough users for every pick to fill its audience from users nobody else needs
+    pool = audience_pool or max(2 * audience_size, -(-n * audience_size // max_promotions_per_user))
+    sub = prefs[prefs["item_id"].isin(picks["item_id"])]
+    sub = sub.sort_values(["item_id", "r", "user_id"], ascending=[True, False, True])
+    edges = sub.groupby("item_id", sort=False).head(pool).reset_index(drop=True)
+    m = len(edges)
+    pos = pd.Series(np.arange(n), index=picks["item_id"].astype(str).to_numpy())
+    j = pos.loc[edges["item_id"].astype(str)].to_numpy()
+    users, u = np.unique(edges["user_id"].astype(str).to_numpy(), return_inverse=True)
+    unit = (
+        np.nan_to_num(picks["purchase_value"].to_numpy(dtype=float), nan=0.0)
+        if "purchase_value" in picks
+        else np.ones(n)
+    )
+    w = edges["r"].to_numpy(dtype=float) * np.maximum(unit[j], 0.0)
+    fill = (audience_size + 1) // 2
+    bonus = 2.0 * float(w.max(initial=0.0)) + 1.0
+    # columns: y (m edges), f (n: first places), g (n: the other places)
+    # pick rows: f_j + g_j - sum_i y_ij = 0; user rows: sum_j y_ij <= cap
+    cols = np.arange(m)
+    a_eq = coo_array(
+        (
+            np.concatenate([-np.ones(m), np.ones(n), np.ones(n)]),
+            (np.concatenate([j, np.arange(n), np.arange(n)]),
+             np.concatenate([cols, m + np.arange(n), m + n + np.arange(n)])),
+        ),
+        shape=(n, m + 2 * n),
+    ).tocsr()  # fmt: skip
+    a_ub = coo_array((np.ones(m), (u, cols)), shape=(len(users), m + 2 * n)).tocsr()
+    upper = np.concatenate(
+        [np.ones(m), np.full(n, float(fill)), np.full(n, float(audience_size - fill))]
+    )
+    res = linprog(
+        c=-np.concatenate([w, np.full(n, bonus), np.zeros(n)]),
+        A_ub=a_ub,
+        b_ub=np.full(len(users), float(max_promotions_per_user)),
+        A_eq=a_eq,
+        b_eq=np.zeros(n),
+        bounds=np.column_stack([np.zeros(m + 2 * n), upper]),
+        method="highs-ds",
+    )
+    if res.x is None:
+        raise RuntimeError(f"audience assignment failed: {res.message}")
+    y = res.x[:m] > 0.5
+    aud = edges.loc[y, ["item_id", "user_id", "r"]].copy()
+    aud = aud.sort_values(["item_id", "r", "user_id"], ascending=[True, False, True])
+    aud["audience_rank"] = aud.groupby("item_id").cumcount() + 1
+    return aud.reset_index(drop=True), float(w[y].sum())
 
 
 def select_and_assign(
@@ -112,97 +202,20 @@ def select_and_assign(
     max_promotions_per_user: int,
     value_col: str = "value",
     launch_budget: float | None = None,
-    promotion_lift: float = 0.1,
     audience_pool: int | None = None,
-    time_limit_s: float = 60.0,
 ) -> SelectionResult:
-    """The MILP of the module docstring. ``candidates``: ``item_id, category, value_col`` and,
-    with a budget, ``order_cost``; with audiences, ``purchase_value`` (``u_j``). ``prefs``:
-    ``user_id, item_id, r``. Returns the picks (decreasing value) and their audiences."""
-    _validate(slots, category_cap, launch_budget)
-    if max_promotions_per_user < 0:
-        raise ValueError(f"max_promotions_per_user must be >= 0, got {max_promotions_per_user}")
-    df = candidates.reset_index(drop=True)
-    n = len(df)
-    no_aud = pd.DataFrame(columns=["item_id", "user_id", "r", "audience_rank"])
-    if n == 0 or slots == 0:
-        return SelectionResult([], 0.0, "empty", 0.0, no_aud)
-    values = np.nan_to_num(df[value_col].to_numpy(dtype=float), nan=0.0)
-    # the audience pool: each candidate's best users by r (twice the audience: enough room
-    # for the contact cap to push users to their next-best products; measured on the default
-    # shop: the same plan as four times the audience, in half the time)
-    pool = audience_pool or 2 * audience_size
-    edges = pd.DataFrame(columns=["user_id", "item_id", "r"])
-    if audience_size > 0 and max_promotions_per_user > 0 and len(prefs):
-        sub = prefs[prefs["item_id"].isin(df["item_id"])]
-        sub = sub.sort_values(["item_id", "r", "user_id"], ascending=[True, False, True])
-        edges = sub.groupby("item_id", sort=False).head(pool).reset_index(drop=True)
-    m = len(edges)
-    n_vars = n + m
-    rows, upper = _constraint_rows(df, slots, category_cap, launch_budget, n_vars)
-    weights = np.zeros(m)
-    if m:
-        cand_pos = pd.Series(np.arange(n), index=df["item_id"].astype(str))
-        j = cand_pos.loc[edges["item_id"].astype(str)].to_numpy()
-        users, u = np.unique(edges["user_id"].astype(str).to_numpy(), return_inverse=True)
-        unit = (
-            np.nan_to_num(df["purchase_value"].to_numpy(dtype=float), nan=0.0)
-            if "purchase_value" in df
-            else np.ones(n)
-        )
-        weights = promotion_lift * edges["r"].to_numpy(dtype=float) * np.maximum(unit[j], 0.0)
-        # sum_i y_ij - audience_size x_j <= 0
-        aud = coo_array(
-            (
-                np.concatenate([np.ones(m), -float(audience_size) * np.ones(n)]),
-                (
-                    np.concatenate([j, np.arange(n)]),
-                    np.concatenate([n + np.arange(m), np.arange(n)]),
-                ),
-            ),
-            shape=(n, n_vars),
-        ).tocsr()
-        rows.append(aud)
-        upper.extend([0.0] * n)
-        cap = coo_array((np.ones(m), (u, n + np.arange(m))), shape=(len(users), n_vars)).tocsr()
-        rows.append(cap)
-        upper.extend([float(max_promotions_per_user)] * len(users))
-    a = vstack(rows).tocsr()
-    ub = np.concatenate([(values > 0).astype(float), np.ones(m)])  # no launch that adds nothing
+    """The picks (:func:`select_launches`) and their audiences (:func:`assign_audiences`)."""
+    sel = select_launches(candidates, slots, category_cap, value_col, launch_budget)
+    picks = candidates.set_index(candidates["item_id"].astype(str)).loc[sel.chosen]
     t0 = time.perf_counter()
-    res = milp(
-        c=-np.concatenate([values, weights]),
-        constraints=LinearConstraint(a, -np.inf, np.array(upper)),
-        integrality=np.ones(n_vars),
-        bounds=Bounds(np.zeros(n_vars), ub),
-        options={"disp": False, "time_limit": time_limit_s},
+    aud, matched = assign_audiences(
+        picks.reset_index(drop=True), prefs, audience_size, max_promotions_per_user, audience_pool
     )
-    elapsed = time.perf_counter() - t0
-    if res.x is None:
-        raise RuntimeError(f"launch selection MILP failed: {res.message}")
-    x = res.x[:n] > 0.5
-    order = np.argsort(-values[x], kind="stable")
-    chosen = [str(i) for i in df.loc[x, "item_id"].to_numpy()[order]]
-    audiences = no_aud
-    promo = 0.0
-    if m:
-        y = res.x[n:] > 0.5
-        audiences = edges.loc[y, ["item_id", "user_id", "r"]].copy()
-        audiences = audiences.sort_values(
-            ["item_id", "r", "user_id"], ascending=[True, False, True]
-        )
-        audiences["audience_rank"] = audiences.groupby("item_id").cumcount() + 1
-        audiences = audiences.reset_index(drop=True)
-        promo = float(weights[y].sum())
-    cost = df["order_cost"].fillna(0.0).to_numpy(dtype=float) if "order_cost" in df else np.zeros(n)
-    return SelectionResult(
-        chosen=chosen,
-        objective=float(values[x].sum()),
-        status=_status_words(res),
-        solve_seconds=elapsed,
-        audiences=audiences,
-        promotion_value=promo,
-        budget_used=float(cost[x].sum()),
+    return dataclasses.replace(
+        sel,
+        audiences=aud,
+        promotion_value=matched,
+        solve_seconds=sel.solve_seconds + time.perf_counter() - t0,
     )
 
 

@@ -206,7 +206,8 @@ def write_plan_report(
             if not context.get("salvage_share")
             else f"worth {context['salvage_share']:.0%} of their cost"
         )
-        + " at the end of the horizon (more is ordered when the margin is high).",
+        + " at the end of the horizon: more is ordered when the margin is high, at least one "
+        "unit, and more can be reordered as it sells, up to the stock available.",
         "",
         "## Why these products",
         "",
@@ -244,9 +245,12 @@ def write_plan_report(
         "",
         f"![value of each slot]({slots_png.name})",
         "",
-        result.slot_curve.assign(
-            value=result.slot_curve["value"].round(0),
-            marginal_value=result.slot_curve["marginal_value"].round(0),
+        pd.DataFrame(
+            {
+                "launch slots": result.slot_curve["slots"],
+                "plan value": result.slot_curve["value"].map(_money),
+                "added by this slot": result.slot_curve["marginal_value"].map(_money),
+            }
         ).to_markdown(index=False),
         "",
         "## Plots",
@@ -303,9 +307,10 @@ def analyst_section(s: dict, context: dict) -> list[str]:
             "neighbours are."
         )
     lines += [
-        f"- Optimisation: one MILP (scipy / HiGHS) picks the products and the audiences "
-        f"together: {s['solver_status']}. The audience term assumes a promotion adds "
-        "`promotion_lift` (10% by default) of a reached customer's expected purchase.",
+        f"- Optimisation: a MILP (scipy / HiGHS) picks the products ({s['solver_status']}); "
+        "the audiences of all picks are assigned together as a min-cost flow (LP, whole "
+        "optimum) under the contact cap, maximising sum r_ij x value of a purchase after every "
+        "pick got the first half of its audience.",
         f"- Made {pd.Timestamp(s['created_at']):%Y-%m-%d %H:%M:%S} UTC in "
         f"{s.get('plan_seconds', float('nan')):.1f} s; settings: `{s['settings_json']}`.",
         "",

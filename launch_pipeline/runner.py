@@ -7,6 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +124,75 @@ def recover_abandoned_runs(instance) -> list[str]:
     return abandoned
 
 
+@contextmanager
+def output_to(path: Path) -> Iterator[int]:
+    """Send everything written to stdout and stderr (file descriptors 1 and 2: Python, Dagster's
+    console log, TensorFlow's C++ messages) to ``path`` (appended); yields a descriptor of the
+    real terminal for progress lines."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.dup(1)
+    with open(path, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            for fd in (saved_out, saved_err, terminal):
+                os.close(fd)
+
+
+class StepWatcher(threading.Thread):
+    """Polls the instance's event log of one run and reports each finished step once:
+    ``write(line)`` with the step, whether it succeeded, and its duration."""
+
+    def __init__(self, instance, run_id: str, write: Callable[[str], None], every_s: float = 1.0):
+        super().__init__(daemon=True)
+        self.instance, self.run_id, self.write, self.every_s = instance, run_id, write, every_s
+        self._stop_event = threading.Event()
+        self._seen: set[tuple[str, str]] = set()
+        self._t0 = time.monotonic()
+
+    def poll(self) -> None:
+        import dagster as dg
+
+        kinds = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+        try:
+            records = self.instance.all_logs(self.run_id, of_type=kinds)
+        except Exception:  # the run is not stored yet
+            return
+        for rec in records:
+            ev = rec.dagster_event
+            if ev is None or (ev.step_key, ev.event_type_value) in self._seen:
+                continue
+            key = (ev.step_key, ev.event_type_value)
+            self._seen.add(key)
+            ok = ev.event_type_value == "STEP_SUCCESS"
+            ms = getattr(ev.event_specific_data, "duration_ms", None)
+            took = f" in {ms / 1000:.1f}s" if ok and ms is not None else ""
+            self.write(
+                f"  [{time.monotonic() - self._t0:5.0f}s] {ev.step_key}: "
+                f"{'done' if ok else 'FAILED'}{took}\n"
+            )
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.poll()
+            self._stop_event.wait(self.every_s)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+        self.poll()
+
+
 @dataclass
 class RunOutcome:
     success: bool
@@ -167,9 +242,13 @@ def run_pipeline(
     first_day: dt.date | None = None,
     last_day: dt.date | None = None,
     instance=None,
+    log_file: Path | None = None,
 ) -> RunOutcome:
     """Materialize every asset: the partitions ``first_day..last_day`` (default: all partitions
-    with an events file) of raw and clean events in one run, then everything downstream."""
+    with an events file) of raw and clean events in one run, then everything downstream.
+
+    ``log_file``: everything the run prints (Dagster's log, library output) goes there instead
+    of the terminal, which shows one line per finished step (:class:`StepWatcher`)."""
     import dagster as dg
 
     from launch_pipeline.definitions import build_definitions
@@ -198,7 +277,19 @@ def run_pipeline(
         RUN_HOST_TAG: socket.gethostname(),
         RUN_PID_TAG: str(os.getpid()),
     }
-    result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    if log_file is None:
+        result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    else:
+        run_id = str(uuid.uuid4())
+        with output_to(log_file) as terminal:
+            watcher = StepWatcher(instance, run_id, lambda line: os.write(terminal, line.encode()))
+            watcher.start()
+            try:
+                result = job.execute_in_process(
+                    instance=instance, tags=tags, raise_on_error=False, run_id=run_id
+                )
+            finally:
+                watcher.stop()
     failures = []
     first_cause = None
     for event in result.all_events:
@@ -264,6 +355,8 @@ def plan_scenario(settings: Settings, instance=None) -> PlanOutcome:
         instance=instance,
         tags=tags,
         raise_on_error=False,
+        # the terminal shows the plan; the run's full log is in the instance (`make ui`)
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     failures = []
     for event in result.all_events:

@@ -72,9 +72,6 @@ class PlanningSettings:
     """IANA time zone in which launch times are shown next to UTC (e.g. ``Europe/London``)."""
     salvage_share: float = 0.0
     """Share of its unit cost an unsold unit of the initial order is worth (0: nothing)."""
-    promotion_lift: float = 0.1
-    """Assumed share of a reached user's expected purchase that a promotion adds (weights the
-    audience assignment in the plan's MILP)."""
     min_gap_hours: int = 24
     """Launches whose audiences overlap are at least this many hours apart."""
     scenario: str = "default"

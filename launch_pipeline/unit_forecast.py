@@ -10,8 +10,8 @@ shop's past launches). Merchandisers need whole units, intervals that say how su
   ``mu_j`` = the expected units (expected revenue / price, or ``sum_i r_ij x units per purchase``
   without a demand model);
 * ``k`` (the shop's launch-to-launch spread) is fitted to the demand model's errors on past
-  launches: the gamma whose median and 90th percentile best match those of realised / predicted
-  (:func:`gamma_shape_from_ratios`); without a demand model ``k`` is large (Poisson: the spread of a
+  launches: the gamma whose quantiles best match its realised / predicted quantiles (replayed
+  out of sample, see :mod:`launch_pipeline.demand`; :func:`gamma_shape_from_ratios`); without a demand model ``k`` is large (Poisson: the spread of a
   sum of independent purchases);
 * intervals are whole units and differ by product: a product expected to sell 2 units has an 80%
   interval like 0-5, one expected to sell 200 like 120-300 (relatively narrower).
@@ -162,6 +162,8 @@ def forecast_units(
     if cap is not None:
         p10, p50, p90 = (min(v, int(cap)) for v in (p10, p50, p90))
     order = newsvendor_quantity(dist, price, unit_cost, cap, salvage_share)
+    if cap is None or cap >= 1:
+        order = max(order, 1)  # a launch needs at least one unit on the shelf
     per = max(float(units_per_purchase or 1.0), 1.0)
     buyers = sold / per
     if buyers_from_preferences is not None and np.isfinite(buyers_from_preferences):

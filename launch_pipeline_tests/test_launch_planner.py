@@ -217,7 +217,7 @@ def test_reasons_for_picks_and_the_best_non_picks():
     # by gross profit: the wall clock (home), a ring and the mug are picked; the desk lamp is
     # worth more than the mug but home is full (cap 1); the bags are simply worth less
     assert picks == ["n2", "n6", "n4"]
-    assert left.loc["n3", "left_out_by"].startswith("category cap: 1 home")
+    assert left.loc["n3", "left_out_by"].startswith("category cap: the 1 home place")
     assert left.loc["n1", "left_out_by"].startswith("slots: all 3")
     # similar products: the red jumbo bag's neighbour is the green jumbo bag that sold 3 units
     assert "green jumbo bag (o1): 3 units" in ex.loc["n0", "similar_products"]

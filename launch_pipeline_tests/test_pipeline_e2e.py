@@ -279,3 +279,52 @@ def test_rejected_challenger_still_yields_a_plan_made_with_the_champion(shop_run
         ).fetchall()
     assert used == [(champion.label,)]
     assert len(planned) == 1 and planned[0][0] == champion.label and planned[0][1] > 0
+
+
+def test_what_if_scenarios_side_by_side_without_retraining(shop_run):
+    """A what-if re-plans from the stored preferences (no new model version), is tagged with
+    its scenario, keeps the nightly plan, and a horizon change is refused with what to do."""
+    from launch_pipeline.runner import plan_scenario
+
+    settings, _, con, instance = shop_run
+    con.close()  # the writers below need the file
+    models_before = sorted(p.name for p in settings.models_dir.rglob("*") if p.is_dir())
+
+    def scenario(**kw):
+        return settings.with_overrides(planning=dataclasses.replace(settings.planning, **kw))
+
+    out = plan_scenario(scenario(slots=2, scenario="two_slots"), instance=instance)
+    assert out.success, out.failures
+    tags = instance.get_run_by_id(out.run_id).tags
+    assert tags["launch_pipeline/scenario"] == "two_slots" and tags["launch_pipeline/slots"] == "2"
+    refused = plan_scenario(scenario(horizon_days=14, scenario="short"), instance=instance)
+    assert not refused.success
+    assert any("re-planning never re-scores" in f for f in refused.failures), refused.failures
+    assert sorted(p.name for p in settings.models_dir.rglob("*") if p.is_dir()) == models_before
+
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as c:
+        picks = dict(c.execute("SELECT scenario, picks FROM plan_scenarios").fetchall())
+        plan = c.execute("SELECT * FROM launch_plan").df()
+        aud = c.execute("SELECT * FROM launch_audiences").df()
+        expl = c.execute("SELECT * FROM launch_plan_explanations").df()
+    assert picks["two_slots"] == 2 and picks["default"] > 2 and "short" not in picks
+    chosen = plan[plan["chosen"]]
+    assert chosen.groupby("scenario").size().to_dict() == picks
+    # no launch before the plan's creation plus the lead time
+    lead = pd.Timedelta(hours=settings.planning.lead_time_hours)
+    assert (chosen["launch_at"] >= chosen["created_at"] + lead).all()
+    # the contact cap, per scenario
+    per_user = aud.groupby(["scenario", "user_id"]).size()
+    assert per_user.max() <= settings.planning.max_promotions_per_user
+    # coherent whole-unit forecasts
+    assert (plan["expected_buyers"] <= plan["expected_units"] + 1e-9).all()
+    assert (plan["units_p10"] <= plan["units_p90"]).all()
+    # reasons for every pick and the best non-picks, per scenario
+    for name, n in picks.items():
+        e = expl[expl["scenario"] == name]
+        assert e["chosen"].sum() == n and (~e["chosen"]).sum() == 5
+        assert e.loc[~e["chosen"], "left_out_by"].str.len().gt(0).all()
+    report = settings.reports_dir / f"launch_plan_{plan['plan_date'].iloc[0]:%Y-%m-%d}_two_slots.md"
+    text = report.read_text()
+    assert "Scenarios compared" in text and "default" in text and "two_slots" in text
+    assert "For analysts" in text and "slot_value.png" in text

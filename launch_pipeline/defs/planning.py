@@ -20,10 +20,21 @@ from launch_pipeline.defs.model import champion_model, model_evaluation
 from launch_pipeline.defs.raw import WAREHOUSE_POOL, launch_candidates
 from launch_pipeline.defs.resources import LaunchPipelineConfig
 from launch_pipeline.errors import ConfigurationError
-from launch_pipeline.launch_planner import make_and_store_plan, scenario_tags
+from launch_pipeline.launch_planner import comment_columns, make_and_store_plan, scenario_tags
 from launch_pipeline.outcomes import build_plan_outcomes, summarise_outcomes
 from launch_pipeline.report import scenario_table
 from launch_pipeline.scoring import score_preferences
+
+PREFERENCE_DESCRIPTIONS = {
+    "user_id": "Active user (an event in the last 30 days)",
+    "item_id": "Launch candidate",
+    "r": "Probability the user buys the candidate within the horizon (calibrated)",
+    "p_next": "The model's probability that the candidate is the user's next item",
+    "rank_for_user": "Rank of the candidate for the user (1 = most likely)",
+    "model_version": "Recommender version that scored it",
+    "horizon_days": "Horizon of r, days",
+    "r_model": "Uncalibrated r: 1 - exp(-n_i p_ij c_j)",
+}
 
 
 @dg.asset(
@@ -46,6 +57,7 @@ def user_preferences(
     settings = pipeline.settings()
     with warehouse.get_connection() as con:
         stats = score_preferences(settings, con)
+        comment_columns(con, "user_preferences", PREFERENCE_DESCRIPTIONS)
         meta = table_metadata(con, "user_preferences")
         by_item = con.execute(
             "SELECT item_id, round(sum(r), 2) AS expected_buyers, round(max(r), 4) AS max_r "
@@ -160,11 +172,12 @@ def explanations_table_metadata(expl: pd.DataFrame) -> dg.MetadataValue:
     pool=WAREHOUSE_POOL,
     description=(
         "Which candidates to launch, to whom to promote them and when, for one planning "
-        "scenario (resource field `scenario`; `default` is the nightly plan). One MILP "
+        "scenario (resource field `scenario`; `default` is the nightly plan). A MILP "
         "maximises the expected incremental gross profit (revenue when unit costs are "
         "unknown; sales capped by stock, net of what similar products lose) under launch "
-        "slots, a per-category cap, an optional order budget and a contact cap per user, and "
-        "assigns the promotion audiences. Launch times after the plan's creation plus a lead "
+        "slots, a per-category cap, an optional order budget and the promotion "
+        "audiences of all picks are assigned together under a contact cap per user (min-cost "
+        "flow). Launch times after the plan's creation plus a lead "
         "time, staggered when audiences overlap, in the shop's time zone and UTC. Units as a "
         "count distribution (whole units, 80% range), recommended first order (newsvendor). "
         "Reasons for each pick and the best non-picks in launch_plan_explanations. Rows kept "
@@ -190,14 +203,20 @@ def launch_plan(
         names = {"hr@10": "transformer_hr@10", "ndcg@10": "transformer_ndcg@10"}
         names["popularity_hr@10"] = "popularity_hr@10"
         model_context = {k: ev[v] for k, v in names.items() if v in ev}
+        # refused settings end the step after the connection is closed (dagster-duckdb's
+        # get_connection does not close it when the body raises)
         try:
             out = make_and_store_plan(
                 settings, con, {**model_context, "salvage_share": p.salvage_share},
                 run_id=context.run_id,
             )  # fmt: skip
         except ConfigurationError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        meta = table_metadata(con, "launch_plan")
+            refused = exc
+        else:
+            refused = None
+            meta = table_metadata(con, "launch_plan")
+    if refused is not None:
+        raise dg.Failure(description=str(refused), allow_retries=False) from refused
     s = out["summary"]
     report = out["report_path"]
     stem = report.with_suffix("")

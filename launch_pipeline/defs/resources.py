@@ -85,7 +85,6 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
     lead_time_hours: float = PlanningSettings.lead_time_hours
     shop_timezone: str = PlanningSettings.shop_timezone
     salvage_share: float = PlanningSettings.salvage_share
-    promotion_lift: float = PlanningSettings.promotion_lift
     min_gap_hours: int = PlanningSettings.min_gap_hours
     scenario: str = PlanningSettings.scenario
     model_time_budget_s: float = Settings.model_time_budget_s

@@ -1,0 +1,76 @@
+"""What a merchandiser sees: the plan as a Dagster table with described columns and rounded
+numbers, the report's sections, and one progress line per step in the terminal."""
+
+from __future__ import annotations
+
+import uuid
+
+import dagster as dg
+import pandas as pd
+
+from launch_pipeline import launch_planner as lp
+from launch_pipeline.defs.planning import PLAN_TABLE_COLUMNS, plan_table_metadata
+from launch_pipeline.report import plan_table, write_plan_report
+from launch_pipeline.runner import StepWatcher, output_to
+from launch_pipeline_tests.test_launch_planner import CREATED, _inputs, _settings
+
+
+def test_plan_is_a_dagster_table_with_described_columns_and_rounded_numbers():
+    res = lp.build_plan(_inputs(), _settings(slots=3, category_cap=None), CREATED)
+    meta = plan_table_metadata(res.plan)
+    assert isinstance(meta, dg.TableMetadataValue)
+    cols = meta.schema.columns
+    assert [c.name for c in cols] == [n for n, _, _ in PLAN_TABLE_COLUMNS]
+    assert all(c.description for c in cols)
+    assert len(meta.records) == 3
+    for rec in meta.records:
+        data = rec.data
+        assert data["revenue"] == round(data["revenue"])  # whole money
+        assert isinstance(data["units"], int) and isinstance(data["order"], int)
+        assert data["launch_utc"] and "users:" in data["audience"]
+    shown = plan_table(res.plan)
+    assert shown["units sold (80% range)"].str.fullmatch(r"[\d,]+ \([\d,]+-[\d,]+\)").all()
+
+
+def test_report_speaks_to_merchandisers_first(tmp_path):
+    inp = _inputs()
+    res = lp.build_plan(inp, _settings(slots=3, category_cap=1), CREATED)
+    res.summary.update(run_id="", plan_seconds=0.1)
+    path = write_plan_report(
+        tmp_path / "launch_plan_x.md", res, inp.overall, pd.DataFrame([res.summary]), {}
+    )
+    text = path.read_text()
+    merch, analysts = text.split("## For analysts")
+    for words in ("Launch 3 new products", "Why these products", "Close alternatives left out",
+                  "Scenarios compared", "Value of an extra launch slot", "category cap"):  # fmt: skip
+        assert words in merch, words
+    for jargon in ("r_ij", "HiGHS", "MILP", "NDCG", "Status 7"):
+        assert jargon not in merch, jargon
+    assert "MILP" in analysts and "r_ij" in analysts
+    assert (tmp_path / "launch_plan_x_slot_value.png").exists()
+
+
+def test_one_progress_line_per_step_and_the_log_in_a_file(tmp_path, capfd):
+    @dg.asset
+    def first() -> int:
+        print("noisy library output")
+        return 1
+
+    @dg.asset
+    def second(first: int) -> int:
+        return first + 1
+
+    job = dg.Definitions(assets=[first, second]).resolve_implicit_global_asset_job_def()
+    instance = dg.DagsterInstance.ephemeral()
+    lines: list[str] = []
+    log = tmp_path / "run.log"
+    run_id = str(uuid.uuid4())
+    with capfd.disabled(), output_to(log):  # pytest's own capture would take the output
+        watcher = StepWatcher(instance, run_id, lines.append, every_s=0.1)
+        watcher.start()
+        job.execute_in_process(instance=instance, run_id=run_id)
+        watcher.stop()
+    assert [line.split("] ")[1].split(":")[0] for line in lines] == ["first", "second"]
+    assert all(": done in " in line for line in lines)
+    text = log.read_text()
+    assert "noisy library output" in text and "STEP_SUCCESS" in text
