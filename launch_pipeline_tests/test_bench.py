@@ -54,9 +54,19 @@ def test_bench_command_writes_the_documented_keys(tmp_path):
     # result, not a bench failure)
     assert set(res["pipeline"]["checks"]) == set(QUALITY_RULES) | set(NOISE_RULES)
     assert res["pipeline"]["checks_failing_rows"]["event_key_unique"] == 0
+    st = res["stages"]
     for stage in ("generate", "bare_duckdb", "raw", "clean", "gx_quality", "gx_noise", "plan"):
-        assert res["stages"][stage]["seconds"] >= 0
-        assert res["stages"][stage]["peak_rss_mb"] > 0
+        assert st[stage]["seconds"] > 0 and st[stage]["cpu_seconds"] > 0, (stage, st[stage])
+        assert st[stage]["peak_rss_mb"] > 0
+    # the summary figures are the sums of the stages they name
+    features = sum(v["seconds"] for k, v in st.items() if k.startswith("features."))
+    assert (
+        res["raw_seconds"] == st["raw"]["seconds"]
+        and res["clean_seconds"] == st["clean"]["seconds"]
+    )
+    assert res["raw_to_features_seconds"] == pytest.approx(
+        st["raw"]["seconds"] + st["clean"]["seconds"] + res["gx_seconds"] + features, abs=0.01
+    )
     assert res["training"]["sequences_per_second"] > 0
     sc = res["scoring"]
     assert sc["scores_per_second"] > 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from launch_pipeline.model.config import ModelConfig
 from launch_pipeline.model.data import read_s3rec
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
@@ -96,7 +97,13 @@ def test_evaluate_s3rec_end_to_end(tmp_path):
     assert cold["n_users_evaluated"] > 0
     for name in ("model", "attribute_popularity", "last_item_attribute_overlap"):
         assert {"hr@10", "ndcg@10"} <= set(cold[name]), name
-    assert res["blend"]["alpha"] >= 0
+    # the kNN blend weight is a grid point, and the one with the best validation NDCG@10
+    blend = res["blend"]
+    assert blend["alpha"] in ModelConfig().blend_grid and blend["beta"] in ModelConfig().blend_betas
+    (chosen,) = [
+        g for g in blend["grid"] if (g["alpha"], g["beta"]) == (blend["alpha"], blend["beta"])
+    ]
+    assert chosen["valid_ndcg@10"] == max(g["valid_ndcg@10"] for g in blend["grid"])
     assert res["dataset"]["n_items"] == 60
 
 

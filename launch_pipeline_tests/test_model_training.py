@@ -56,7 +56,6 @@ def test_learns_deterministic_successor(cyclic_trained):
     assert plain["hr@10"] >= 0.95, (plain, res.history)
     assert np.mean(ranks == 0) >= 0.9
     assert res.epochs == len(res.history) >= 1 and 1 <= res.best_epoch <= res.epochs
-    assert res.train_seconds < 60
     assert {"epoch", "loss", "valid_ndcg@10", "valid_hr@10", "seconds"} <= set(res.history[0])
     assert res.blend["alpha"] >= 0.0 and res.blend["beta"] in ModelConfig().blend_betas
 
