@@ -147,9 +147,9 @@ class StageMeter:
 def duckdb_memory_limit() -> str:
     """The DuckDB ``memory_limit`` the pipeline's warehouse resource uses
     (``LAUNCH_PIPELINE_DUCKDB_MEMORY_LIMIT``, see ``settings.py``)."""
-    from launch_pipeline.settings import Settings
+    from launch_pipeline.settings import duckdb_memory_limit_from_env
 
-    return Settings.__dataclass_fields__["duckdb_memory_limit"].default
+    return duckdb_memory_limit_from_env()
 
 
 def warehouse_connection(db_path: Path | str):

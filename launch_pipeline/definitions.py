@@ -38,13 +38,19 @@ def build_data_assets(partitions: dg.DailyPartitionsDefinition) -> list:
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    """All assets, checks, jobs, schedules and resources for one data directory."""
-    settings = settings or Settings.from_env()
+    """All assets, checks, jobs, schedules and resources for one data directory.
+
+    With ``settings`` (the CLI, the tests) the resources are fixed to them. Without (the code
+    location that ``dagster dev`` / ``dg`` load), the resources resolve folders and thresholds
+    when a step runs, and loading creates no folder. Only the daily partitions are read at load
+    time (Dagster needs the partition set to load the code location): from the raw data's
+    ``dataset.json`` or event file names, read-only (see ``defs/partitions.py``)."""
     partitions = build_daily_partitions(settings)
     job = build_launch_job(partitions)
     return dg.Definitions(
         assets=[
             *build_data_assets(partitions),
+            model.model_training_data,
             model.preference_model,
             model.champion_model,
             model.model_evaluation,

@@ -26,6 +26,8 @@ from launch_pipeline.demand import (
     similar_purchases,
 )
 from launch_pipeline.features import build_user_sequences
+from launch_pipeline.model_pipeline import champion_or_fail, load_version
+from launch_pipeline.model_store import LocalModelStore, ModelStore
 from launch_pipeline.recommender import (
     PurchaseCalibration,
     ScoredBatch,
@@ -40,7 +42,6 @@ from launch_pipeline.recommender import (
     user_features_matrix,
 )
 from launch_pipeline.settings import Settings
-from launch_pipeline.training import champion_or_fail, load_version
 from launch_pipeline.transformer_signal import AS_OF_BUDGET_SHARE, score_past_launches, train_as_of
 from launch_pipeline.warehouse import replace_atomically
 
@@ -129,15 +130,18 @@ def write_preferences(
     }
 
 
-def score_preferences(settings: Settings, con: duckdb.DuckDBPyConnection) -> dict:
+def score_preferences(
+    settings: Settings, con: duckdb.DuckDBPyConnection, store: ModelStore | None = None
+) -> dict:
     """r_ij for every active user (an interaction in the last ``ACTIVE_DAYS`` days) and candidate.
 
     With past launches in the history, r_ij is calibrated on who really bought them
     (:class:`launch_pipeline.recommender.PurchaseCalibration`, fitted by
     :func:`calibrate_on_past_launches`); ``r_model`` keeps the uncalibrated
     ``1 - exp(-n_i p_ij c_j)``. Scored in batches of users, float32, written batch by batch
-    (:func:`write_preferences`): memory does not grow with users x candidates."""
-    version = champion_or_fail(settings)
+    (:func:`write_preferences`): memory does not grow with users x candidates. The model is the
+    champion of ``store`` (default: the local store under ``settings.models_dir``)."""
+    version = champion_or_fail(store or LocalModelStore(settings.models_dir))
     model, meta = load_version(version)
     shop = load_shop_data(con, meta["item_ids"], meta["attribute_vocab"])
     as_of = np.datetime64(shop.as_of, "us")

@@ -2,7 +2,9 @@
 
 Everything is configured in one place: :class:`Settings` is built from environment variables
 (``LAUNCH_PIPELINE_*``) with sensible defaults, and the Dagster resources in
-``launch_pipeline/defs/resources.py`` are made from it.
+``launch_pipeline/defs/resources.py`` are made from it. Nothing here reads the environment or
+the disk when it is imported: :meth:`Settings.from_env` does, when it is called (by the CLI, or
+by a resource when a step runs).
 """
 
 from __future__ import annotations
@@ -14,6 +16,28 @@ from pathlib import Path
 
 ENV_DATA_DIR = "LAUNCH_PIPELINE_DATA_DIR"
 ENV_RAW_DIR = "LAUNCH_PIPELINE_RAW_DIR"
+ENV_MODEL_TIME_BUDGET_S = "LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S"
+ENV_DUCKDB_MEMORY_LIMIT = "LAUNCH_PIPELINE_DUCKDB_MEMORY_LIMIT"
+DEFAULT_MODEL_TIME_BUDGET_S = 180.0
+DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"
+TRAINING_INPUTS_FILE = "training_inputs.npz"
+
+
+def data_dir_from_env() -> Path:
+    """``LAUNCH_PIPELINE_DATA_DIR``, default ``./data`` (resolved)."""
+    return Path(os.environ.get(ENV_DATA_DIR) or "data").resolve()
+
+
+def raw_dir_from_env(data_dir: Path | None = None) -> Path:
+    """``LAUNCH_PIPELINE_RAW_DIR``, default ``<data dir>/raw`` (resolved)."""
+    data = data_dir or data_dir_from_env()
+    return Path(os.environ.get(ENV_RAW_DIR) or Path(data) / "raw").resolve()
+
+
+def duckdb_memory_limit_from_env() -> str:
+    """``LAUNCH_PIPELINE_DUCKDB_MEMORY_LIMIT``, default 2GB: DuckDB's buffer cache may otherwise
+    grow to 80% of RAM; the cleaning and feature SQL spills to disk past this limit instead."""
+    return os.environ.get(ENV_DUCKDB_MEMORY_LIMIT) or DEFAULT_DUCKDB_MEMORY_LIMIT
 
 
 @dataclass(frozen=True)
@@ -84,8 +108,8 @@ class Settings:
     raw_dir: Path
     cleaning: CleaningRules = field(default_factory=CleaningRules)
     planning: PlanningSettings = field(default_factory=PlanningSettings)
-    model_time_budget_s: float = float(os.environ.get("LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S", 180))
-    duckdb_memory_limit: str = os.environ.get("LAUNCH_PIPELINE_DUCKDB_MEMORY_LIMIT", "2GB")
+    model_time_budget_s: float = DEFAULT_MODEL_TIME_BUDGET_S
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
 
     @property
     def warehouse_path(self) -> Path:
@@ -98,6 +122,11 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
+
+    @property
+    def training_inputs_path(self) -> Path:
+        """What the model is trained on, read from the warehouse by ``model_training_data``."""
+        return self.data_dir / "model_inputs" / TRAINING_INPUTS_FILE
 
     @property
     def dagster_home(self) -> Path:
@@ -113,8 +142,8 @@ class Settings:
         suit its data in ``raw/dataset.json`` under ``"cleaning"`` (e.g. Online Retail, where
         guest checkouts without a customer id are a large share of some days); they override
         the defaults."""
-        data = Path(data_dir or os.environ.get(ENV_DATA_DIR) or "data").resolve()
-        raw = Path(raw_dir or os.environ.get(ENV_RAW_DIR) or data / "raw").resolve()
+        data = Path(data_dir).resolve() if data_dir else data_dir_from_env()
+        raw = Path(raw_dir).resolve() if raw_dir else raw_dir_from_env(data)
         cleaning = CleaningRules()
         manifest = raw / "dataset.json"
         if manifest.exists():
@@ -124,7 +153,14 @@ class Settings:
                 overrides = {}  # raw_io reports an unreadable manifest with the file name
             known = {k: v for k, v in overrides.items() if k in CleaningRules.__dataclass_fields__}
             cleaning = replace(cleaning, **known)
-        return cls(data_dir=data, raw_dir=raw, cleaning=cleaning)
+        budget = float(os.environ.get(ENV_MODEL_TIME_BUDGET_S) or DEFAULT_MODEL_TIME_BUDGET_S)
+        return cls(
+            data_dir=data,
+            raw_dir=raw,
+            cleaning=cleaning,
+            model_time_budget_s=budget,
+            duckdb_memory_limit=duckdb_memory_limit_from_env(),
+        )
 
     def with_overrides(self, **kwargs) -> Settings:
         return replace(self, **kwargs)

@@ -8,7 +8,7 @@ to; re-running repairs everything.
 * a child process kills itself inside the DuckDB transaction that replaces a day of raw events
   and inside the one that replaces a day of clean/quarantined events: the day is unchanged;
 * a child process kills itself half-way through writing a model file (``save_model``) and a
-  registry version (``ModelRegistry.register``): the registry and the final paths are intact.
+  registry version (``LocalModelStore.register``): the registry and the final paths are intact.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from launch_pipeline.registry import REGISTRY_FILE, ModelRegistry
+from launch_pipeline.model_store import REGISTRY_FILE, LocalModelStore
 from launch_pipeline.runner import run_pipeline, write_instance_yaml
 from launch_pipeline_tests.support.checksums import warehouse_checksums
 from launch_pipeline_tests.support.devserver import kill_process_group
@@ -58,8 +58,8 @@ def _accounting_holds(db: Path) -> None:
     assert bad == [], f"raw != clean + quarantined for {bad}"
 
 
-def _registry_consistent(models_dir: Path) -> ModelRegistry:
-    registry = ModelRegistry(models_dir)
+def _registry_consistent(models_dir: Path) -> LocalModelStore:
+    registry = LocalModelStore(models_dir)
     reg = json.loads((registry.root / REGISTRY_FILE).read_text())  # parses
     for v in reg["versions"]:
         folder = registry.get(v["version"]).path
@@ -122,7 +122,7 @@ def _sigkill_during_model_step_then_rerun(tmp_path):
     # after the crash: the warehouse opens, every landed day is whole, nothing half-registered
     _accounting_holds(settings.warehouse_path)
     before = warehouse_checksums(settings.warehouse_path)
-    root = ModelRegistry(settings.models_dir).root
+    root = LocalModelStore(settings.models_dir).root
     if (root / REGISTRY_FILE).exists():
         _registry_consistent(settings.models_dir)
     else:  # nothing registered: no version folder either (a crashed write stays a .v*- temp)
@@ -249,7 +249,7 @@ def test_kill_inside_cleaning_transaction_leaves_day_unchanged(landed_week, tmp_
 @pytest.mark.timeout(300)
 def test_kill_while_writing_model_files_leaves_registry_intact(tmp_path):
     models = tmp_path / "models"
-    registry = ModelRegistry(models)
+    registry = LocalModelStore(models)
 
     def write_ok(folder: Path) -> None:
         (folder / "model.keras").write_bytes(b"complete model v1")
@@ -258,16 +258,16 @@ def test_kill_while_writing_model_files_leaves_registry_intact(tmp_path):
     registry.promote(v1.version)
     reg_before = (registry.root / REGISTRY_FILE).read_bytes()
 
-    # 1) killed half-way through ModelRegistry.register: a temporary folder, nothing registered
+    # 1) killed half-way through LocalModelStore.register: a temporary folder, nothing registered
     rc = _run_child(
         f"""
-        from launch_pipeline.registry import ModelRegistry
+        from launch_pipeline.model_store import LocalModelStore
         def half(folder):
             with open(folder / "model.keras", "wb") as fh:
                 fh.write(b"half a mod")
                 fh.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
-        ModelRegistry(Path({str(models)!r})).register(half, {{}})
+        LocalModelStore(Path({str(models)!r})).register(half, {{}})
         """,
         tmp_path,
     )

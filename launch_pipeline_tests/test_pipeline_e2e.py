@@ -102,6 +102,7 @@ def test_lineage(shop_run):
         "user_features",
         "user_sequences",
         "activity_profile",
+        "model_training_data",
         "preference_model",
         "champion_model",
         "model_evaluation",
@@ -109,7 +110,9 @@ def test_lineage(shop_run):
     } <= names
     daily = graph.get(dg.AssetKey("raw_events")).partitions_def
     assert isinstance(daily, dg.DailyPartitionsDefinition)
-    assert daily.get_last_partition_key() == END.isoformat()
+    # the shop's first day; a live source (no end date) runs up to yesterday
+    assert daily.get_first_partition_key() == (END - dt.timedelta(days=SIM.days - 1)).isoformat()
+    assert END.isoformat() in daily.get_partition_keys()
 
 
 def test_every_table_exists(shop_run):
@@ -231,18 +234,20 @@ def test_rejected_challenger_still_yields_a_plan_made_with_the_champion(shop_run
     changing anything, and the night's preferences and plan are made with the champion."""
     from launch_pipeline.defs import model, planning
     from launch_pipeline.model.config import ModelConfig
-    from launch_pipeline.registry import ModelRegistry
-    from launch_pipeline.training import recorded_decision, train_new_version
+    from launch_pipeline.model_pipeline import read_training_inputs, train_new_version
+    from launch_pipeline.model_store import LocalModelStore
+    from launch_pipeline.promotion import recorded_decision
 
     settings, _, _, _ = shop_run
-    registry = ModelRegistry(settings.models_dir, "preference_model")
+    registry = LocalModelStore(settings.models_dir)
     champion = registry.champion()
     assert champion is not None
     connect = lambda: duckdb.connect(str(settings.warehouse_path), read_only=True)  # noqa: E731
     weak = ModelConfig(n_event_types=3, max_epochs=1, knn_blend=False, dim=8, blocks=1, seed=1)
-    outcome = train_new_version(settings, connect, log=lambda _m: None, config=weak)
+    inputs = read_training_inputs(settings.training_inputs_path)  # what the run trained on
+    outcome = train_new_version(inputs, registry, weak, log=lambda _m: None)
     assert outcome.status == "challenger"
-    assert recorded_decision(settings) == (outcome.version.label, None)
+    assert recorded_decision(registry) == (outcome.version.label, None)
 
     shop_run[2].close()  # the module's read-only connection would block the writers
     instance = dg.DagsterInstance.ephemeral()
@@ -266,7 +271,7 @@ def test_rejected_challenger_still_yields_a_plan_made_with_the_champion(shop_run
     assert statuses[outcome.version.version] == "rejected"
     # re-reading the decision changes nothing
     registry_file = (registry.root / "registry.json").read_bytes()
-    assert recorded_decision(settings)[1]["outcome"] == "rejected"
+    assert recorded_decision(registry)[1]["outcome"] == "rejected"
     assert (registry.root / "registry.json").read_bytes() == registry_file
 
     prefs = result.asset_materializations_for_node("user_preferences")[0].metadata

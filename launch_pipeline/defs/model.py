@@ -1,43 +1,107 @@
-"""Model assets: the versioned Transformer (``preference_model``) and its evaluation."""
+"""Model assets: what the model is trained on (``model_training_data``), the versioned
+Transformer (``preference_model``), the promotion decision (``champion_model``) and the
+champion's evaluation (``model_evaluation``)."""
 
 import datetime as dt
+import time
 
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 from launch_pipeline.defs.features import item_features, user_sequences
 from launch_pipeline.defs.metadata import markdown_table, png_markdown
 from launch_pipeline.defs.raw import WAREHOUSE_POOL
-from launch_pipeline.defs.resources import LaunchPipelineConfig
-from launch_pipeline.training import (
+from launch_pipeline.defs.resources import LaunchPipelineConfig, ModelStoreResource
+from launch_pipeline.model_pipeline import (
     champion_or_fail,
     evaluate_version,
-    promote_or_reject,
-    recorded_decision,
+    extract_training_inputs,
+    pipeline_model_config,
+    read_training_inputs,
     store_evaluation,
     train_new_version,
+    write_training_inputs,
 )
+from launch_pipeline.promotion import PROMOTION_TOLERANCE, promote_or_reject, recorded_decision
 
 
 @dg.asset(
     deps=[user_sequences, item_features],
     group_name="model",
+    kinds={"duckdb", "numpy"},
+    pool=WAREHOUSE_POOL,
+    description=(
+        "What the model is trained on, read from the warehouse once: every user's behaviour "
+        "before the evaluation window (the last 7 days) and the catalog's vocabulary, written to "
+        "data/model_inputs/training_inputs.npz. The only model step that holds the warehouse "
+        "while training data is read, so training itself does not keep other warehouse steps "
+        "waiting."
+    ),
+)
+def model_training_data(
+    pipeline: LaunchPipelineConfig, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
+    settings = pipeline.settings()
+    t0 = time.perf_counter()
+    with warehouse.get_connection() as con:
+        inputs = extract_training_inputs(con)
+    read_s = time.perf_counter() - t0
+    path = write_training_inputs(inputs, settings.training_inputs_path)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "training_users": inputs.training_users,
+            "catalog_items": inputs.catalog_items,
+            "training_steps": int(sum(len(s) for s in inputs.train.sequences)),
+            "cutoff": inputs.cutoff,
+            "warehouse_read_seconds": round(read_s, 2),
+            "file_mb": round(path.stat().st_size / 2**20, 2),
+        }
+    )
+
+
+class PreferenceModelConfig(dg.Config):
+    """Tunables of one training run (set in the launchpad under ``ops: preference_model``)."""
+
+    time_budget_s: float | None = Field(
+        default=None,
+        description=(
+            "wall-clock budget of the training loop in seconds; empty: the pipeline resource's "
+            "model_time_budget_s (LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S, default 180)"
+        ),
+    )
+
+
+@dg.asset(
+    deps=[model_training_data],
+    group_name="model",
     kinds={"tensorflow", "keras"},
-    pool=WAREHOUSE_POOL,  # reads the warehouse with a read-write connection
+    # no warehouse pool: it reads the file model_training_data wrote and writes the model store
     description=(
         "A Keras 3 Transformer (causal self-attention over a user's recent items; an item is its "
         "id embedding plus embeddings of category, brand, price band and title words, so a "
-        "brand-new product gets a vector from its attributes). Trained on all behaviour before the last "
-        "evaluation window with early stopping and a time budget; saved as a new version (a "
-        "challenger) under data/models/preference_model/; champion_model decides whether it is used."
+        "brand-new product gets a vector from its attributes). Trained on model_training_data "
+        "with early stopping and a time budget, without holding the warehouse; saved as a new "
+        "version (a challenger) in the model store (data/models/preference_model/); "
+        "champion_model decides whether it is used."
     ),
 )
 def preference_model(
-    context: dg.AssetExecutionContext, pipeline: LaunchPipelineConfig, warehouse: DuckDBResource
+    context: dg.AssetExecutionContext,
+    config: PreferenceModelConfig,
+    pipeline: LaunchPipelineConfig,
+    model_store: ModelStoreResource,
 ) -> dg.MaterializeResult:
     settings = pipeline.settings()
-    outcome = train_new_version(settings, warehouse.get_connection, log=context.log.info)
+    budget = (
+        config.time_budget_s if config.time_budget_s is not None else settings.model_time_budget_s
+    )
+    inputs = read_training_inputs(settings.training_inputs_path)
+    outcome = train_new_version(
+        inputs, model_store.store(settings), pipeline_model_config(budget), log=context.log.info
+    )
     history = pd.DataFrame(outcome.history)
     meta = {
         "version": outcome.version.label,
@@ -72,6 +136,13 @@ def preference_model(
     return dg.MaterializeResult(metadata=meta)
 
 
+class PromotionConfig(dg.Config):
+    tolerance: float = Field(
+        default=PROMOTION_TOLERANCE,
+        description="a challenger is promoted unless its NDCG@10 is more than this below the champion's",
+    )
+
+
 @dg.asset(
     deps=[preference_model],
     group_name="model",
@@ -86,12 +157,16 @@ def preference_model(
     ),
 )
 def champion_model(
-    pipeline: LaunchPipelineConfig, warehouse: DuckDBResource
+    config: PromotionConfig,
+    pipeline: LaunchPipelineConfig,
+    warehouse: DuckDBResource,
+    model_store: ModelStoreResource,
 ) -> dg.MaterializeResult:
     settings = pipeline.settings()
+    store = model_store.store(settings)
     with warehouse.get_connection() as con:
-        decision = promote_or_reject(settings, con)
-    champion = champion_or_fail(settings)
+        decision = promote_or_reject(store, con, tolerance=config.tolerance)
+    champion = champion_or_fail(store)
     meta = {
         "champion": champion.label,
         "path": dg.MetadataValue.path(str(champion.model_path)),
@@ -119,8 +194,10 @@ def champion_model(
         "still made."
     ),
 )
-def challenger_not_worse_than_champion(pipeline: LaunchPipelineConfig) -> dg.AssetCheckResult:
-    label, decision = recorded_decision(pipeline.settings())
+def challenger_not_worse_than_champion(
+    pipeline: LaunchPipelineConfig, model_store: ModelStoreResource
+) -> dg.AssetCheckResult:
+    label, decision = recorded_decision(model_store.store(pipeline.settings()))
     if decision is None:
         return dg.AssetCheckResult(
             passed=False,
@@ -152,19 +229,19 @@ def challenger_not_worse_than_champion(pipeline: LaunchPipelineConfig) -> dg.Ass
     ),
 )
 def model_evaluation(
-    pipeline: LaunchPipelineConfig, warehouse: DuckDBResource
+    pipeline: LaunchPipelineConfig, warehouse: DuckDBResource, model_store: ModelStoreResource
 ) -> dg.MaterializeResult:
-    settings = pipeline.settings()
+    store = model_store.store(pipeline.settings())
     with warehouse.get_connection() as con:
-        report = evaluate_version(settings, con)
+        report = evaluate_version(store, con)
         store_evaluation(con, report, evaluated_at=dt.datetime.now(dt.timezone.utc))
-    table = pd.DataFrame([{"method": m, **vals} for m, vals in report["methods"].items()])
-    tm = report["methods"]["transformer"]
-    pop = report["methods"]["popularity"]
-    knn = report["methods"]["last_item_knn"]
+    table = pd.DataFrame([{"method": m, **vals} for m, vals in report.methods.items()])
+    tm = report.methods["transformer"]
+    pop = report.methods["popularity"]
+    knn = report.methods["last_item_knn"]
     return dg.MaterializeResult(
         metadata={
-            "model_version": report["model_version"],
+            "model_version": report.model_version,
             "hr@10": tm["hr@10"],
             "ndcg@10": tm["ndcg@10"],
             "precision@10": tm["precision@10"],
@@ -174,9 +251,9 @@ def model_evaluation(
             "popularity_ndcg@10": pop["ndcg@10"],
             "last_item_knn_hr@10": knn["hr@10"],
             "last_item_knn_ndcg@10": knn["ndcg@10"],
-            "next_item_cases": report["next_item_cases"],
-            "buyers_evaluated": report["buyers_evaluated"],
-            "cutoff": report["cutoff"],
+            "next_item_cases": report.next_item_cases,
+            "buyers_evaluated": report.buyers_evaluated,
+            "cutoff": report.cutoff,
             "metrics": markdown_table(table.round(4)),
             "dagster/row_count": len(table) * (len(table.columns) - 1),
         }

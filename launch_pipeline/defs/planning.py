@@ -18,7 +18,7 @@ from launch_pipeline.defs.metadata import (
 )
 from launch_pipeline.defs.model import champion_model, model_evaluation
 from launch_pipeline.defs.raw import WAREHOUSE_POOL, launch_candidates
-from launch_pipeline.defs.resources import LaunchPipelineConfig
+from launch_pipeline.defs.resources import LaunchPipelineConfig, ModelStoreResource
 from launch_pipeline.errors import ConfigurationError
 from launch_pipeline.launch_planner import comment_columns, make_and_store_plan, scenario_tags
 from launch_pipeline.outcomes import build_plan_outcomes, summarise_outcomes
@@ -52,11 +52,11 @@ PREFERENCE_DESCRIPTIONS = {
     ),
 )
 def user_preferences(
-    pipeline: LaunchPipelineConfig, warehouse: DuckDBResource
+    pipeline: LaunchPipelineConfig, warehouse: DuckDBResource, model_store: ModelStoreResource
 ) -> dg.MaterializeResult:
     settings = pipeline.settings()
     with warehouse.get_connection() as con:
-        stats = score_preferences(settings, con)
+        stats = score_preferences(settings, con, model_store.store(settings))
         comment_columns(con, "user_preferences", PREFERENCE_DESCRIPTIONS)
         meta = table_metadata(con, "user_preferences")
         by_item = con.execute(

@@ -1,15 +1,26 @@
-"""Resources, configured in one place: the pipeline settings and the DuckDB warehouse."""
+"""Resources, configured in one place: the pipeline settings, the DuckDB warehouse and the model
+store."""
 
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 from launch_pipeline.errors import ConfigurationError
-from launch_pipeline.settings import CleaningRules, PlanningSettings, Settings
+from launch_pipeline.model_store import LocalModelStore, ModelStore
+from launch_pipeline.settings import (
+    CleaningRules,
+    PlanningSettings,
+    Settings,
+    duckdb_memory_limit_from_env,
+)
 from launch_pipeline.warehouse import quote_identifier, validate_identifier  # noqa: F401 - re-exported
 
 ENV_ALLOWED_ROOTS = "LAUNCH_PIPELINE_ALLOWED_ROOTS"
@@ -62,19 +73,22 @@ def validate_paths(data_dir: str | Path, raw_dir: str | Path) -> tuple[Path, Pat
 class LaunchPipelineConfig(dg.ConfigurableResource):
     """Where the raw data and the outputs live, and the thresholds of cleaning and planning.
 
-    Defaults come from :class:`launch_pipeline.settings.Settings` (environment variables
-    ``LAUNCH_PIPELINE_DATA_DIR`` and ``LAUNCH_PIPELINE_RAW_DIR``)."""
+    A field left empty (``""`` / ``None``) is resolved when a step runs, not when the code
+    location loads: folders from ``LAUNCH_PIPELINE_DATA_DIR`` / ``LAUNCH_PIPELINE_RAW_DIR``
+    (defaults ``./data``, ``<data>/raw``), cleaning thresholds from the source's ``dataset.json``
+    or the defaults of :class:`~launch_pipeline.settings.CleaningRules`, the model time budget from
+    ``LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S`` (180 s); see :meth:`Settings.from_env`."""
 
-    data_dir: str
-    raw_dir: str
-    bot_events_per_minute: int = CleaningRules.bot_events_per_minute
-    fake_review_min_accounts: int = CleaningRules.fake_review_min_accounts
-    review_burst_min_reviews: int = CleaningRules.review_burst_min_reviews
-    max_quantity: int = CleaningRules.max_quantity
-    price_outlier_factor: float = CleaningRules.price_outlier_factor
-    max_quarantined_share: float = CleaningRules.max_quarantined_share
-    future_tolerance_minutes: int = CleaningRules.future_tolerance_minutes
-    purchase_price_required: bool = CleaningRules.purchase_price_required
+    data_dir: str = ""
+    raw_dir: str = ""
+    bot_events_per_minute: int | None = None
+    fake_review_min_accounts: int | None = None
+    review_burst_min_reviews: int | None = None
+    max_quantity: int | None = None
+    price_outlier_factor: float | None = None
+    max_quarantined_share: float | None = None
+    future_tolerance_minutes: int | None = None
+    purchase_price_required: bool | None = None
     slots: int = PlanningSettings.slots
     category_cap: int = PlanningSettings.category_cap
     audience_size: int = PlanningSettings.audience_size
@@ -87,7 +101,7 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
     salvage_share: float = PlanningSettings.salvage_share
     min_gap_hours: int = PlanningSettings.min_gap_hours
     scenario: str = PlanningSettings.scenario
-    model_time_budget_s: float = Settings.model_time_budget_s
+    model_time_budget_s: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LaunchPipelineConfig:
@@ -99,38 +113,100 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
             model_time_budget_s=settings.model_time_budget_s,
         )
 
+    def _set(self, fields) -> dict:
+        return {f: getattr(self, f) for f in fields if getattr(self, f) is not None}
+
     def settings(self) -> Settings:
         """The settings of this run; a path outside the allowed folders stops the step with a
         :class:`dagster.Failure` that says what to change (see :func:`validate_paths`)."""
+        base = Settings.from_env(data_dir=self.data_dir or None, raw_dir=self.raw_dir or None)
         try:
-            data_dir, raw_dir = validate_paths(self.data_dir, self.raw_dir)
+            data_dir, raw_dir = validate_paths(base.data_dir, base.raw_dir)
         except ConfigurationError as exc:
             raise dg.Failure(
                 description=f"invalid configuration of the `pipeline` resource: {exc}",
-                metadata={"data_dir": self.data_dir, "raw_dir": self.raw_dir},
+                metadata={"data_dir": str(base.data_dir), "raw_dir": str(base.raw_dir)},
                 allow_retries=False,
             ) from exc
-        return Settings(
+        return replace(
+            base,
             data_dir=data_dir,
             raw_dir=raw_dir,
-            cleaning=CleaningRules(
-                **{f: getattr(self, f) for f in CleaningRules.__dataclass_fields__}
-            ),
+            cleaning=replace(base.cleaning, **self._set(CleaningRules.__dataclass_fields__)),
             planning=PlanningSettings(
                 **{f: getattr(self, f) for f in PlanningSettings.__dataclass_fields__}
             ),
-            model_time_budget_s=self.model_time_budget_s,
+            **self._set(["model_time_budget_s"]),
         )
 
 
-def build_resources(settings: Settings) -> dict:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+class DuckDBWarehouse(DuckDBResource):
+    """The DuckDB warehouse (a :class:`DuckDBResource`, so every asset's ``warehouse`` works
+    as before). ``database`` left empty means ``<data dir>/warehouse.duckdb``, resolved when a
+    step opens a connection (its folder is created then, not when the code location loads);
+    ``memory_limit`` empty means ``LAUNCH_PIPELINE_DUCKDB_MEMORY_LIMIT`` (2GB). Another DuckDB
+    (e.g. MotherDuck, ``md:...``) is another ``database`` string."""
+
+    database: str = Field(
+        default="", description="path of the DuckDB file; empty: <data dir>/warehouse.duckdb"
+    )
+    memory_limit: str = Field(
+        default="",
+        description="DuckDB memory_limit; empty: LAUNCH_PIPELINE_DUCKDB_MEMORY_LIMIT or 2GB",
+    )
+
+    def resolved_database(self) -> str:
+        return self.database or str(Settings.from_env().warehouse_path)
+
+    @contextmanager
+    def get_connection(self):
+        database = self.resolved_database()
+        if database != ":memory:" and not database.startswith("md:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        config = {
+            **self.connection_config,
+            "memory_limit": self.memory_limit or duckdb_memory_limit_from_env(),
+        }
+        with DuckDBResource(database=database, connection_config=config).get_connection() as con:
+            yield con
+
+
+class ModelStoreResource(dg.ConfigurableResource, ABC):
+    """Where model versions live: the interface the model assets use. :meth:`store` returns a
+    :class:`~launch_pipeline.model_store.ModelStore`; :class:`LocalModelStoreResource` keeps the
+    versions in a folder. An object-store resource (S3, GCS) subclasses this with its bucket
+    settings and returns a store whose versions are cached locally for Keras."""
+
+    @abstractmethod
+    def store(self, settings: Settings) -> ModelStore:
+        """The store of ``preference_model`` versions for a run with these settings."""
+
+
+class LocalModelStoreResource(ModelStoreResource):
+    """Model versions in a local folder (``registry.json`` plus one folder per version)."""
+
+    models_dir: str = Field(
+        default="", description="folder of the model store; empty: <data dir>/models"
+    )
+
+    def store(self, settings: Settings) -> ModelStore:
+        return LocalModelStore(Path(self.models_dir) if self.models_dir else settings.models_dir)
+
+
+def build_resources(settings: Settings | None = None) -> dict:
+    """The resources of the code location. With ``settings`` (the CLI, the tests) every value is
+    fixed now; without (``dagster dev``, ``dg``), folders and thresholds are resolved when a
+    step runs, so loading the code location reads no environment and creates nothing."""
+    if settings is None:
+        return {
+            "pipeline": LaunchPipelineConfig(),
+            "warehouse": DuckDBWarehouse(),
+            "model_store": LocalModelStoreResource(),
+        }
     return {
         "pipeline": LaunchPipelineConfig.from_settings(settings),
-        "warehouse": DuckDBResource(
-            database=str(settings.warehouse_path),
-            # DuckDB's buffer cache may otherwise grow to 80% of RAM; the cleaning and feature
-            # SQL spills to disk past this limit instead (measured: no slowdown at 10M events)
-            connection_config={"memory_limit": settings.duckdb_memory_limit},
+        "warehouse": DuckDBWarehouse(
+            database=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit
         ),
+        "model_store": LocalModelStoreResource(models_dir=str(settings.models_dir)),
     }

@@ -1,6 +1,13 @@
-"""A small file-based model registry: versioned model folders plus ``registry.json``.
+"""Where model versions live: the :class:`ModelStore` interface and its local implementation.
 
-Layout under ``<models_dir>/<name>/``::
+:class:`ModelStore` is what the pipeline needs from a model store: numbered versions, each with
+its files and metadata, a status (challenger, champion, rejected, retired) and the promotion
+decision recorded with it. :class:`LocalModelStore` keeps them in a folder; an object-store
+implementation (S3, GCS) fills the same methods, downloading a version's folder to a local
+cache for Keras (``ModelVersion.path`` is always a local folder). The Dagster resources in
+``defs/resources.py`` hand one of them to the assets.
+
+Layout of the local store under ``<models_dir>/<name>/``::
 
     registry.json          {"champion": 3, "versions": [{"version": 1, ...}, ...]}
     v0001/model.keras      the Keras model (loaded with safe_mode=True)
@@ -8,7 +15,7 @@ Layout under ``<models_dir>/<name>/``::
 
 A version folder is written under a temporary name and renamed into place, and
 ``registry.json`` is replaced atomically, so a crash never leaves a half-written version that the
-registry points at. A version becomes champion only through :func:`promote`.
+registry points at. A version becomes champion only through :meth:`ModelStore.promote`.
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ import json
 import os
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 REGISTRY_FILE = "registry.json"
+MODEL_NAME = "preference_model"
 
 
 @dataclass(frozen=True)
@@ -56,8 +66,50 @@ def _atomic_write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-class ModelRegistry:
-    def __init__(self, models_dir: Path, name: str = "preference_model"):
+class ModelStore(ABC):
+    """Versioned models of one name (``preference_model``)."""
+
+    name: str
+
+    @abstractmethod
+    def versions(self) -> list[dict]:
+        """Every registered version, oldest first: ``version``, ``status``, ``created_at``,
+        ``metrics`` and, once decided, ``note`` and ``decision``."""
+
+    @abstractmethod
+    def get(self, version: int) -> ModelVersion:
+        """A version with its files in a local folder."""
+
+    @abstractmethod
+    def champion(self) -> ModelVersion | None: ...
+
+    @abstractmethod
+    def register(self, write_files: Callable[[Path], object], metadata: dict) -> ModelVersion:
+        """Create the next version: ``write_files(folder)`` writes ``model.keras`` into a local
+        folder; the version becomes visible only once complete."""
+
+    @abstractmethod
+    def set_status(
+        self, version: int, status: str, note: str = "", decision: dict | None = None
+    ) -> None:
+        """Set a version's status (``champion`` retires the previous champion)."""
+
+    def latest(self) -> ModelVersion | None:
+        versions = self.versions()
+        return self.get(versions[-1]["version"]) if versions else None
+
+    def promote(self, version: int, note: str = "", decision: dict | None = None) -> None:
+        self.set_status(version, "champion", note, decision)
+
+    def clean_stale_temporaries(self) -> int:
+        """Remove what a crashed write left behind; returns how many were removed."""
+        return 0
+
+
+class LocalModelStore(ModelStore):
+    """Model versions in a local folder ``<models_dir>/<name>/`` (layout in the module doc)."""
+
+    def __init__(self, models_dir: Path, name: str = MODEL_NAME):
         self.name = name
         self.root = Path(models_dir) / name
 
@@ -77,10 +129,6 @@ class ModelRegistry:
     def champion(self) -> ModelVersion | None:
         champ = self._read().get("champion")
         return self.get(champ) if champ is not None else None
-
-    def latest(self) -> ModelVersion | None:
-        versions = self.versions()
-        return self.get(versions[-1]["version"]) if versions else None
 
     # ---------------------------------------------------------------- writing
     def register(self, write_files, metadata: dict) -> ModelVersion:
@@ -131,9 +179,6 @@ class ModelRegistry:
                     v["status"] = "retired"
             reg["champion"] = version
         _atomic_write_json(self.root / REGISTRY_FILE, reg)
-
-    def promote(self, version: int, note: str = "", decision: dict | None = None) -> None:
-        self.set_status(version, "champion", note, decision)
 
     def clean_stale_temporaries(self) -> int:
         """Remove temporary version folders left by a crashed run."""
