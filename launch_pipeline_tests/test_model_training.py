@@ -224,10 +224,8 @@ def test_time_budget_is_respected():
     res = train_model(data, tiny, train, valid)
     assert res.stopped == "time_budget" and res.epochs == 1
     assert res.history[0]["steps"] == 1 and res.history[0]["partial"] == 1.0
-    # a budget of a few seconds: stops on time, far before max_epochs; the overshoot is at most
-    # one step plus the final validation and blend search (and one-off graph tracing)
-    budget = 3.0
-    cfg = tiny.replace(time_budget_s=budget)
+    # a budget of a few seconds: stops on the budget, far before max_epochs (how the budget
+    # decides, with a fake clock: test_training_loop.py; no wall-clock limit asserted here)
+    cfg = tiny.replace(time_budget_s=3.0)
     res = train_model(data, cfg, train, valid)
     assert res.stopped == "time_budget" and res.epochs < 10_000
-    assert res.train_seconds <= budget + 10.0, (res.train_seconds, res.history)

@@ -14,7 +14,6 @@ the kNN blend, for warm catalogue items).
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import weakref
@@ -29,6 +28,13 @@ from . import baselines as bl
 from . import metrics as mt
 from .config import ModelConfig
 from .data import EvalSplit, SequenceData, holdout_last
+from .training_loop import (
+    EarlyStopping,
+    TimeBudget,
+    blend_search_cost,
+    length_batches,
+    pad_batch,
+)
 
 _INFER_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -96,34 +102,6 @@ def training_windows(
             es.append(e[start:end] if e is not None else np.zeros(end - start, dtype=np.int64))
     lens = np.fromiter((len(x) for x in xs), dtype=np.int64, count=len(xs))
     return _pad_right(xs, max_len), _pad_right(ys, max_len), _pad_right(es, max_len), lens
-
-
-def _anneal(elapsed: float, budget: float, config: ModelConfig) -> float:
-    """Learning-rate factor: 1, then linear to 0.1 over the last ``lr_anneal_fraction`` of time."""
-    f = config.lr_anneal_fraction
-    if f <= 0 or budget <= 0:
-        return 1.0
-    start = budget * (1.0 - f)
-    if elapsed <= start:
-        return 1.0
-    return max(0.1, 1.0 - 0.9 * (elapsed - start) / (budget * f))
-
-
-def length_batches(
-    lens: np.ndarray, target_tokens: int, rng: np.random.Generator
-) -> list[np.ndarray]:
-    """Shuffled batches of row indices with about ``target_tokens`` real targets each.
-
-    Rows are sorted by length (random order among equal lengths) and cut into consecutive
-    batches, so a batch is cut to its longest row with almost no padding; the batch order is
-    shuffled.  The loss is a mean over real targets, so each target weighs the same everywhere.
-    """
-    order = np.lexsort((rng.random(len(lens)), lens))
-    cum = np.cumsum(lens[order])
-    cuts = np.searchsorted(cum, np.arange(target_tokens, cum[-1], target_tokens), side="left") + 1
-    batches = [b for b in np.split(order, np.unique(cuts)) if len(b)]
-    rng.shuffle(batches)
-    return batches
 
 
 # --------------------------------------------------------------------------- model building
@@ -516,7 +494,7 @@ def train_model(
     tf, keras = import_tf()
     config = config or ModelConfig()
     say = log or (lambda _msg: None)
-    t0 = time.perf_counter()
+    budget = TimeBudget(config.time_budget_s)
     if train_inputs is None:
         if valid is not None:
             raise ValueError("valid without train_inputs: pass both or neither")
@@ -562,54 +540,31 @@ def train_model(
 
     # batches hold about batch_size * (mean row length) targets, rows of similar length together
     target_tokens = max(1, int(round(config.batch_size * float(lens.mean()))))
-    budget = float(config.time_budget_s)
     history: list[dict[str, float]] = []
-    best = (-1.0, 0)
-    best_weights = None
-    best_metrics: dict[str, float] = {}
+    stopper = EarlyStopping.from_config(config)
     stopped = "max_epochs"
     epoch_secs: list[float] = []
     valid_secs = 0.0
-    bucket = 256
-    # the blend search ranks the validation split once per (beta, alpha > 0) pair plus once
-    # without the blend; a ranking pass costs a bit less than a validation pass
-    n_alphas = len({float(a) for a in config.blend_grid} - {0.0})
-    blend_cost = 0.8 * (1 + len(config.blend_betas) * n_alphas)
-    lr_scale = 1.0  # plateau halvings
-    since_best = 0
+    blend_cost = blend_search_cost(config)
     for epoch in range(1, config.max_epochs + 1):
-        elapsed = time.perf_counter() - t0
         # stop when another epoch (plus the blend search) would not fit into the budget
         reserve = blend_cost * valid_secs if (config.knn_blend and valid is not None) else 0.0
-        if epoch > 1 and elapsed + max(epoch_secs[-3:]) + reserve > budget:
+        if epoch > 1 and not budget.has_room_for(max(epoch_secs[-3:]) + reserve):
             stopped = "time_budget"
             break
         te = time.perf_counter()
         losses, weights_n, steps, cut = 0.0, 0, 0, False
         for idx in length_batches(lens, target_tokens, rng):
-            w = int(lens[idx].max())
-            xb = x_all[idx, :w]
-            yb = y_lab[idx, :w]
-            eb = e_all[idx, :w]
-            flat = yb.ravel()
-            sel = np.flatnonzero(flat >= 0)
-            n_real = len(sel)
-            n_pad = int(math.ceil(n_real / bucket) * bucket)
-            sel_p = np.zeros(n_pad, dtype=np.int32)
-            sel_p[:n_real] = sel
-            lab_p = np.zeros(n_pad, dtype=np.int32)
-            lab_p[:n_real] = flat[sel]
-            wt_p = np.zeros(n_pad, dtype=np.float32)
-            wt_p[:n_real] = 1.0
+            b = pad_batch(x_all, y_lab, e_all, lens, idx)
             keep = (rng.random(data.n_items + 1) >= config.id_dropout).astype(np.float32)
             optimizer.learning_rate.assign(
-                config.lr * lr_scale * _anneal(time.perf_counter() - t0, budget, config)
+                config.lr * stopper.lr_scale * budget.lr_factor(config.lr_anneal_fraction)
             )
-            loss = step(xb, eb, sel_p, lab_p, wt_p, keep)
-            losses += float(loss) * n_real
-            weights_n += n_real
+            loss = step(b.inputs, b.events, b.positions, b.labels, b.weights, keep)
+            losses += float(loss) * b.n_real
+            weights_n += b.n_real
             steps += 1
-            if time.perf_counter() - t0 > budget - reserve - valid_secs:
+            if budget.spent(keep_back=reserve + valid_secs):
                 cut = True  # budget spent mid-epoch: validate what we have and stop
                 break
         rec: dict[str, float] = {
@@ -626,15 +581,7 @@ def train_model(
             valid_secs = time.perf_counter() - tv
             rec["valid_ndcg@10"] = m["ndcg@10"]
             rec["valid_hr@10"] = m["hr@10"]
-            if m["ndcg@10"] > best[0] + config.min_delta:
-                best = (m["ndcg@10"], epoch)
-                best_weights = model.get_weights()
-                best_metrics = m
-                since_best = 0
-            else:
-                since_best += 1
-                if config.lr_plateau_patience > 0 and since_best % config.lr_plateau_patience == 0:
-                    lr_scale *= config.lr_plateau_factor
+            stopper.update(epoch, m, model.get_weights)
             rec["lr"] = float(np.asarray(optimizer.learning_rate))
         epoch_secs.append(time.perf_counter() - te)
         rec["seconds"] = epoch_secs[-1]
@@ -646,18 +593,19 @@ def train_model(
                 if valid is not None
                 else ""
             )
-            + f"({rec['seconds']:.1f}s, total {time.perf_counter() - t0:.0f}s)"
+            + f"({rec['seconds']:.1f}s, total {budget.elapsed():.0f}s)"
         )
-        if valid is not None and epoch - best[1] >= config.patience:
+        if valid is not None and stopper.should_stop(epoch):
             stopped = "patience"
             break
-        if cut or time.perf_counter() - t0 > budget:
+        if cut or budget.spent():
             stopped = "time_budget"
             break
 
-    if best_weights is not None:
-        model.set_weights(best_weights)
-    best_epoch = best[1] if valid is not None else len(history)
+    if stopper.best_weights is not None:
+        model.set_weights(stopper.best_weights)
+    best_metrics = stopper.best_metrics
+    best_epoch = stopper.best_epoch if valid is not None else len(history)
     blend_info: dict[str, Any] = {"alpha": 0.0, "beta": float(np.asarray(model.blend.beta))}
     if config.knn_blend and valid is not None:
         blend_info = _tune_blend(model, train_inputs.sequences, valid, config)
@@ -665,7 +613,7 @@ def train_model(
             f"blend alpha={blend_info['alpha']} beta={blend_info['beta']} "
             f"valid ndcg@10 {blend_info['valid_with_blend']['ndcg@10']:.5f}"
         )
-    train_seconds = time.perf_counter() - t0
+    train_seconds = budget.elapsed()
     return TrainResult(
         model=model,
         history=history,
