@@ -279,8 +279,8 @@ def pipeline_raw_to_features(
             rec["rows"] = sum(load_event_day(con, raw_dir, d, p) for d, p in sorted(files.items()))
         with meter.stage("clean") as rec:
             stats = cleaning.clean_partitions(con, start, end, rules, now=now)
-            rec["rows_clean"] = stats["clean"]
-            rec["rows_quarantined"] = stats["quarantined"]
+            rec["rows_clean"] = stats.clean
+            rec["rows_quarantined"] = stats.quarantined
         with meter.stage("gx_import"):  # a one-off cost per process, reported apart
             import great_expectations  # noqa: F401
         with meter.stage("gx_quality"):
@@ -295,9 +295,9 @@ def pipeline_raw_to_features(
         ):
             with meter.stage(f"features.{name}") as rec:
                 build(con)
-        out["accounting_holds"] = stats["raw"] == stats["clean"] + stats["quarantined"]
-        out["rows"] = {"raw": stats["raw"], "clean": stats["clean"]}
-        out["reasons"] = stats["reasons"]
+        out["accounting_holds"] = stats.accounting_holds
+        out["rows"] = {"raw": stats.raw, "clean": stats.clean}
+        out["reasons"] = stats.reasons
         out["checks"] = {r.rule: r.passed for r in q + n}
         out["checks_failing_rows"] = {r.rule: r.unexpected_count for r in q + n}
         out["checks_rows_validated_by_gx"] = {
@@ -732,7 +732,7 @@ def run_nightly(
                 for d in days[:-1]:
                     load_event_day(con, raw_dir, d, files[d])
                 stats = cleaning.clean_partitions(con, days[0], days[-2], settings.cleaning)
-                rec["clean_rows"] = stats["clean"]
+                rec["clean_rows"] = stats.clean
             finally:
                 con.close()
         home = work_dir / "dagster_home"

@@ -43,6 +43,7 @@ Reasons, in the order they are tested (a row gets the first that applies):
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
@@ -391,13 +392,32 @@ def row_accounting(con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date)
     return frame
 
 
+@dataclass(frozen=True)
+class CleaningResult:
+    """Row accounting of one cleaning run: totals, rows per quarantine reason (largest first),
+    and the same per partition (``partition_date``, ``raw``, ``clean``, ``quarantined``,
+    ``exact_duplicates``) and per (partition, source file)."""
+
+    raw: int
+    clean: int
+    quarantined: int
+    exact_duplicates: int
+    reasons: dict[str, int]
+    per_partition: pd.DataFrame
+    per_file: pd.DataFrame
+
+    @property
+    def accounting_holds(self) -> bool:
+        return self.raw == self.clean + self.quarantined
+
+
 def clean_partitions(
     con: duckdb.DuckDBPyConnection,
     start: dt.date,
     end: dt.date,
     rules: CleaningRules = CleaningRules(),
     now: dt.datetime | None = None,
-) -> dict:
+) -> CleaningResult:
     """Clean the raw rows of the partitions ``start..end`` (inclusive) into ``clean_events`` and
     ``quarantined_events``, replacing whatever those days held before (one transaction).
 
@@ -450,12 +470,12 @@ def clean_partitions(
     per_day["exact_duplicates"] = [
         int(dups.get(pd.Timestamp(d).date(), 0)) for d in per_day["partition_date"]
     ]
-    return {
-        "raw": int(per_day["raw"].sum()),
-        "clean": int(per_day["clean"].sum()),
-        "quarantined": int(per_day["quarantined"].sum()),
-        "exact_duplicates": int(per_day["exact_duplicates"].sum()),
-        "reasons": {str(k): int(v) for k, v in reasons},
-        "per_partition": per_day,
-        "per_file": per_file,
-    }
+    return CleaningResult(
+        raw=int(per_day["raw"].sum()),
+        clean=int(per_day["clean"].sum()),
+        quarantined=int(per_day["quarantined"].sum()),
+        exact_duplicates=int(per_day["exact_duplicates"].sum()),
+        reasons={str(k): int(v) for k, v in reasons},
+        per_partition=per_day,
+        per_file=per_file,
+    )

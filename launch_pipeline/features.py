@@ -258,15 +258,3 @@ def build_user_sequences(
 
 def build_activity_profile(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(ACTIVITY_PROFILE_SQL)
-
-
-def table_summary(con: duckdb.DuckDBPyConnection, table: str) -> dict:
-    """Row count, column schema and a small preview of a warehouse table (for asset metadata)."""
-    rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
-    schema = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_name = ? ORDER BY ordinal_position",
-        [table],
-    ).fetchall()
-    preview = con.execute(f'SELECT * FROM "{table}" LIMIT 5').df()
-    return {"rows": int(rows), "schema": schema, "preview": preview}

@@ -1,4 +1,4 @@
-"""Small helpers for writing the DuckDB warehouse (no Dagster here).
+"""Small helpers for the DuckDB warehouse (no Dagster here).
 
 Every asset that rewrites a partition or a table does it the same way: delete the rows it
 replaces and insert the new ones in one transaction, so a reader or a crash never sees a
@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import duckdb
+import pandas as pd
 
 from launch_pipeline.errors import ConfigurationError
 
@@ -71,3 +72,27 @@ def replace_atomically(con: duckdb.DuckDBPyConnection, *rows: Rows) -> Iterator[
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+@dataclass(frozen=True)
+class TableSummary:
+    """Row count, column schema (name, DuckDB type) and a small preview of a warehouse table."""
+
+    rows: int
+    schema: list[tuple[str, str]]
+    preview: pd.DataFrame
+
+
+def table_summary(
+    con: duckdb.DuckDBPyConnection, table: str, preview_rows: int = 5
+) -> TableSummary:
+    """What asset metadata shows about a table (see ``defs/metadata.py``)."""
+    name = quote_identifier(table)
+    rows = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+    schema = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    preview = con.execute(f"SELECT * FROM {name} LIMIT {int(preview_rows)}").df()
+    return TableSummary(int(rows), [(str(n), str(t)) for n, t in schema], preview)

@@ -59,7 +59,7 @@ def land_and_clean(raw, content, suffix="csv"):
     load_launch_candidates(con, raw)
     landed = load_event_day(con, raw, DAY, path)
     stats = clean_partitions(con, DAY, DAY, CleaningRules())
-    assert stats["raw"] == landed == stats["clean"] + stats["quarantined"], stats  # no loss
+    assert stats.raw == landed == stats.clean + stats.quarantined, stats  # no loss
     reasons = dict(
         con.execute("SELECT source_row, reason FROM quarantined_events ORDER BY 1").fetchall()
     )

@@ -64,8 +64,8 @@ def test_each_bad_row_gets_its_reason(con, tiny_catalog):
         12: "exact_duplicate",
         13: "outlier_price",
     }
-    assert stats["raw"] == stats["clean"] + stats["quarantined"] == len(rows)
-    assert stats["exact_duplicates"] == 1
+    assert stats.raw == stats.clean + stats.quarantined == len(rows)
+    assert stats.exact_duplicates == 1
     clean = con.execute(
         "SELECT source_row, price, price_imputed, ts FROM clean_events ORDER BY 1"
     ).fetchall()
@@ -89,7 +89,7 @@ def test_malformed_records_are_kept_with_the_raw_line(con, tiny_catalog):
         0
     ][0]
     assert "u1,p1,view" in detail
-    assert stats["clean"] == 2 and stats["raw"] == 4
+    assert stats.clean == 2 and stats.raw == 4
 
 
 def test_bots_fake_reviews_and_bursts(con, tiny_catalog):
@@ -154,11 +154,11 @@ def test_bots_fake_reviews_and_bursts(con, tiny_catalog):
     ]
     write_events_csv(tiny_catalog / "events" / f"{D}.csv", rows)
     stats = _load(con, tiny_catalog)
-    r = stats["reasons"]
+    r = stats.reasons
     assert r["bot_user"] == 100
     assert r["fake_review_duplicate_text"] == 3
     assert r["fake_review_burst"] == 6
-    assert stats["clean"] == 3 + 2
+    assert stats.clean == 3 + 2
 
 
 def test_recleaning_a_partition_is_idempotent(con, tiny_catalog):

@@ -65,14 +65,14 @@ def test_candidate_id_also_in_products_is_quarantined_and_events_not_doubled(tmp
     (raw / "events").mkdir()
     (raw / "events" / f"{DAY}.csv").write_text(day_text(DAY, 4))
     con, stats = land_all(raw)
-    assert (stats["raw"], stats["clean"], stats["quarantined"]) == (4, 4, 0)
-    assert stats["reasons"] == {}
+    assert (stats.raw, stats.clean, stats.quarantined) == (4, 4, 0)
+    assert stats.reasons == {}
     assert con.execute("SELECT item_id, reason FROM quarantined_products").fetchall() == [
         ("p1", "already_in_products")
     ]
     assert con.execute("SELECT item_id FROM launch_candidates").fetchall() == [("n1",)]
     # per (partition, file), counted in the tables
-    per_file = stats["per_file"]
+    per_file = stats.per_file
     assert per_file[["raw", "clean", "quarantined", "distinct_rows"]].values.tolist() == [
         [4, 4, 0, 4]
     ]
@@ -134,7 +134,7 @@ def test_purchase_without_price_of_a_product_without_price_is_quarantined(tmp_pa
         + "\n"
     )
     con, stats = land_all(raw)
-    assert stats["reasons"] == {"missing_price": 1}
+    assert stats.reasons == {"missing_price": 1}
     assert con.execute(
         "SELECT source_row FROM quarantined_events WHERE reason = 'missing_price'"
     ).fetchall() == [(0,)]
@@ -201,7 +201,7 @@ def test_upper_case_extension_is_read(tiny_catalog):
     assert list(event_day_files(tiny_catalog)) == [DAY]
     assert skipped_event_files(tiny_catalog, DAY, DAY) == []
     _, stats = land_all(tiny_catalog)
-    assert stats["raw"] == stats["clean"] == 3
+    assert stats.raw == stats.clean == 3
 
 
 def test_impossible_date_in_a_file_name_is_one_clear_line(tiny_catalog):
@@ -466,7 +466,7 @@ def test_time_zone_offsets_are_converted_and_abbreviations_quarantined(tmp_path,
         + "\n"
     )
     con, stats = land_all(tiny_catalog)
-    assert stats["reasons"] == {"ambiguous_time_zone": 1}
+    assert stats.reasons == {"ambiguous_time_zone": 1}
     assert con.execute("SELECT strftime(ts, '%H:%M') FROM clean_events ORDER BY 1").fetchall() == [
         ("09:00",),
         ("10:00",),

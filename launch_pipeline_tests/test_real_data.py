@@ -158,10 +158,10 @@ def test_taobao_sample_staging_and_cleaning(tmp_path):
 
     con, raw_rows, stats = _land_and_clean(tmp_path / "raw")
     try:
-        assert raw_rows == stats["raw"] == 84_476
-        assert stats["raw"] == stats["clean"] + stats["quarantined"]
-        assert stats["reasons"]["outside_source_window"] == 1_390
-        assert stats["reasons"]["malformed_row"] == 1
+        assert raw_rows == stats.raw == 84_476
+        assert stats.raw == stats.clean + stats.quarantined
+        assert stats.reasons["outside_source_window"] == 1_390
+        assert stats.reasons["malformed_row"] == 1
         types = dict(
             con.execute("SELECT event_type, count(*) FROM clean_events GROUP BY 1").fetchall()
         )
@@ -208,8 +208,8 @@ def test_rees46_sample_staging(tmp_path):
 
     con, raw_rows, stats = _land_and_clean(tmp_path / "raw")
     try:
-        assert raw_rows == 1_000 == stats["clean"] + stats["quarantined"]
-        assert stats["clean"] == 1_000
+        assert raw_rows == 1_000 == stats.clean + stats.quarantined
+        assert stats.clean == 1_000
         row = con.execute(
             "SELECT title, category, brand FROM product_catalog WHERE item_id = '1307067'"
         ).fetchall()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from launch_pipeline.warehouse import Rows, replace_atomically
+from launch_pipeline.warehouse import Rows, replace_atomically, table_summary
 
 
 @pytest.fixture
@@ -46,3 +46,11 @@ def test_an_error_in_the_body_keeps_the_old_rows(days):
     with replace_atomically(days):
         days.execute("CREATE OR REPLACE TABLE u AS SELECT 1 AS one")
     assert days.execute("SELECT one FROM u").fetchall() == [(1,)]
+
+
+def test_table_summary_counts_describes_and_previews(days):
+
+    s = table_summary(days, "t", preview_rows=2)
+    assert s.rows == 4
+    assert s.schema == [("day", "INTEGER"), ("v", "VARCHAR")]
+    assert list(s.preview.columns) == ["day", "v"] and len(s.preview) == 2

@@ -74,37 +74,37 @@ def build_cleaning_assets(
                 "WHERE partition_date BETWEEN ? AND ? GROUP BY 1 ORDER BY 2 DESC",
                 [start, end],
             ).df()
-        per_day: pd.DataFrame = stats["per_partition"]
+        per_day: pd.DataFrame = stats.per_partition
         accounting = {
-            "raw_rows": stats["raw"],
-            "clean_rows": stats["clean"],
-            "quarantined_rows": stats["quarantined"],
-            "exact_duplicates_removed": stats["exact_duplicates"],
-            "accounting_holds": stats["raw"] == stats["clean"] + stats["quarantined"],
+            "raw_rows": stats.raw,
+            "clean_rows": stats.clean,
+            "quarantined_rows": stats.quarantined,
+            "exact_duplicates_removed": stats.exact_duplicates,
+            "accounting_holds": stats.accounting_holds,
         }
         context.log.info(f"row accounting {start}..{end}: {accounting}")
         reasons_table = pd.DataFrame(
-            {"reason": list(stats["reasons"]), "rows": list(stats["reasons"].values())}
+            {"reason": list(stats.reasons), "rows": list(stats.reasons.values())}
         )
         yield dg.MaterializeResult(
             asset_key="clean_events",
             metadata={
                 **clean_meta,
                 **accounting,
-                "dagster/row_count": stats["clean"],
+                "dagster/row_count": stats.clean,
                 "events_by_type": markdown_table(by_type),
                 "accounting_per_partition": markdown_table(per_day, max_rows=40),
             },
         )
-        plot = _reasons_plot(stats["reasons"])
+        plot = _reasons_plot(stats.reasons)
         yield dg.MaterializeResult(
             asset_key="quarantined_events",
             metadata={
                 **quarantine_meta,
                 **accounting,
-                "dagster/row_count": stats["quarantined"],
+                "dagster/row_count": stats.quarantined,
                 "rows_per_reason": markdown_table(reasons_table, max_rows=40),
-                **{f"reason/{k}": v for k, v in stats["reasons"].items()},
+                **{f"reason/{k}": v for k, v in stats.reasons.items()},
                 **({"reasons_plot": plot} if plot is not None else {}),
             },
         )

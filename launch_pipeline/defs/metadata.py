@@ -8,20 +8,20 @@ import io
 import dagster as dg
 import pandas as pd
 
-from launch_pipeline.features import table_summary
+from launch_pipeline.warehouse import table_summary
 
 
 def table_metadata(con, table: str, preview_rows: int = 5) -> dict:
     """Standard metadata for a warehouse table: row count, schema, preview, table name."""
-    summary = table_summary(con, table)
-    preview = summary["preview"].head(preview_rows)
+    summary = table_summary(con, table, preview_rows)
+    preview = summary.preview
     comments = column_comments(con, table)
     return {
-        "dagster/row_count": summary["rows"],
+        "dagster/row_count": summary.rows,
         "dagster/column_schema": dg.TableSchema(
             columns=[
                 dg.TableColumn(name=n, type=t, description=comments.get(n))
-                for n, t in summary["schema"]
+                for n, t in summary.schema
             ]
         ),
         "dagster/table_name": f"warehouse.main.{table}",
