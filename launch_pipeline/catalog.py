@@ -132,7 +132,8 @@ def load_table(con: duckdb.DuckDBPyConnection, raw_dir: Path, stem: str) -> dict
         )
     stats = con.execute(
         "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS NOT NULL),"
-        " count(DISTINCT category) FILTER (WHERE reason IS NULL) FROM _products_typed"
+        " count(DISTINCT category) FILTER (WHERE reason IS NULL),"
+        " count(*) FILTER (WHERE reason IS NULL AND category = 'unknown') FROM _products_typed"
     ).fetchall()[0]
     reasons = dict(
         con.execute(
@@ -146,8 +147,23 @@ def load_table(con: duckdb.DuckDBPyConnection, raw_dir: Path, stem: str) -> dict
         "rows": int(stats[0]),
         "quarantined": int(stats[1]),
         "categories": int(stats[2]),
+        "uncategorised": int(stats[3]),
         "quarantine_reasons": reasons,
+        "warnings": catalog_warnings(target, int(stats[0]), int(stats[3])),
     }
+
+
+def catalog_warnings(table: str, rows: int, uncategorised: int) -> list[str]:
+    """Plain-words warnings about a usable but degenerate catalog or candidate list."""
+    out = []
+    if rows and uncategorised:
+        what = "launch candidates" if table == "launch_candidates" else "products"
+        out.append(
+            f"{uncategorised} of {rows} {what} have no category: they are grouped as one "
+            "category 'unknown' (the per-category cap of the plan limits them together, and "
+            "category affinities cannot tell them apart); fill the category column"
+        )
+    return out
 
 
 def load_product_catalog(con, raw_dir: Path) -> dict:

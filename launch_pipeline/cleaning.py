@@ -479,3 +479,43 @@ def clean_partitions(
         per_partition=per_day,
         per_file=per_file,
     )
+
+
+MIN_USERS = 10
+MIN_DAYS = 8
+"""Below these (shoppers, days with clean events) the model and the plan have too little to go
+on: the cleaning step warns (the training step refuses when nothing can be learnt)."""
+
+
+def degenerate_warnings(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Plain-words warnings about clean data that is valid but too small or too narrow."""
+    users, days = con.execute(
+        "SELECT count(DISTINCT user_id), count(DISTINCT partition_date) FROM clean_events"
+    ).fetchall()[0]
+    out = []
+    if users < MIN_USERS:
+        out.append(
+            f"the clean events hold only {users} shopper(s): the recommender learns from "
+            f"differences between shoppers and needs at least {MIN_USERS}; its scores and "
+            "audiences will say little (load the events of more shoppers)"
+        )
+    if days < MIN_DAYS:
+        out.append(
+            f"the clean events cover only {days} day(s): the model keeps the last days to "
+            f"evaluate itself and needs at least {MIN_DAYS} (load more days)"
+        )
+    tables = {
+        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+    if "product_catalog" in tables:
+        cats = con.execute(
+            "SELECT count(DISTINCT category) FILTER (WHERE category <> 'unknown') "
+            "FROM product_catalog"
+        ).fetchall()[0][0]
+        if cats < 2:
+            out.append(
+                f"the products have {cats} real categor{'y' if cats == 1 else 'ies'}: category "
+                "affinities and the per-category cap cannot tell products apart (fill the "
+                "category column)"
+            )
+    return out

@@ -74,6 +74,13 @@ def plan_summary(settings, scenario: str = "default") -> str:
             r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
         }
         if "plan_scenarios" not in tables:
+            if (
+                "launch_candidates" in tables
+                and not con.execute("SELECT count(*) FROM launch_candidates").fetchall()[0][0]
+            ):
+                from launch_pipeline.defs.planning import NO_CANDIDATES_MESSAGE
+
+                return NO_CANDIDATES_MESSAGE[0].upper() + NO_CANDIDATES_MESSAGE[1:] + "."
             return "no launch plan yet"
         row = con.execute(
             "SELECT plan_date, objective, expected_revenue, expected_gross_profit, "
@@ -190,6 +197,8 @@ def cmd_run(args) -> int:
         )
         for line in outcome.skipped_files:
             print(f"  - {line}", file=sys.stderr)
+    for line in outcome.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     if not outcome.success:
         print(f"\nRun {outcome.run_id} FAILED after {elapsed:.0f}s:", file=sys.stderr)
         for f in outcome.failures:

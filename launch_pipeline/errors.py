@@ -38,3 +38,8 @@ class AccountingError(LaunchPipelineError):
             "your data: report it with this message"
         )
         super().__init__(f"{self.path}: {self.problem}. What to do: {self.fix}")
+
+
+class NotEnoughDataError(LaunchPipelineError):
+    """The input is valid but too small or too narrow for a step (one user, one day, ...): the
+    message says what is missing and how much is needed."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from launch_pipeline.errors import NotEnoughDataError
 from launch_pipeline.model.data import SequenceData
 from launch_pipeline.model_store import ModelStore, ModelVersion
 from launch_pipeline.recommender import (
@@ -72,9 +73,11 @@ def extract_training_inputs(
     shop = load_shop_data(con)
     split = temporal_split(shop, eval_days)
     if split.train.n_users < 2:
-        raise ValueError(
+        raise NotEnoughDataError(
             f"only {split.train.n_users} users have two or more interactions before "
-            f"{split.cutoff}: not enough behaviour to train on; load more days of events"
+            f"{str(split.cutoff)[:10]} (the model keeps the last {eval_days} days of events to "
+            "evaluate itself): not enough behaviour to train on. What to do: load more days of "
+            f"events (more than {eval_days}) from more than one shopper"
         )
     return TrainingInputs(
         train=split.train,

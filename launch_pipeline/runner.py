@@ -201,11 +201,18 @@ class RunOutcome:
     failures: list[str]
     recovered_runs: list[str] = field(default_factory=list)  # dead runs marked failed first
     skipped_files: list[str] = field(default_factory=list)  # files in events/ not read, why
+    warnings: list[str] = field(default_factory=list)  # the steps' warnings, "step: message"
     root_cause: str | None = None
     """One line: the root cause of the first failed step (file, problem, what to do)."""
 
 
-_OWN_ERRORS = {"Failure", "InputFileError", "ConfigurationError", "AccountingError"}
+_OWN_ERRORS = {
+    "Failure",
+    "InputFileError",
+    "ConfigurationError",
+    "AccountingError",
+    "NotEnoughDataError",
+}
 
 
 def root_cause(error) -> str:
@@ -316,7 +323,24 @@ def run_pipeline(
         recovered,
         skipped_files=skipped,
         root_cause=first_cause or (failures[0] if failures else None),
+        warnings=step_warnings(instance, result.run_id),
     )
+
+
+def step_warnings(instance, run_id: str) -> list[str]:
+    """The warnings the steps logged (degenerate inputs, uncategorised products, ...), once
+    each, without the files-not-read lines (listed on their own)."""
+    import logging
+
+    out: list[str] = []
+    for entry in instance.all_logs(run_id):
+        if entry.dagster_event is not None or entry.level != logging.WARNING:
+            continue
+        message = " ".join(str(entry.user_message or "").split())
+        line = f"{entry.step_key or 'run'}: {message}"
+        if message and not message.startswith("not read:") and line not in out:
+            out.append(line)
+    return out
 
 
 @dataclass

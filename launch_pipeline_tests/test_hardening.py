@@ -504,3 +504,82 @@ def test_backtest_cutoff_after_the_data_ends_is_one_clear_line(tmp_path, capsys)
     code, last = _cli([*argv, "--out", tmp_path / "bt.json", "--work-dir", tmp_path / "w"], capsys)
     assert code == 2 and "cutoff 2012-01-01 is after the data ends" in last, last
     assert "2011-01-03 .. 2011-03-05" in last and not (tmp_path / "bt.json").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 4. catalog edge cases and degenerate inputs: an empty plan, a warning or a clear refusal
+# --------------------------------------------------------------------------------------------
+def test_empty_candidate_list_gives_an_empty_plan_with_a_clear_message(tiny_catalog, tmp_path):
+    from launch_pipeline.defs.planning import NO_CANDIDATES_MESSAGE, launch_plan
+    from launch_pipeline.defs.resources import build_resources
+    from launch_pipeline.settings import Settings
+
+    (tiny_catalog / "candidates.csv").write_text("item_id,title,category,brand,price\n")
+    settings = Settings.from_env(data_dir=tmp_path, raw_dir=tiny_catalog)
+    con = duckdb.connect(str(settings.warehouse_path))
+    assert load_launch_candidates(con, tiny_catalog)["rows"] == 0  # allowed: nothing new
+    con.close()
+    result = dg.materialize(
+        [launch_plan], resources=build_resources(settings), instance=dg.DagsterInstance.ephemeral()
+    )  # before: KeyError in the planner
+    meta = result.asset_materializations_for_node("launch_plan")[0].metadata
+    assert meta["launched_products"].value == 0
+    assert meta["message"].value == NO_CANDIDATES_MESSAGE and "add the new products" in (
+        NO_CANDIDATES_MESSAGE
+    )
+
+
+def test_products_without_a_category_get_a_warning(tiny_catalog):
+    pd.DataFrame(
+        [
+            {"item_id": "n1", "title": "New 1", "category": "", "brand": "a", "price": 20},
+            {"item_id": "n2", "title": "New 2", "category": None, "brand": "a", "price": 9},
+            {"item_id": "n3", "title": "New 3", "category": "garden", "brand": "a", "price": 9},
+        ]
+    ).to_csv(tiny_catalog / "candidates.csv", index=False)
+    stats = load_launch_candidates(duckdb.connect(), tiny_catalog)
+    assert stats["uncategorised"] == 2
+    assert stats["warnings"] == [
+        "2 of 3 launch candidates have no category: they are grouped as one category 'unknown' "
+        "(the per-category cap of the plan limits them together, and category affinities "
+        "cannot tell them apart); fill the category column"
+    ]
+
+
+def test_single_user_one_day_no_categories_are_warned_about(tmp_path):
+    from launch_pipeline.cleaning import degenerate_warnings
+
+    raw = tmp_path / "raw"
+    write_products(
+        raw,
+        [{"item_id": "p1", "title": "P1", "category": "", "brand": "a", "price": 10.0}],
+        [{"item_id": "n1", "title": "N1", "category": "k", "brand": "a", "price": 20.0}],
+    )
+    (raw / "events").mkdir()
+    (raw / "events" / f"{DAY}.csv").write_text(
+        "\n".join([HEADER, *(f"u1,p1,view,{ts(DAY.isoformat(), 10, i)},,,,,s1" for i in range(5))])
+        + "\n"
+    )
+    con, _ = land_all(raw)
+    warnings = degenerate_warnings(con)
+    assert [w.split(":")[0] for w in warnings] == [
+        "the clean events hold only 1 shopper(s)",
+        "the clean events cover only 1 day(s)",
+        "the products have 0 real categories",
+    ]
+
+
+def test_eval_model_refuses_a_file_with_one_user(tmp_path, capsys):
+    seq = tmp_path / "one.txt"
+    seq.write_text("1 1 2 3 4\n")  # before: HR@10 = 1.0
+    code, last = _cli(["eval-model", "--sequences", seq, "--out", tmp_path / "o.json"], capsys)
+    assert code == 2 and "has 1 user(s) with at least 2 items" in last, last
+    many = tmp_path / "few_items.txt"
+    many.write_text("".join(f"{u} 1 2 3 4 5\n" for u in range(1, 40)))
+    code, last = _cli(["eval-model", "--sequences", many, "--out", tmp_path / "o.json"], capsys)
+    assert code == 2 and "has 5 item(s)" in last and "HR@20 would be 1.0" in last, last
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 1 2 x\n")
+    code, last = _cli(["eval-model", "--sequences", bad, "--out", tmp_path / "o.json"], capsys)
+    assert code == 2 and "bad.txt:1" in last and "whole-number item ids" in last, last
+    assert not (tmp_path / "o.json").exists()

@@ -165,6 +165,13 @@ def explanations_table_metadata(expl: pd.DataFrame) -> dg.MetadataValue:
     )
 
 
+NO_CANDIDATES_MESSAGE = (
+    "empty plan: there are no launch candidates (candidates.csv|parquet has no rows, or none "
+    "usable: see quarantined_products); add the new products awaiting a launch decision to "
+    "the candidates file to get a plan"
+)
+
+
 @dg.asset(
     deps=[user_preferences, activity_profile, item_features, launch_candidates, model_evaluation],
     group_name="planning",
@@ -194,6 +201,12 @@ def launch_plan(
     p = settings.planning
     context.instance.add_run_tags(context.run_id, scenario_tags(p))
     with warehouse.get_connection() as con:
+        n_candidates = con.execute("SELECT count(*) FROM launch_candidates").fetchall()[0][0]
+        if n_candidates == 0:  # allowed (a shop with nothing new): an empty plan, said plainly
+            context.log.warning(NO_CANDIDATES_MESSAGE)
+            return dg.MaterializeResult(
+                metadata={"launched_products": 0, "message": NO_CANDIDATES_MESSAGE}
+            )
         ev = dict(
             con.execute(
                 "SELECT method || '_' || metric, value FROM model_evaluation WHERE model_version = "
@@ -218,12 +231,26 @@ def launch_plan(
     if refused is not None:
         raise dg.Failure(description=str(refused), allow_retries=False) from refused
     s = out["summary"]
+    chosen = out["chosen"]
+    uncategorised = int((chosen.get("category", pd.Series(dtype=object)) == "unknown").sum())
+    plan_warnings = (
+        [
+            f"{uncategorised} of {len(chosen)} picks have no category (grouped as 'unknown', "
+            "one category for the cap): check them before launching, and fill the category "
+            "column of the candidates"
+        ]
+        if uncategorised
+        else []
+    )
+    for warning in plan_warnings:
+        context.log.warning(warning)
     report = out["report_path"]
     stem = report.with_suffix("")
     return dg.MaterializeResult(
         metadata={
             **meta,
             "plan": plan_table_metadata(out["plan"]),
+            "warnings": "\n".join(plan_warnings) or "none",
             "scenario": s["scenario"],
             "plan_date": str(s["plan_date"]),
             "objective": s["objective"].replace("_", " "),

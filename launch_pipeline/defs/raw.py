@@ -37,7 +37,9 @@ def _catalog_asset(name: str, loader, description: str):
         pool=WAREHOUSE_POOL,
         description=description,
     )
-    def _asset(pipeline: LaunchPipelineConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _asset(
+        context: dg.AssetExecutionContext, pipeline: LaunchPipelineConfig, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         settings = pipeline.settings()
         try:
             with warehouse.get_connection() as con:
@@ -48,9 +50,13 @@ def _catalog_asset(name: str, loader, description: str):
                 ).df()
         except InputFileError as exc:
             raise fail_on_input_error(exc) from exc
+        for warning in stats["warnings"]:
+            context.log.warning(warning)
         return dg.MaterializeResult(
             metadata={
                 **meta,
+                "warnings": "\n".join(stats["warnings"]) or "none",
+                "uncategorised": stats["uncategorised"],
                 "source_file": stats["source_file"],
                 "quarantined_rows": stats["quarantined"],
                 "quarantine_reasons": stats["quarantine_reasons"],

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from launch_pipeline.errors import InputFileError
+
 
 @dataclass
 class SequenceData:
@@ -154,9 +156,18 @@ def read_s3rec(
             parts = line.split()
             if not parts:
                 continue
-            items = np.array([int(x) for x in parts[1:]], dtype=np.int64)
+            try:
+                items = np.array([int(x) for x in parts[1:]], dtype=np.int64)
+            except ValueError as exc:
+                raise InputFileError(
+                    f"{sequences_file}:{line_no}",
+                    f"is not 'user item item ...' with whole-number item ids ({exc})",
+                    "fix or remove the line",
+                ) from exc
             if len(items) and items.min() < 1:
-                raise ValueError(f"{sequences_file}:{line_no}: item ids must be >= 1")
+                raise InputFileError(
+                    f"{sequences_file}:{line_no}", "has an item id below 1", "item ids start at 1"
+                )
             users.append(parts[0])
             sequences.append(items)
     mapping: dict[int, list[int]] = {}

@@ -215,6 +215,34 @@ def _cold_start(
     return out
 
 
+MIN_EVAL_USERS = 10
+"""Fewer test users than this give HR@10 / NDCG@10 that say nothing (one user: 0 or 1)."""
+
+
+def check_evaluable(sequences_file, data: SequenceData, test: EvalSplit) -> None:
+    """Refuse a data set on which full-ranking HR@K / NDCG@K cannot mean anything: fewer than
+    ``MIN_EVAL_USERS`` users with a test item, or so few items that every ranking puts the
+    target in the top ``max(KS)`` (HR@10 = 1.0 for a file with one user and five items)."""
+    from launch_pipeline.errors import InputFileError
+
+    users = len(test.targets)
+    k = max(KS)
+    if users < MIN_EVAL_USERS:
+        raise InputFileError(
+            sequences_file,
+            f"has {users} user(s) with at least 2 items (of {len(data.sequences)} lines): "
+            f"leave-one-out HR@K / NDCG@K need at least {MIN_EVAL_USERS} to mean anything",
+            "evaluate on a file with more users (one line per user: user item item ...)",
+        )
+    if data.n_items <= k + 1:
+        raise InputFileError(
+            sequences_file,
+            f"has {data.n_items} item(s): with {k + 1} or fewer, every ranking puts the target "
+            f"in the top {k}, so HR@{k} would be 1.0 whatever the model",
+            f"evaluate on a file with more than {k + 1} items",
+        )
+
+
 def evaluate_s3rec(
     sequences_file: str | os.PathLike,
     attributes_file: str | os.PathLike | None = None,
@@ -251,6 +279,7 @@ def evaluate_s3rec(
 
     data = read_s3rec(sequences_file, attributes_file)
     train, valid, test = leave_one_out(data)
+    check_evaluable(sequences_file, data, test)
     say(f"data: {data.n_users} users, {data.n_items} items, {len(valid)} valid, {len(test)} test")
     t_b = time.perf_counter()
     baselines = _baselines(data, train, valid, test, cfg.blend_betas)
