@@ -229,14 +229,14 @@ def ensure_table(con: duckdb.DuckDBPyConnection, name: str, columns: dict) -> No
 def comment_columns(con: duckdb.DuckDBPyConnection, table: str, descriptions: dict) -> None:
     """Store column descriptions with a warehouse table (``COMMENT ON COLUMN``); the asset
     metadata shows them in the column schema. Columns the table lacks are skipped."""
-    have = {
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+    have = dict(
+        con.execute(
+            "SELECT column_name, coalesce(comment, '') FROM duckdb_columns() WHERE table_name = ?",
+            [table],
         ).fetchall()
-    }
+    )
     for c, desc in descriptions.items():
-        if c in have:
+        if c in have and have[c] != str(desc):  # only what changed (each comment is a write)
             text = str(desc).replace("'", "''")
             con.execute(f"COMMENT ON COLUMN {table}.{c} IS '{text}'")
 

@@ -285,8 +285,8 @@ def analyst_section(s: dict, context: dict) -> list[str]:
         ),
         f"- Value of a candidate: {s['value_source']}. Units over the horizon are a negative "
         "binomial around that expectation whose spread is fitted to the demand model's errors "
-        "on past launches (realised / predicted, 90th percentile); without a demand model, "
-        "Poisson around sum_i r_ij x units per purchase. Expected units sold = E[min(units, "
+        "on past launches (the gamma matching its realised / predicted quantiles); without a "
+        "demand model, Poisson around sum_i r_ij x units per purchase. Expected units sold = E[min(units, "
         "stock)]; buyers = units sold / units per purchase, never above the sum of r_ij.",
     ]
     if model is not None:

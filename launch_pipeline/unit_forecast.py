@@ -27,6 +27,7 @@ cost). The order never exceeds the stock available.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import stats
@@ -42,7 +43,14 @@ class UnitsDistribution:
     mean: float
     shape: float
 
+    @cached_property
+    def _frozen(self):
+        return self._make()
+
     def _dist(self):
+        return self._frozen
+
+    def _make(self):
         m = max(float(self.mean), 0.0)
         if m <= 0:
             return None

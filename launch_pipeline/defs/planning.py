@@ -96,7 +96,6 @@ PLAN_TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("incremental", "float", "Value net of sales taken from similar products (the objective)"),
     ("launch_local", "string", "Launch time in the shop's time zone"),
     ("launch_utc", "string", "Launch time, UTC"),
-    ("audience", "string", "Who the launch is promoted to, in words"),
 )
 
 
@@ -124,7 +123,6 @@ def plan_table_metadata(plan: pd.DataFrame) -> dg.MetadataValue:
                 "launch_local": f"{pd.Timestamp(r.launch_at_local):%a %Y-%m-%d %H:00} "
                 f"{r.shop_timezone}",
                 "launch_utc": f"{pd.Timestamp(r.launch_at):%a %Y-%m-%d %H:00}",
-                "audience": str(r.audience_description),
             }
         )
         for r in chosen.itertuples()
@@ -144,6 +142,7 @@ def explanations_table_metadata(expl: pd.DataFrame) -> dg.MetadataValue:
         ("drivers", "string", "Main drivers of the value with their contribution"),
         ("similar_products", "string", "Most similar products on sale and how they sold"),
         ("left_out_by", "string", "For a non-pick: the constraint that left it out"),
+        ("audience", "string", "Who it is (or would be) promoted to, in words"),
     )
     records = [
         dg.TableRecord(
@@ -155,6 +154,7 @@ def explanations_table_metadata(expl: pd.DataFrame) -> dg.MetadataValue:
                 "drivers": str(r.drivers),
                 "similar_products": str(r.similar_products),
                 "left_out_by": "" if r.left_out_by is None else str(r.left_out_by),
+                "audience": str(r.audience),
             }
         )
         for r in expl.itertuples()
@@ -248,7 +248,6 @@ def launch_plan(
     stem = report.with_suffix("")
     return dg.MaterializeResult(
         metadata={
-            **meta,
             "plan": plan_table_metadata(out["plan"]),
             "warnings": "\n".join(plan_warnings) or "none",
             "scenario": s["scenario"],
@@ -271,6 +270,7 @@ def launch_plan(
             "solver": s["solver_status"],
             "plan_seconds": _num(s["plan_seconds"], 2),
             "value_source": s["value_source"],
+            **meta,
         }
     )
 
