@@ -83,3 +83,32 @@ def test_dagster_definitions_validate_passes(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dg_check_and_list_defs_pass(tmp_path):
+    """The `dg` CLI (dagster-dg-cli, a dev dependency) loads the project from pyproject.toml's
+    [tool.dg] section: definitions validate and every asset is listed."""
+    dg_cli = Path(sys.executable).with_name("dg")
+    env = {
+        **os.environ,
+        "LAUNCH_PIPELINE_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path),
+        "VIRTUAL_ENV": str(Path(sys.executable).parents[1]),
+    }
+    check = subprocess.run(
+        [str(dg_cli), "check", "defs"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "All definitions loaded successfully" in check.stdout + check.stderr
+    listed = subprocess.run(
+        [str(dg_cli), "list", "defs", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert all(name in listed.stdout for name in ASSETS)
+    assert not (tmp_path / "data").exists()  # loading the code location created nothing
