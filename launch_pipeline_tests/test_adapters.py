@@ -250,8 +250,8 @@ def test_online_retail_cleaning_reasons(tmp_path, or_csv):
     stage_source("online_retail", or_csv, raw, candidate_days=10)
     con, stats = _land_and_clean(raw)
     try:
-        assert stats["raw"] == len(OR_ROWS) == stats["clean"] + stats["quarantined"]
-        assert stats["reasons"] == {
+        assert stats.raw == len(OR_ROWS) == stats.clean + stats.quarantined
+        assert stats.reasons == {
             "non_product_code": 3,
             "stock_adjustment": 1,
             "missing_user_id": 1,
@@ -409,8 +409,8 @@ def test_taobao_mapping_window_and_truncation(tmp_path, taobao_csv):
 
     con, stats = _land_and_clean(raw)
     try:
-        assert stats["raw"] == 8 == stats["clean"] + stats["quarantined"]
-        assert stats["reasons"] == {
+        assert stats.raw == 8 == stats.clean + stats.quarantined
+        assert stats.reasons == {
             "outside_source_window": 2,
             "malformed_row": 1,
             "invalid_timestamp": 1,
@@ -482,8 +482,8 @@ def test_rees46_mapping_and_candidates(tmp_path):
 
     con, stats = _land_and_clean(raw)
     try:
-        assert stats["raw"] == 6 == stats["clean"] + stats["quarantined"]
-        assert stats["reasons"] == {"invalid_event_type": 1}  # remove_from_cart
+        assert stats.raw == 6 == stats.clean + stats.quarantined
+        assert stats.reasons == {"invalid_event_type": 1}  # remove_from_cart
     finally:
         con.close()
 
@@ -533,7 +533,7 @@ def test_canonical_folder_is_copied_and_holes_filled(tmp_path):
     assert pq.read_table(files[dt.date(2026, 11, 2)]).num_rows == 0
     con, stats = _land_and_clean(raw)
     try:
-        assert stats["raw"] == 3 == stats["clean"]
+        assert stats.raw == 3 == stats.clean
     finally:
         con.close()
     # the data directory's own raw folder: checked, not rewritten
@@ -577,7 +577,7 @@ def test_canonical_single_file(tmp_path):
     assert ev.day.tolist() == [dt.date(2026, 11, 2)] * 2 + [dt.date(2026, 11, 5)] * 2
     con, stats = _land_and_clean(raw)
     try:
-        assert stats["reasons"] == {"invalid_timestamp": 1, "future_timestamp": 1}
+        assert stats.reasons == {"invalid_timestamp": 1, "future_timestamp": 1}
     finally:
         con.close()
 
