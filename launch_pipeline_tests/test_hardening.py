@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -379,7 +381,17 @@ def test_cli_last_line_after_a_failed_step_names_file_problem_and_fix(
     day_file.parent.mkdir()
     day_file.write_bytes(os.urandom(4096))
     (raw / "events" / "readme.md").write_text("# notes\n")
-    code, last = _cli(["run", "--data-dir", data], capsys)
+    # the real command in its own process: a failed Dagster step run in-process under pytest's
+    # output capture leaves the capture's stream closed for the tests after it
+    proc = subprocess.run(
+        [sys.executable, "-m", "launch_pipeline.cli", "run", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "home")},
+    )
+    code, err = proc.returncode, proc.stderr.strip().splitlines()
+    last = err[-1] if err else ""
     assert code == 1
     assert last.startswith(f"error: step raw_events failed: {day_file}: is binary data"), last
     assert "What to do:" in last and "DagsterExecutionStepExecutionError" not in last
