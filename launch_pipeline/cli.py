@@ -176,7 +176,10 @@ def cmd_run(args) -> int:
         )
     print(f"Materializing every asset into {settings.warehouse_path} ...")
     log_file = None
-    if not args.verbose:
+    # progress lines and the log in a file need the process's own output streams (an embedding
+    # program or a test harness that replaced sys.stdout/sys.stderr gets the full log instead)
+    own_streams = sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__
+    if not args.verbose and own_streams:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
         log_file = settings.data_dir / "logs" / f"run_{stamp}.log"
         print(f"  one line per finished step; the full Dagster log goes to {log_file}")
