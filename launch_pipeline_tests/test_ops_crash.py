@@ -103,7 +103,9 @@ def _sigkill_during_model_step_then_rerun(tmp_path):
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     env.pop("LAUNCH_PIPELINE_RAW_DIR", None)
-    cmd = [sys.executable, "-m", "launch_pipeline.cli", "run", "--data-dir", str(settings.data_dir)]
+    # --verbose: the full Dagster log (STEP_START lines) on stdout, which the test reads
+    cli = [sys.executable, "-m", "launch_pipeline.cli"]
+    cmd = [*cli, "run", "--verbose", "--data-dir", str(settings.data_dir)]
     log_path = tmp_path / "killed_run.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
