@@ -38,7 +38,11 @@ def _need(path: Path) -> Path:
     return path
 
 
-def _land_and_clean(raw: Path, rules: CleaningRules = CleaningRules()):
+def _land_and_clean(raw: Path, rules: CleaningRules | None = None):
+    """Land and clean a staged raw folder with the rules the pipeline would use: the source's
+    thresholds from its dataset.json (e.g. Taobao has no prices) unless ``rules`` is given."""
+    if rules is None:
+        rules = Settings.from_env(data_dir=raw.parent, raw_dir=raw).cleaning
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     catalog.load_product_catalog(con, raw)
