@@ -12,6 +12,7 @@ from launch_pipeline.model.training_loop import (
     TimeBudget,
     anneal_factor,
     blend_search_cost,
+    catalog_labels,
     length_batches,
     pad_batch,
 )
@@ -97,3 +98,11 @@ def test_early_stopping_keeps_the_best_epoch_and_halves_on_plateaus():
     assert (stop.best_epoch, stop.best_score, stop.best_weights) == (1, 0.10, 0)
     assert stop.best_metrics == {"ndcg@10": 0.10}
     assert stop.update(5, {"ndcg@10": 0.2}, lambda: next(weights)) and stop.since_best == 0
+
+
+def test_catalog_labels_number_the_items_that_exist_at_training_time():
+    ids, label_of = catalog_labels(5)
+    assert ids.tolist() == [1, 2, 3, 4, 5] and label_of.tolist() == [-1, 0, 1, 2, 3, 4]
+    ids, label_of = catalog_labels(5, np.array([4, 2, 2]))
+    assert ids.tolist() == [2, 4]
+    assert label_of.tolist() == [-1, -1, 0, -1, 1, -1]  # cold items and padding: no class

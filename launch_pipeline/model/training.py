@@ -32,6 +32,7 @@ from .training_loop import (
     EarlyStopping,
     TimeBudget,
     blend_search_cost,
+    catalog_labels,
     length_batches,
     pad_batch,
 )
@@ -469,6 +470,50 @@ def _tune_blend(
 
 
 # --------------------------------------------------------------------------- training
+def _make_optimizer(keras, model, config: ModelConfig):
+    """Adam (AdamW with ``weight_decay``), built for the model's variables."""
+    if config.weight_decay > 0:
+        optimizer = keras.optimizers.AdamW(
+            learning_rate=config.lr, weight_decay=config.weight_decay
+        )
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=config.lr)
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+def _train_epoch(
+    step,
+    optimizer,
+    windows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    target_tokens: int,
+    rng: np.random.Generator,
+    n_items: int,
+    config: ModelConfig,
+    budget: TimeBudget,
+    lr_scale: float,
+    keep_back: float,
+) -> tuple[float, int, bool]:
+    """One pass over the training windows ``(inputs, labels, events, lengths)`` in length
+    batches; stops early when the budget less ``keep_back`` is spent. Returns the mean loss per
+    real target, the steps taken and whether the epoch was cut short."""
+    inputs, labels, events, lens = windows
+    losses, weights_n, steps = 0.0, 0, 0
+    for idx in length_batches(lens, target_tokens, rng):
+        b = pad_batch(inputs, labels, events, lens, idx)
+        keep = (rng.random(n_items + 1) >= config.id_dropout).astype(np.float32)
+        optimizer.learning_rate.assign(
+            config.lr * lr_scale * budget.lr_factor(config.lr_anneal_fraction)
+        )
+        loss = step(b.inputs, b.events, b.positions, b.labels, b.weights, keep)
+        losses += float(loss) * b.n_real
+        weights_n += b.n_real
+        steps += 1
+        if budget.spent(keep_back=keep_back):
+            return losses / max(weights_n, 1), steps, True  # validate what we have and stop
+    return losses / max(weights_n, 1), steps, False
+
+
 def train_model(
     data: SequenceData,
     config: ModelConfig | None = None,
@@ -502,12 +547,7 @@ def train_model(
     keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
 
-    if catalog_items is None:
-        catalog_ids = np.arange(1, data.n_items + 1)
-    else:
-        catalog_ids = np.unique(np.asarray(catalog_items, dtype=np.int64))
-    label_of = np.full(data.n_items + 1, -1, dtype=np.int64)
-    label_of[catalog_ids] = np.arange(len(catalog_ids))
+    catalog_ids, label_of = catalog_labels(data.n_items, catalog_items)
     valid_candidates = None if catalog_items is None else catalog_ids
     if valid is not None and valid_candidates is not None:
         valid = EvalSplit(
@@ -524,13 +564,7 @@ def train_model(
         raise ValueError("no training sequence has two or more items")
 
     model = build_model(data, config)
-    if config.weight_decay > 0:
-        optimizer = keras.optimizers.AdamW(
-            learning_rate=config.lr, weight_decay=config.weight_decay
-        )
-    else:
-        optimizer = keras.optimizers.Adam(learning_rate=config.lr)
-    optimizer.build(model.trainable_variables)
+    optimizer = _make_optimizer(keras, model, config)
     logits_dtype = _resolve_dtype(config.logits_dtype)
     step = _make_train_step(model, optimizer, catalog_ids, logits_dtype)
     say(
@@ -553,23 +587,13 @@ def train_model(
             stopped = "time_budget"
             break
         te = time.perf_counter()
-        losses, weights_n, steps, cut = 0.0, 0, 0, False
-        for idx in length_batches(lens, target_tokens, rng):
-            b = pad_batch(x_all, y_lab, e_all, lens, idx)
-            keep = (rng.random(data.n_items + 1) >= config.id_dropout).astype(np.float32)
-            optimizer.learning_rate.assign(
-                config.lr * stopper.lr_scale * budget.lr_factor(config.lr_anneal_fraction)
-            )
-            loss = step(b.inputs, b.events, b.positions, b.labels, b.weights, keep)
-            losses += float(loss) * b.n_real
-            weights_n += b.n_real
-            steps += 1
-            if budget.spent(keep_back=reserve + valid_secs):
-                cut = True  # budget spent mid-epoch: validate what we have and stop
-                break
+        loss, steps, cut = _train_epoch(
+            step, optimizer, (x_all, y_lab, e_all, lens), target_tokens, rng, data.n_items,
+            config, budget, stopper.lr_scale, keep_back=reserve + valid_secs,
+        )  # fmt: skip
         rec: dict[str, float] = {
             "epoch": epoch,
-            "loss": losses / max(weights_n, 1),
+            "loss": loss,
             "steps": steps,
             "partial": float(cut),
         }

@@ -21,6 +21,20 @@ sees few distinct shapes."""
 
 
 # --------------------------------------------------------------------------- batching, padding
+def catalog_labels(
+    n_items: int, catalog_items: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The softmax classes: ``catalog_ids`` (sorted item ids that exist at training time, default
+    ``1..n_items``) and ``label_of`` (item id -> class, -1 for padding and items outside)."""
+    if catalog_items is None:
+        catalog_ids = np.arange(1, n_items + 1)
+    else:
+        catalog_ids = np.unique(np.asarray(catalog_items, dtype=np.int64))
+    label_of = np.full(n_items + 1, -1, dtype=np.int64)
+    label_of[catalog_ids] = np.arange(len(catalog_ids))
+    return catalog_ids, label_of
+
+
 def length_batches(
     lens: np.ndarray, target_tokens: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
