@@ -52,10 +52,11 @@ features is the ablation ``without_transformer`` (``launch_valuation``).
 
 Level and interval (:func:`fit_demand_model`): the newest window's revenue per launch, times the
 change of level to the planned window (:func:`level_change`: the shop's own season a year
-earlier when the data has it, else the trend of the past windows), times a bias correction
-measured by replaying the whole procedure on past windows that had an older, complete window
-before them; the 80% interval is split-conformal on realised / predicted of those replayed
-launches (:func:`_conformal_quantiles`). Units = revenue / price.
+earlier when the data has it; the trend of the past windows and a replay bias correction exist
+behind ``DemandConfig.level_trend`` / ``level_bias`` and are off, see there); the 80% interval
+is split-conformal on realised / predicted of the launches of past windows replayed as the
+candidates are predicted (:func:`_conformal_quantiles`), so it carries the level's error too.
+Units = revenue / price.
 
 Fallback: with fewer than ``min_launches`` past launches (a young shop, the simulated two
 weeks of the tests) :func:`estimate_demand` returns ``None`` and the plan uses the
@@ -103,6 +104,11 @@ class DemandConfig:
     use_transformer: bool = True
     max_level_change: float = 2.0
     interval: float = 0.8
+    # off: on Online Retail 2011 (first run, docs/backtest.md) both extrapolated the early
+    # windows' rise (old slow sellers first seen there look like weak launches) and overshot
+    # the summer level 1.8x-5.7x; the level's uncertainty goes into the conformal interval
+    level_trend: bool = False
+    level_bias: bool = False
 
 
 @dataclass
@@ -123,6 +129,7 @@ class DemandModel:
     level_change: float = 1.0
     level_change_from: str = "flat"
     level_bias: float = 1.0
+    replay_forecast_ratio: float = float("nan")  # replayed windows: realised / predicted total
     interval_from: str = ""
     coefficients_without_transformer: dict = field(default_factory=dict)
 
@@ -535,7 +542,8 @@ def level_change(
     * **season**: when the data reaches a year (52 weeks) before that window, the shop's daily
       revenue in the same ``horizon`` days a year earlier / its daily revenue in the ``length``
       days before them (the seasonal swing of the whole shop, same weekdays);
-    * **trend**: otherwise, with two past windows or more (``window_means``: newest first,
+    * **trend** (only with ``cfg.level_trend``): otherwise, with two past windows or more
+      (``window_means``: newest first,
       ``(start, mean revenue per launch)``), the median change of log level per day between
       consecutive windows, carried over the distance between the newest window's middle and
       the planned window's middle;
@@ -551,7 +559,7 @@ def level_change(
         if before > 0 and after > 0:
             return float(np.clip(after / before, 1 / cap, cap)), "season"
     pts = [(t, m) for t, m in window_means if m > 0]
-    if len(pts) >= 2:
+    if cfg.level_trend and len(pts) >= 2:
         slopes = [
             np.log(m0 / m1) / max((t0 - t1).days, 1)
             for (t0, m0), (t1, m1) in zip(pts[:-1], pts[1:], strict=True)
@@ -589,14 +597,15 @@ def fit_demand_model(
     (the second is the ablation ``without_transformer``); both share the level, its bias
     correction and the intervals.
 
-    **Level**: the newest window's revenue per launch x :func:`level_change` x a bias
-    correction measured by replaying the procedure on past windows: each window whose start
-    has a complete older window before it is predicted as the candidates are (level of the
-    newest window that had ended by its start, times the level change seen from there; relative
-    revenue from the ranker fitted without it), and the correction is their total realised /
-    total predicted revenue. The 80% interval is split-conformal on realised / predicted of
-    those replayed launches; without any replayable window it comes from the in-sample ratios,
-    widened by the past changes of level between windows."""
+    **Level**: the newest window's revenue per launch x :func:`level_change` (x, with
+    ``cfg.level_bias``, a bias correction). **Replays**: each past window whose start has a
+    complete older window before it is predicted as the candidates are (level of the newest
+    window that had ended by its start, times the level change seen from there; relative
+    revenue from the ranker fitted without it); ``replay_forecast_ratio`` is their total
+    realised / total predicted revenue (the bias correction when it is on). The 80% interval is
+    split-conformal on realised / predicted of those replayed launches; without any replayable
+    window it comes from the in-sample ratios, widened by the past changes of level between
+    windows."""
     data, windows = _past_cohorts(hist, horizon, cfg, past_signal)
     if len(data) < cfg.min_launches:
         return None, None
@@ -634,17 +643,16 @@ def fit_demand_model(
     change, how = level_change(hist, hist.plan_start, means, length, horizon, cfg)
     if predicted:
         realised_all, predicted_all = np.concatenate(realised), np.concatenate(predicted)
-        bias = float(
-            np.clip(
-                realised_all.sum() / max(predicted_all.sum(), 1e-9),
-                1 / cfg.max_level_change,
-                cfg.max_level_change,
-            )
+        replay_ratio = float(realised_all.sum() / max(predicted_all.sum(), 1e-9))
+        bias = (
+            float(np.clip(replay_ratio, 1 / cfg.max_level_change, cfg.max_level_change))
+            if cfg.level_bias
+            else 1.0
         )
         ratios = realised_all / np.maximum(predicted_all * bias, 1e-9)
         interval_from = f"split-conformal on {len(ratios)} replayed past launches"
     else:
-        bias = 1.0
+        bias, replay_ratio = 1.0, float("nan")
         fitted, targets = [], []
         for k, a in enumerate(starts):
             g = data[data["window"] == k]
@@ -681,6 +689,7 @@ def fit_demand_model(
         level_change=change,
         level_change_from=how,
         level_bias=bias,
+        replay_forecast_ratio=replay_ratio,
         interval_from=interval_from,
         coefficients_without_transformer={
             f: float(c) for f, c in zip(ablation.features, ablation.coef, strict=True)

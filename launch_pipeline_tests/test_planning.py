@@ -291,6 +291,8 @@ def test_level_change_season_trend_flat():
     hist = ShopHistory(sales, items, days[0], plan)
     assert level_change(hist, plan, [], 90, 90, cfg) == (pytest.approx(1.5), "season")
     young = ShopHistory(sales, items, plan - pd.Timedelta(days=200), plan)
+    assert level_change(young, plan, [(plan, 2.0), (plan, 1.0)], 90, 90, cfg) == (1.0, "flat")
+    cfg = DemandConfig(level_trend=True)
     means = [(plan - pd.Timedelta(days=90), 110.0), (plan - pd.Timedelta(days=120), 100.0)]
     # +10% per 30 days, carried 90 days (middle of the newest window to the planned one's)
     assert level_change(young, plan, means, 90, 90, cfg) == (pytest.approx(1.1**3), "trend")
