@@ -62,7 +62,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from launch_pipeline.demand import has_table
+from launch_pipeline.demand import SIMILARITY_CHUNK, has_table
 from launch_pipeline.errors import ConfigurationError
 
 BACKTEST_SOURCES = ("online_retail", "complete_journey")
@@ -174,13 +174,17 @@ def text_knn_predict(existing_text, existing_revenue, target_text, k: int = 20) 
         e = vec.fit_transform(existing)
     except ValueError:  # no token at all
         return np.full(len(targets), float(rev.mean()))
-    sims = (vec.transform(targets) @ e.T).toarray()
+    t, et = vec.transform(targets), e.T.tocsc()
     k = min(k, len(existing))
-    idx = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-    w = np.take_along_axis(sims, idx, axis=1)
-    total = w.sum(axis=1)
-    weighted = (w * rev[idx]).sum(axis=1) / np.where(total > 0, total, 1.0)
-    return np.where(total > 0, weighted, float(rev.mean()))
+    out = np.zeros(len(targets))
+    for a in range(0, len(targets), SIMILARITY_CHUNK):  # memory: a block x existing
+        sims = (t[a : a + SIMILARITY_CHUNK] @ et).toarray()
+        idx = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        w = np.take_along_axis(sims, idx, axis=1)
+        total = w.sum(axis=1)
+        weighted = (w * rev[idx]).sum(axis=1) / np.where(total > 0, total, 1.0)
+        out[a : a + len(sims)] = np.where(total > 0, weighted, float(rev.mean()))
+    return out
 
 
 def forecast_ratio(forecast, realised) -> float:

@@ -48,7 +48,10 @@ and what a captured revenue share rewards (a model of log revenue would rank by 
 not the expected, revenue and under-weight the few launches that sell in bulk). The penalty is
 chosen from a fixed grid by leave-one-window-out (held-out Poisson deviance): validated across
 past windows, never on the cohort being planned. The same fit without the Transformer's
-features is the ablation ``without_transformer`` (``launch_valuation``).
+features is the ablation ``without_transformer`` (``launch_valuation``); the Transformer's
+features are kept only when they lower the held-out deviance by at least 1%
+(``min_validated_gain``; so with a single past window, where nothing can be validated, they are
+left out).
 
 Level and interval (:func:`fit_demand_model`): the newest window's revenue per launch, times the
 change of level to the planned window (:func:`level_change`: the shop's own season a year
@@ -107,6 +110,9 @@ class DemandConfig:
     # off: on Online Retail 2011 (first run, docs/backtest.md) both extrapolated the early
     # windows' rise (old slow sellers first seen there look like weak launches) and overshot
     # the summer level 1.8x-5.7x; the level's uncertainty goes into the conformal interval
+    # the Transformer's features must lower the held-out deviance by this share (a chance gain
+    # of two noise features is a few tenths of a percent)
+    min_validated_gain: float = 0.01
     level_trend: bool = False
     level_bias: bool = False
 
@@ -130,6 +136,8 @@ class DemandModel:
     level_change_from: str = "flat"
     level_bias: float = 1.0
     replay_forecast_ratio: float = float("nan")  # replayed windows: realised / predicted total
+    transformer_used: bool = False
+    transformer_validation: dict = field(default_factory=dict)  # held-out deviance with/without
     interval_from: str = ""
     coefficients_without_transformer: dict = field(default_factory=dict)
 
@@ -619,6 +627,16 @@ def fit_demand_model(
     )
     ranker = fit_ranker(data, base + tf, cfg)
     ablation = fit_ranker(data, base, cfg) if tf else ranker
+    # the Transformer's features stay only if they lower the held-out deviance across past
+    # windows (leave one window out, each at its best penalty); with one window there is no
+    # such evidence and they are left out
+    transformer_validation = {
+        "with": min(ranker.validation.values(), default=float("nan")),
+        "without": min(ablation.validation.values(), default=float("nan")),
+    }
+    gain = 1.0 - transformer_validation["with"] / transformer_validation["without"]
+    if tf and not gain >= cfg.min_validated_gain:
+        ranker = ablation
 
     bounds = launch_windows(hist, horizon, cfg)
     by_start = {pd.Timestamp(w["start"]): w for w in windows}
@@ -690,6 +708,8 @@ def fit_demand_model(
         level_change_from=how,
         level_bias=bias,
         replay_forecast_ratio=replay_ratio,
+        transformer_used=bool(set(tf) & set(ranker.features)),
+        transformer_validation=transformer_validation,
         interval_from=interval_from,
         coefficients_without_transformer={
             f: float(c) for f, c in zip(ablation.features, ablation.coef, strict=True)
@@ -800,6 +820,7 @@ def estimate_demand(
         }
     )
     used = sorted(set(model.features) | set(model.coefficients_without_transformer))
+    used += [c for c in TRANSFORMER_FEATURES if c not in used]  # shown even when left out
     for c in used:
         out[f"feature_{c}"] = feats[c].to_numpy()
     store_valuation(con, out, hist.plan_start.date(), used, model)

@@ -325,14 +325,17 @@ def test_demand_model_uses_an_informative_transformer_signal_and_keeps_the_ablat
     strength = {"bag": 8.0, "mug": 4.0, "clock": 2.0, "card": 1.0, "lamp": 0.5, "tin": 0.25}
     rng = np.random.default_rng(5)
     items = hist.items.set_index("item_id")
-    # a signal that knows each launch's strength (noisily), keyed by window start
+    # a signal that knows each launch's strength and, beyond its title, how much it sold (with
+    # noise), keyed by window start
+    sold = hist.sales.groupby("item_id").size()
     signal = {}
     for start, _ in launch_windows(hist, 30, DemandConfig()):
         for i, title in items["title"].items():
-            v = np.log(strength[title.split()[0]]) + rng.normal(0, 0.1)
+            v = np.log1p(sold.get(i, 0)) + np.log(strength[title.split()[0]]) + rng.normal(0, 0.1)
             signal[(start, str(i))] = {name: v for name in TRANSFORMER_FEATURES}
     model, predict = fit_demand_model(hist, 30, DemandConfig(), past_signal=signal)
-    assert set(TRANSFORMER_FEATURES) <= set(model.features)
+    assert set(TRANSFORMER_FEATURES) <= set(model.features) and model.transformer_used
+    assert model.transformer_validation["with"] < model.transformer_validation["without"]
     assert set(model.coefficients_without_transformer).isdisjoint(TRANSFORMER_FEATURES)
     assert model.penalty in DemandConfig().poisson_alphas and model.penalty_validation
     assert model.coefficients["transformer_units"] > 0
@@ -350,5 +353,11 @@ def test_demand_model_uses_an_informative_transformer_signal_and_keeps_the_ablat
     full, without = predict(feats), predict(feats, use_transformer=False)
     assert full[0] > full[1]
     assert without[0] == pytest.approx(without[1])
+    # a signal of pure noise does not validate across windows: left out
+    noise = {key: {n: rng.normal() for n in TRANSFORMER_FEATURES} for key in signal}
+    model, predict = fit_demand_model(hist, 30, DemandConfig(), past_signal=noise)
+    assert not model.transformer_used
+    assert set(model.features).isdisjoint(TRANSFORMER_FEATURES)
+    assert predict(feats) == pytest.approx(predict(feats, use_transformer=False))
     # the level and the interval come from the same fitted pieces either way
     assert model.level > 0 and model.ratio_quantiles["p10"] < model.ratio_quantiles["p90"]
