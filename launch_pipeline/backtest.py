@@ -533,9 +533,12 @@ def run_backtest(
     work_dir: Path | None = None,
     model_time_budget_s: float = MODEL_TIME_BUDGET_S,
     log=print,
+    on_cutoff=None,
 ) -> dict:
     """Plan at every cutoff with the real pipeline on the history before it, score against the
-    sales that followed. Returns ``{"cutoffs": [...], "summary": {...}, "settings": {...}}``."""
+    sales that followed. Returns ``{"cutoffs": [...], "summary": {...}, "settings": {...}}``;
+    ``on_cutoff`` (optional) gets the same with the cutoffs done so far (``"complete": False``)
+    after each cutoff, so a long run keeps what it has."""
     import dagster as dg
 
     from launch_pipeline.adapters import stage_source
@@ -550,6 +553,15 @@ def run_backtest(
         raise ConfigurationError("backtest needs at least one --cutoff")
     if horizon_days <= 0 or slots <= 0:
         raise ConfigurationError("horizon_days and slots must be positive")
+    settings_out = {
+        "horizon_days": horizon_days,
+        "slots": slots,
+        "category_cap": category_cap,
+        "audience_size": AUDIENCE_SIZE,
+        "model_time_budget_s": model_time_budget_s,
+        "text_knn_neighbours": KNN_NEIGHBOURS,
+        "text_knn_days": KNN_DAYS,
+    }
     own_tmp = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="backtest_")) if own_tmp else Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -609,24 +621,23 @@ def run_backtest(
                 f"{m['interval_coverage_units']:.2f} ({time.perf_counter() - t0:.0f}s)"
             )
             results.append(scored)
+            if on_cutoff is not None:
+                on_cutoff(_result(source, path, settings_out, results, t_all, complete=False))
     finally:
         if own_tmp:
             shutil.rmtree(work, ignore_errors=True)
+    return _result(source, path, settings_out, results, t_all, complete=True)
+
+
+def _result(source, path, settings: dict, results: list[dict], t_all: float, complete: bool):
     return {
         "source": source,
         "path": str(path),
-        "settings": {
-            "horizon_days": horizon_days,
-            "slots": slots,
-            "category_cap": category_cap,
-            "audience_size": AUDIENCE_SIZE,
-            "model_time_budget_s": model_time_budget_s,
-            "text_knn_neighbours": KNN_NEIGHBOURS,
-            "text_knn_days": KNN_DAYS,
-        },
+        "settings": settings,
         "cutoffs": results,
         "summary": summarise(results),
         "wall_seconds": round(time.perf_counter() - t_all, 1),
+        "complete": complete,
     }
 
 

@@ -329,6 +329,7 @@ def cmd_backtest(args) -> int:
         category_cap=args.category_cap,
         work_dir=args.work_dir,
         model_time_budget_s=args.model_time_budget_s,
+        on_cutoff=lambda partial: _write_json(partial, args.out),  # keeps what a long run has
     )
     _write_json(result, args.out)
     return 0

@@ -315,6 +315,7 @@ def _warehouse_table(work, sql: str) -> pd.DataFrame:
 def test_tiny_backtest_output_shape(tiny_backtests):
     result = tiny_backtests[0]
     json.dumps(result)  # serialisable as the CLI writes it
+    assert result["complete"] is True
     (c,) = result["cutoffs"]
     assert c["cutoff"] == CUTOFF.isoformat()
     assert 0 < len(c["picks"]) <= 3 and all(isinstance(p, str) for p in c["picks"])
