@@ -37,7 +37,8 @@ WITH src AS (
            coalesce(nullif(trim(brand), ''), 'unknown') AS brand,
            price AS price_raw,
            TRY_CAST(price AS DOUBLE) AS price,
-           TRY_CAST(nullif(trim(launched_at), '') AS TIMESTAMP) AS launched_at
+           TRY_CAST(nullif(trim(launched_at), '') AS TIMESTAMP) AS launched_at,
+           parse_error
            {extra_select}
     FROM src
 ), ranked AS (
@@ -45,6 +46,7 @@ WITH src AS (
 )
 SELECT *,
        CASE
+         WHEN parse_error IS NOT NULL THEN 'malformed_row'
          WHEN item_id IS NULL THEN 'missing_item_id'
          WHEN id_rank > 1 THEN 'duplicate_item_id'
          WHEN {in_products} THEN 'already_in_products'

@@ -46,6 +46,7 @@ MAX_LINE_BYTES = 1_048_576
 """A CSV record longer than this is quarantined as ``malformed_row`` (its first 10,000
 characters are kept in ``raw_line``), not read."""
 _HEAD_BYTES = 65_536
+_BARE_CR = re.compile(rb"\r(?!\n)")
 _PARQUET_MAGIC = b"PAR1"
 
 RAW_EVENTS_DDL = """
@@ -268,10 +269,15 @@ def relation_for_file(con: duckdb.DuckDBPyConnection, path: Path, *, all_varchar
                     ", ".join(f"CAST({_ident(c)} AS VARCHAR) AS {_ident(c)}" for c in rel.columns)
                 )
         else:
-            rel = con.read_csv(
-                str(path), header=True, all_varchar=all_varchar, delimiter=",", quotechar='"'
+            # the header read by us and every column text, without DuckDB's sniffer: a value
+            # such as a quoted carriage return must not make the whole file unreadable
+            header = read_csv_header(path)
+            schema = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in header) + "}"
+            rel = con.sql(
+                f"SELECT * FROM read_csv({_sql_str(path)}, header=true, auto_detect=false, "
+                f"columns={schema}, delim=',', quote='\"', escape='\"')"
             )
-        rel.limit(1).fetchall()
+        rel.fetchall()  # small tables: a ragged row or a bad quote is found here
     except duckdb.Error as exc:
         raise InputFileError(
             path,
@@ -301,17 +307,52 @@ def read_products(raw_dir: Path, stem: str = PRODUCTS_STEM) -> tuple[pd.DataFram
     optional = PRODUCT_OPTIONAL_COLUMNS if stem == PRODUCTS_STEM else CANDIDATE_OPTIONAL_COLUMNS
     con = duckdb.connect()
     try:
-        rel = relation_for_file(con, path)
-        cols = [c.strip().lower() for c in rel.columns]
-        require_columns(path, cols, PRODUCT_REQUIRED_COLUMNS, PRODUCT_REQUIRED_COLUMNS + optional)
-        df = rel.df()
+        if path.suffix.lower() == ".csv":
+            # like a day file: a ragged row, a bare carriage return or invalid UTF-8 in one row
+            # is that row's problem (quarantined as malformed_row), not the file's
+            if path.stat().st_size == 0:
+                raise InputFileError(
+                    path, "is empty (0 bytes)", "deliver the file again with a header row"
+                )
+            cols = _stage_csv(
+                con, path, PRODUCT_REQUIRED_COLUMNS, PRODUCT_REQUIRED_COLUMNS + optional
+            )
+            df = _in_file_order(con)
+        else:
+            rel = relation_for_file(con, path)
+            cols = [c.strip().lower() for c in rel.columns]
+            require_columns(
+                path, cols, PRODUCT_REQUIRED_COLUMNS, PRODUCT_REQUIRED_COLUMNS + optional
+            )
+            df = rel.df()
+            df.columns = cols
+            df["parse_error"] = None
     finally:
         con.close()
-    df.columns = cols
     for col in PRODUCT_REQUIRED_COLUMNS + optional:
         if col not in df.columns:
             df[col] = None
-    return df[list(PRODUCT_REQUIRED_COLUMNS + optional)], path
+    return df[[*PRODUCT_REQUIRED_COLUMNS, *optional, "parse_error"]], path
+
+
+def _in_file_order(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The staged CSV records (``_day_accepted`` + ``_day_rejected``) in file order, every
+    column text, ``parse_error`` set on the records the reader could not split."""
+    names = [c for c in con.sql("SELECT * FROM _day_accepted").columns if c != "source_row"]
+    nulls = ", ".join(f"NULL::VARCHAR AS {_ident(c.strip().lower())}" for c in names)
+    select = ", ".join(f"{_ident(c)} AS {_ident(c.strip().lower())}" for c in names)
+    return (
+        con.execute(
+            f"""
+        SELECT {select}, NULL::VARCHAR AS parse_error, source_row FROM _day_accepted
+        UNION ALL
+        SELECT {nulls}, parse_error, source_row FROM _day_rejected
+        ORDER BY source_row
+        """
+        )
+        .df()
+        .drop(columns=["source_row"])
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,7 +434,12 @@ def read_csv_header(path: Path) -> list[str]:
     return names
 
 
-def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+def _stage_csv(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    required: Iterable[str] = EVENT_REQUIRED_COLUMNS,
+    expected: Iterable[str] = EVENT_COLUMNS,
+) -> list[str]:
     """Stage one CSV day file into temp tables ``_day_accepted`` (with ``source_row``) and
     ``_day_rejected``. Returns the file's (lower-cased) column names.
 
@@ -404,7 +450,7 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     check_csv_bytes(path)
     header = read_csv_header(path)
     cols = [c.strip().lower() for c in header]
-    require_columns(path, cols, EVENT_REQUIRED_COLUMNS, EVENT_COLUMNS)
+    require_columns(path, cols, required, expected)
     schema = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in header) + "}"
     con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans;")
     try:
@@ -418,6 +464,14 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
             """
         )
     except duckdb.Error as exc:
+        line = _bare_carriage_return_line(path)
+        if line is not None:
+            raise InputFileError(
+                path,
+                f"has a bare carriage return (\\r) inside line {line}, which the CSV reader "
+                "cannot place (a row end or part of a field?)",
+                "remove the stray carriage returns (lines end in \\n), or quote that field",
+            ) from exc
         raise InputFileError(
             path,
             f"cannot be read as CSV ({str(exc).splitlines()[0]})",
@@ -448,6 +502,21 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     )
     con.execute("DROP TABLE _day_read")
     return [c.strip().lower() for c in con.sql("SELECT * FROM _day_accepted").columns]
+
+
+def _bare_carriage_return_line(path: Path) -> int | None:
+    """1-based line of the first carriage return not followed by a line feed, in a file whose
+    lines end in line feeds (None when there is none)."""
+    line, prev = 1, b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            data = prev + chunk
+            m = _BARE_CR.search(data[:-1])  # the last byte waits for the next chunk
+            if m:
+                return line + data[: m.start()].count(b"\n")
+            line += data[:-1].count(b"\n")
+            prev = data[-1:]
+    return line if prev == b"\r" else None
 
 
 def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:

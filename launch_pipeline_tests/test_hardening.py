@@ -595,3 +595,50 @@ def test_eval_model_refuses_a_file_with_one_user(tmp_path, capsys):
     code, last = _cli(["eval-model", "--sequences", bad, "--out", tmp_path / "o.json"], capsys)
     assert code == 2 and "bad.txt:1" in last and "whole-number item ids" in last, last
     assert not (tmp_path / "o.json").exists()
+
+
+def test_a_malformed_catalog_row_is_quarantined_not_the_whole_file(tiny_catalog):
+    # found by the fuzz test: a quoted carriage return in a title made DuckDB's sniffer refuse
+    # the whole candidates file; a ragged row or invalid UTF-8 in one row did too
+    (tiny_catalog / "candidates.csv").write_bytes(
+        b"item_id,title,category,brand,price\n"
+        b'n1,"Mug\rlarge",kitchen,acme,20\n'
+        b"n2,Tea,garden\n"
+        b'n3,"Cup, \xff",garden,acme,9\n'
+        b"n4,Pot,garden,acme,9\n"
+    )
+    con = duckdb.connect()
+    stats = load_launch_candidates(con, tiny_catalog)
+    assert stats["rows"] == 2 and stats["quarantine_reasons"] == {"malformed_row": 2}
+    assert con.execute("SELECT item_id, title FROM launch_candidates").fetchall() == [
+        ("n1", "Mug\rlarge"),
+        ("n4", "Pot"),
+    ]
+    assert con.execute(
+        "SELECT source_row, reason FROM quarantined_products ORDER BY 1"
+    ).fetchall() == [(1, "malformed_row"), (2, "malformed_row")]
+
+
+def test_a_single_parquet_events_file_stages_with_canonical(tmp_path):
+    # found by the fuzz test: every single Parquet events file failed with a DuckDB catalog
+    # error (a view dropped as a table)
+    src = _folder(tmp_path)
+    frame = pd.DataFrame(
+        {"user_id": ["u1", "u2"], "item_id": ["p1", "n1"], "event_type": ["view", "view"],
+         "ts": [ts(DAY.isoformat()), ts((DAY + dt.timedelta(days=1)).isoformat())]}
+    )  # fmt: skip
+    frame.to_parquet(src / "events.parquet")
+    summary = stage_source("canonical", src / "events.parquet", tmp_path / "raw")
+    assert (summary.rows, summary.days) == (2, 2)
+
+
+def test_a_bare_carriage_return_in_a_day_file_is_one_clear_line(tiny_catalog):
+    (tiny_catalog / "events").mkdir()
+    (tiny_catalog / "events" / f"{DAY}.csv").write_bytes(
+        (HEADER + "\n" + f"u1,p1,review,{ts(DAY.isoformat())},,,5,good\rbad,s1\n").encode()
+        + (f"u2,p1,view,{ts(DAY.isoformat())},,,,,s2\n").encode()
+    )
+    with pytest.raises(InputFileError) as info:  # before: "state machine reached an invalid state"
+        land_all(tiny_catalog)
+    assert "bare carriage return (\\r) inside line 2" in info.value.problem
+    assert "remove the stray carriage returns" in info.value.fix

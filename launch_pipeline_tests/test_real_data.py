@@ -160,7 +160,12 @@ def test_taobao_sample_staging_and_cleaning(tmp_path):
     assert staged.candidates == 0  # no prices: no candidates (documented)
     assert staged.notes["event_types"] == {"view": 75_873 + 2_356, "cart": 4_497, "purchase": 1_750}
 
-    con, raw_rows, stats = _land_and_clean(tmp_path / "raw")
+    # the source's own cleaning settings (dataset.json: purchases without a price are allowed),
+    # as the pipeline applies them
+    from launch_pipeline.settings import Settings
+
+    source_rules = Settings.from_env(data_dir=tmp_path, raw_dir=tmp_path / "raw").cleaning
+    con, raw_rows, stats = _land_and_clean(tmp_path / "raw", source_rules)
     try:
         assert raw_rows == stats.raw == 84_476
         assert stats.raw == stats.clean + stats.quarantined

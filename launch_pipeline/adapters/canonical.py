@@ -299,7 +299,13 @@ def _load_events(con: duckdb.DuckDBPyConnection, cols: list[str]) -> dict:
         "SELECT source_row, parse_error, raw_line FROM _day_rejected ORDER BY 1 LIMIT 20"
     ).fetchall()
     n_malformed = con.execute("SELECT count(*) FROM _day_rejected").fetchall()[0][0]
-    con.execute("DROP TABLE IF EXISTS _day_accepted; DROP TABLE IF EXISTS _day_rejected;")
+    for name in ("_day_accepted", "_day_rejected"):  # views for Parquet, tables for CSV
+        kind = con.execute(
+            "SELECT CASE WHEN count(*) > 0 THEN 'VIEW' ELSE 'TABLE' END FROM duckdb_views() "
+            "WHERE view_name = ? AND temporary",
+            [name],
+        ).fetchall()[0][0]
+        con.execute(f"DROP {kind} IF EXISTS {name}")
     return {
         "malformed_lines": int(n_malformed),
         "malformed_examples": [
