@@ -642,3 +642,22 @@ def test_a_bare_carriage_return_in_a_day_file_is_one_clear_line(tiny_catalog):
         land_all(tiny_catalog)
     assert "bare carriage return (\\r) inside line 2" in info.value.problem
     assert "remove the stray carriage returns" in info.value.fix
+
+
+def test_staging_accounting_is_counted_not_assumed(tmp_path, monkeypatch):
+    from launch_pipeline.adapters import staging
+
+    src = _folder(tmp_path)
+    events = src / "events.csv"
+    events.write_text(day_text(DAY, 3))
+    real = staging.write_events
+
+    def lossy(con, table, raw_dir, start, end):  # a writer that loses a row on the way
+        con.execute(f"DELETE FROM {table} WHERE seq = (SELECT max(seq) FROM {table})")
+        out = real(con, table, raw_dir, start, end)
+        con.execute(f"INSERT INTO {table} SELECT * FROM {table} LIMIT 1")
+        return out
+
+    monkeypatch.setattr(staging, "write_events", lossy)
+    with pytest.raises(AccountingError, match="the source gave 3 rows, 2 were written"):
+        stage_source("canonical", events, tmp_path / "raw")

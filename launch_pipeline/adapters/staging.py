@@ -537,6 +537,29 @@ def write_manifest(raw_dir: Path, manifest: dict) -> None:
     (Path(raw_dir) / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
 
 
+def check_staged_rows(
+    con: duckdb.DuckDBPyConnection, out: AdapterOutput, raw_dir: Path, path: Path, written: int
+) -> None:
+    """Staging accounting, counted rather than assumed: the adapter's rows (every source record
+    it keeps) = the rows written = the rows the day files' Parquet footers hold."""
+    from launch_pipeline.errors import AccountingError
+    from launch_pipeline.raw_io import count_records
+
+    source = con.execute(f"SELECT count(*) FROM {out.events_table}").fetchall()[0][0]
+    events_dir = Path(raw_dir) / EVENTS_DIRNAME
+    footers, day = 0, out.start
+    while day <= out.end:
+        footers += count_records(events_dir / f"{day.isoformat()}.parquet") or 0
+        day += dt.timedelta(days=1)
+    if not source == written == footers:
+        raise AccountingError(
+            path,
+            f"{out.start}..{out.end}",
+            f"the source gave {source:,} rows, {written:,} were written and the day files hold "
+            f"{footers:,}",
+        )
+
+
 def write_raw_dir(
     con: duckdb.DuckDBPyConnection,
     out: AdapterOutput,
@@ -549,6 +572,7 @@ def write_raw_dir(
     raw_dir = Path(raw_dir)
     removed = prepare_raw_dir(raw_dir, source=path)
     ev = write_events(con, out.events_table, raw_dir, out.start, out.end)
+    check_staged_rows(con, out, raw_dir, path, ev["rows"])
     n_products = write_table(out.products, raw_dir / f"{PRODUCTS_STEM}.parquet", PRODUCT_COLUMNS)
     n_candidates = write_table(
         out.candidates, raw_dir / f"{CANDIDATES_STEM}.parquet", CANDIDATE_COLUMNS
