@@ -44,6 +44,7 @@ settings.register_profile(
     max_examples=30,
     deadline=None,
     derandomize=True,  # the same examples on every machine: make test stays reproducible
+    database=None,  # (no replay of examples saved by earlier local runs)
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.register_profile(

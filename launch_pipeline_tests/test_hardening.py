@@ -661,3 +661,13 @@ def test_staging_accounting_is_counted_not_assumed(tmp_path, monkeypatch):
     monkeypatch.setattr(staging, "write_events", lossy)
     with pytest.raises(AccountingError, match="the source gave 3 rows, 2 were written"):
         stage_source("canonical", events, tmp_path / "raw")
+
+
+def test_control_characters_in_a_small_catalog_file_are_not_binary_data(tiny_catalog):
+    # found by the fuzz test: three control characters in a title made a 49-byte candidates
+    # file "binary data" (and the message spoke of day's events)
+    (tiny_catalog / "candidates.csv").write_bytes(
+        b"item_id,title,category,brand,price\nn1,\x01\x02\x03,,,10\n"
+    )
+    stats = load_launch_candidates(duckdb.connect(), tiny_catalog)
+    assert stats["rows"] == 1
