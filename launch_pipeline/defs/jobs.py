@@ -42,19 +42,69 @@ MULTIPROCESS_RUN_CONFIG: dict = {
 for backfills; paste it into the launchpad or pass it as ``runConfigData``)."""
 
 
+CELERY_BROKER_ENV = "LAUNCH_PIPELINE_CELERY_BROKER"
+CELERY_BACKEND_ENV = "LAUNCH_PIPELINE_CELERY_BACKEND"
+
+
+def celery_run_config(broker: object, backend: object) -> dict:
+    """Run config that sends every step of a run of ``launch_pipeline_job`` to Celery workers
+    (``dagster-celery worker start -A dagster_celery.app`` with the same broker, the code location
+    importable and ``LAUNCH_PIPELINE_DATA_DIR`` / ``DAGSTER_HOME`` pointing at the same folders).
+
+    ``broker`` / ``backend``: URLs (``redis://127.0.0.1:6379/0``) or ``{"env": NAME}``. The
+    DuckDB writers stay one at a time through the pool ``duckdb_warehouse``: the Celery loop
+    claims a pool slot in the Dagster instance before it submits a step, across runs and
+    executors, so the workers may run several tasks each without two warehouse writers."""
+    return {"execution": {"config": {"celery": {"broker": broker, "backend": backend}}}}
+
+
+CELERY_RUN_CONFIG: dict = celery_run_config({"env": CELERY_BROKER_ENV}, {"env": CELERY_BACKEND_ENV})
+"""Run config for the Celery executor with the broker and result backend read from
+``$LAUNCH_PIPELINE_CELERY_BROKER`` / ``$LAUNCH_PIPELINE_CELERY_BACKEND`` where the run starts
+(paste it into the launchpad or pass it as ``runConfigData``)."""
+
+
 def _selector_config():
-    return dg.multi_or_in_process_executor.config_schema.config_type
+    from dagster_celery.executor import CELERY_CONFIG
+
+    fields = dict(dg.multi_or_in_process_executor.config_schema.config_type.fields)
+    fields["celery"] = dg.Field(CELERY_CONFIG)
+    return dg.Selector(fields)
+
+
+def _requirements(executor_config):
+    if "celery" in executor_config:
+        return dg.multiple_process_executor_requirements()
+    return dg.multi_or_in_process_executor.get_requirements(executor_config)
+
+
+def _create_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
+    if "celery" not in init_context.executor_config:
+        return dg.multi_or_in_process_executor.executor_creation_fn(init_context)
+    from dagster._core.execution.retries import RetryMode
+    from dagster_celery.executor import CeleryExecutor
+
+    cfg = init_context.executor_config["celery"]
+    return CeleryExecutor(
+        broker=cfg.get("broker"),
+        backend=cfg.get("backend"),
+        include=cfg.get("include"),
+        config_source=cfg.get("config_source"),
+        retries=RetryMode.from_config(cfg["retries"]),
+    )
 
 
 launch_executor = dg.ExecutorDefinition(
-    name="in_process_or_multiprocess",
+    name="in_process_multiprocess_or_celery",
     config_schema=dg.Field(_selector_config(), default_value={"in_process": {}}),
-    requirements=dg.multi_or_in_process_executor.get_requirements,
-    executor_creation_fn=dg.multi_or_in_process_executor.executor_creation_fn,
+    requirements=_requirements,
+    executor_creation_fn=_create_executor,
     description=(
         "In-process by default (one TensorFlow import, steps one after another); "
         "`execution: config: multiprocess: {...}` runs steps in their own processes, e.g. for "
-        "backfills. Either way every DuckDB-writing step is in the pool `duckdb_warehouse`."
+        "backfills; `execution: config: celery: {broker: ..., backend: ...}` sends each step to "
+        "dagster-celery workers. Every DuckDB-writing step is in the pool `duckdb_warehouse` "
+        "(limit 1), whichever executor runs it."
     ),
 )
 

@@ -1,0 +1,157 @@
+"""A backfill on a real distributed executor: dagster-celery, a Redis broker, two worker processes.
+
+Everything runs for real on loopback: ``redis-server`` on 127.0.0.1 on a free port (no
+persistence, a throw-away folder), two ``dagster-celery worker start`` processes that import the
+code location, and an orchestrator process that launches one run of ``launch_pipeline_job`` over
+a range of daily partitions (raw, clean and quarantined events, the catalog, the GX checks and
+the feature tables) with :func:`celery_run_config`. The orchestrator submits each step to the
+broker; a worker executes it against the same ``DAGSTER_HOME`` and data folder. The test checks
+that the run succeeds, that both workers executed steps, that no two warehouse steps overlapped
+(the ``duckdb_warehouse`` pool, limit 1) and no step met a DuckDB lock error, and that every table
+equals (checksums) the same selection run in-process, steps one after another.
+
+Skips with one line when redis-server or dagster-celery is missing (``.ci/run`` installs both)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import dagster as dg
+import pytest
+
+from launch_pipeline.definitions import build_definitions
+from launch_pipeline.defs.jobs import BACKFILL_ASSETS, LAUNCH_JOB_NAME, celery_run_config
+from launch_pipeline.runner import write_instance_yaml
+from launch_pipeline.settings import Settings
+from launch_pipeline_tests.support.celery import (
+    CeleryWorkers,
+    LocalRedis,
+    celery_missing,
+    run_job_in_subprocess,
+)
+from launch_pipeline_tests.support.checksums import DETERMINISTIC_TABLES, warehouse_checksums
+from launch_pipeline_tests.support.testing import (
+    TINY_END,
+    lock_errors_in_instance,
+    partition_keys,
+    tiny_shop,
+)
+
+pytestmark = pytest.mark.slow
+
+DAYS = 4
+KEYS = partition_keys(TINY_END, DAYS)
+FEATURE_ASSETS = ("item_features", "user_features", "user_sequences", "activity_profile")
+ASSETS = [*BACKFILL_ASSETS, *FEATURE_ASSETS]
+TABLES = (*DETERMINISTIC_TABLES, *FEATURE_ASSETS, "price_bands")
+RANGE_TAGS = {
+    "dagster/asset_partition_range_start": KEYS[0],
+    "dagster/asset_partition_range_end": KEYS[-1],
+}
+WORKERS = 2
+
+
+def _step_intervals(instance, run_id: str) -> dict[str, tuple[float, float]]:
+    """(start, end) timestamps of every step of a run, from its event log."""
+    starts, ends = {}, {}
+    for rec in instance.all_logs(run_id):
+        event = rec.dagster_event
+        if event is None or not rec.step_key:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[rec.step_key] = rec.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            ends[rec.step_key] = rec.timestamp
+    return {k: (starts[k], ends[k]) for k in starts if k in ends}
+
+
+def _celery_workers_by_step(instance, run_id: str) -> dict[str, str]:
+    """Step key -> the Celery worker that executed it (the worker's engine event)."""
+    found = {}
+    for rec in instance.all_logs(run_id):
+        event = rec.dagster_event
+        if event is None or event.event_type_value != "ENGINE_EVENT" or not rec.step_key:
+            continue
+        meta = event.engine_event_data.metadata if event.engine_event_data else {}
+        worker = meta.get("Celery worker")
+        if worker is not None:
+            found[rec.step_key] = str(worker.value)
+    return found
+
+
+@pytest.mark.timeout(300)
+def test_backfill_on_celery_workers_equals_sequential_run(tmp_path):
+    reason = celery_missing()
+    if reason:
+        pytest.skip(reason)
+    settings = tiny_shop(tmp_path / "data", days=DAYS, users=120, events_per_day=250)
+
+    # the reference: the same raw data, one in-process run, steps one after another
+    ref_dir = tmp_path / "sequential"
+    shutil.copytree(settings.raw_dir, ref_dir / "raw")
+    ref = Settings.from_env(data_dir=ref_dir)
+    t0 = time.monotonic()
+    result = (
+        build_definitions(ref)
+        .resolve_job_def(LAUNCH_JOB_NAME)
+        .execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            tags=RANGE_TAGS,
+            asset_selection=[dg.AssetKey(a) for a in ASSETS],
+        )
+    )
+    in_process_s = time.monotonic() - t0
+    assert result.success
+    expected = warehouse_checksums(ref.warehouse_path, TABLES)
+
+    home = tmp_path / "dagster_home"
+    write_instance_yaml(home)  # SQLite storage + the duckdb_warehouse pool (limit 1)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "LAUNCH_PIPELINE_DATA_DIR": str(settings.data_dir),
+        "GX_ANALYTICS_ENABLED": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("LAUNCH_PIPELINE_RAW_DIR", None)
+    logs = tmp_path / "logs"
+    with LocalRedis() as redis:
+        run_config = celery_run_config(redis.url(0), redis.url(1))
+        with CeleryWorkers(redis.url(0), redis.url(1), env, count=WORKERS, log_dir=logs):
+            t0 = time.monotonic()
+            code, run_id = run_job_in_subprocess(
+                env,
+                LAUNCH_JOB_NAME,
+                run_config,
+                RANGE_TAGS,
+                ASSETS,
+                logs / "orchestrator.log",
+                timeout_s=180,
+            )
+            celery_s = time.monotonic() - t0
+    orchestrator_log = (logs / "orchestrator.log").read_text()
+    assert code == 0 and run_id, orchestrator_log[-3000:]
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_run_by_id(run_id)
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.run_config["execution"]["config"].keys() == {"celery"}
+        by_step = _celery_workers_by_step(instance, run_id)
+        intervals = _step_intervals(instance, run_id)
+        lock_errors = lock_errors_in_instance(instance, [run_id])
+    # every step ran on a Celery worker, and both workers took part
+    assert set(by_step) == set(intervals), (by_step, intervals)
+    assert {w.split("@")[0] for w in by_step.values()} == {"lp-worker1", "lp-worker2"}, by_step
+    # the pool let one warehouse step run at a time, so DuckDB never saw two writers
+    ordered = sorted(intervals.values())
+    assert all(a[1] <= b[0] for a, b in zip(ordered, ordered[1:], strict=False)), intervals
+    assert lock_errors == []
+    assert warehouse_checksums(settings.warehouse_path, TABLES) == expected
+    assert set(expected) == set(TABLES)
+    print(
+        f"\ncelery: {DAYS} partitions, {len(intervals)} steps on {WORKERS} workers in "
+        f"{celery_s:.1f}s (in-process {in_process_s:.1f}s)"
+    )
