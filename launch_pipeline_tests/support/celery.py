@@ -100,7 +100,11 @@ class LocalRedis:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> LocalRedis:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop()
@@ -166,7 +170,11 @@ class CeleryWorkers:
             kill_process_group(proc, grace_s=15)
 
     def __enter__(self) -> CeleryWorkers:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # a worker that failed to start: stop those already running
+            self.stop()
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop()
