@@ -289,6 +289,20 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def _check_outputs(args) -> None:
+    """--out and --work-dir checked before a long command starts (and before it writes)."""
+    from launch_pipeline.errors import ConfigurationError
+    from launch_pipeline.paths import check_folder_for_writing
+
+    out = getattr(args, "out", None)
+    if out is not None:
+        if Path(out).is_dir():
+            raise ConfigurationError(f"--out {out} is a folder: name the JSON file to write")
+        check_folder_for_writing(Path(out).parent, "folder of --out")
+    if getattr(args, "work_dir", None) is not None:
+        check_folder_for_writing(args.work_dir, "--work-dir")
+
+
 def _write_json(payload: dict, out: Path | None) -> None:
     text = json.dumps(payload, indent=2, default=str)
     if out:
@@ -300,6 +314,7 @@ def _write_json(payload: dict, out: Path | None) -> None:
 
 
 def cmd_eval_model(args) -> int:
+    _check_outputs(args)
     from launch_pipeline.model.evaluation import evaluate_s3rec
 
     result = evaluate_s3rec(
@@ -318,6 +333,7 @@ def cmd_eval_model(args) -> int:
 
 
 def cmd_backtest(args) -> int:
+    _check_outputs(args)
     from launch_pipeline.backtest import run_backtest
 
     result = run_backtest(
@@ -336,6 +352,7 @@ def cmd_backtest(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    _check_outputs(args)
     from launch_pipeline.bench import run_bench
 
     result = run_bench(events=args.events, work_dir=args.work_dir, seed=args.seed)

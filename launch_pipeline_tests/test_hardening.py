@@ -671,3 +671,16 @@ def test_control_characters_in_a_small_catalog_file_are_not_binary_data(tiny_cat
     )
     stats = load_launch_candidates(duckdb.connect(), tiny_catalog)
     assert stats["rows"] == 1
+
+
+def test_long_commands_check_out_and_work_dir_before_they_start(tmp_path, capsys):
+    seq = tmp_path / "s.txt"
+    seq.write_text("1 1 2 3\n")
+    code, last = _cli(["eval-model", "--sequences", seq, "--out", "/usr/lp_test/o.json"], capsys)
+    assert code == 2 and "folder of --out /usr/lp_test" in last and "system folder" in last
+    argv = ["backtest", "--source", "online_retail", "--path", seq, "--cutoff", "2011-01-01"]
+    code, last = _cli([*argv, "--out", tmp_path / "o.json", "--work-dir", "/etc/lp"], capsys)
+    assert code == 2 and "--work-dir /etc/lp" in last, last
+    code, last = _cli([*argv, "--out", tmp_path], capsys)
+    assert code == 2 and "is a folder: name the JSON file" in last, last
+    assert not Path("/usr/lp_test").exists() and not Path("/etc/lp").exists()
