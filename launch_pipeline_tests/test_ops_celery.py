@@ -23,7 +23,16 @@ import dagster as dg
 import pytest
 
 from launch_pipeline.definitions import build_definitions
-from launch_pipeline.defs.jobs import BACKFILL_ASSETS, LAUNCH_JOB_NAME, celery_run_config
+from launch_pipeline.defs.jobs import (
+    BACKFILL_ASSETS,
+    CELERY_BACKEND_ENV,
+    CELERY_BROKER_ENV,
+    CELERY_RUN_CONFIG,
+    LAUNCH_JOB_NAME,
+    MULTIPROCESS_RUN_CONFIG,
+    celery_run_config,
+    launch_executor,
+)
 from launch_pipeline.runner import write_instance_yaml
 from launch_pipeline.settings import Settings
 from launch_pipeline_tests.support.celery import (
@@ -53,6 +62,29 @@ RANGE_TAGS = {
     "dagster/asset_partition_range_end": KEYS[-1],
 }
 WORKERS = 2
+
+
+def test_executor_choice_by_run_config(tmp_path, monkeypatch):
+    """In-process by default; the multiprocess and Celery run configs validate against the job
+    (the Celery one reading its broker and backend from the environment); an unknown executor is
+    refused."""
+    settings = tiny_shop(tmp_path / "data", days=2, users=20, events_per_day=30)
+    job = build_definitions(settings).resolve_job_def(LAUNCH_JOB_NAME)
+
+    def executor(run_config: dict) -> dict:
+        return dg.validate_run_config(job, run_config)["execution"][launch_executor.name]
+
+    assert executor({}) == {"in_process": {"retries": {"enabled": {}}}}
+    monkeypatch.setenv(CELERY_BROKER_ENV, "redis://127.0.0.1:6399/0")
+    monkeypatch.setenv(CELERY_BACKEND_ENV, "redis://127.0.0.1:6399/1")
+    celery = executor(CELERY_RUN_CONFIG)["celery"]
+    assert (celery["broker"], celery["backend"]) == (
+        "redis://127.0.0.1:6399/0",
+        "redis://127.0.0.1:6399/1",
+    )
+    assert executor(MULTIPROCESS_RUN_CONFIG)["multiprocess"]["max_concurrent"] == 2
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        dg.validate_run_config(job, {"execution": {"config": {"dask": {}}}})
 
 
 def _step_intervals(instance, run_id: str) -> dict[str, tuple[float, float]]:

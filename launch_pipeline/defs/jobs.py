@@ -64,11 +64,21 @@ CELERY_RUN_CONFIG: dict = celery_run_config({"env": CELERY_BROKER_ENV}, {"env": 
 (paste it into the launchpad or pass it as ``runConfigData``)."""
 
 
-def _selector_config():
-    from dagster_celery.executor import CELERY_CONFIG
+CELERY_MISSING = (
+    "the Celery executor needs dagster-celery and redis, which are in the project's "
+    "dependencies: run `pip install -e .` (or `make install`) in this environment"
+)
 
+
+def _selector_config():
+    try:
+        from dagster_celery.executor import CELERY_CONFIG
+
+        celery_config = dg.Field(CELERY_CONFIG)
+    except ImportError:  # an environment installed before the dependency: fail on use, not load
+        celery_config = dg.Field(dg.Permissive(), description=CELERY_MISSING)
     fields = dict(dg.multi_or_in_process_executor.config_schema.config_type.fields)
-    fields["celery"] = dg.Field(CELERY_CONFIG)
+    fields["celery"] = celery_config
     return dg.Selector(fields)
 
 
@@ -82,7 +92,11 @@ def _create_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     if "celery" not in init_context.executor_config:
         return dg.multi_or_in_process_executor.executor_creation_fn(init_context)
     from dagster._core.execution.retries import RetryMode
-    from dagster_celery.executor import CeleryExecutor
+
+    try:
+        from dagster_celery.executor import CeleryExecutor
+    except ImportError as exc:
+        raise dg.DagsterInvariantViolationError(f"{CELERY_MISSING} ({exc})") from exc
 
     cfg = init_context.executor_config["celery"]
     return CeleryExecutor(
