@@ -16,7 +16,8 @@ On every example:
 * staging a single events file writes every source record into exactly one day file.
 
 The staging / landing / cleaning functions are called directly (no Dagster run per example).
-``make test`` runs the ``ci`` profile (bounded, a few seconds); ``HYPOTHESIS_PROFILE=long``
+``make test`` runs the ``ci`` profile (30 examples per property, about 30 s for both on 2 shared
+cores); ``HYPOTHESIS_PROFILE=long``
 runs many more examples (docs/operations.md, section 5).
 """
 
