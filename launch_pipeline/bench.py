@@ -19,11 +19,11 @@
 4. **model training throughput**: ``model.training.train_model`` (the pipeline's model config,
    fixed epochs, no validation) on the sequences of a fixed sample of users (default 5,000,
    chosen by a hash of the user id) read from the bench warehouse with
-   ``recommender.load_shop_data``; sequences/s of the epochs after the first (the first one
+   ``shop_data.load_shop_data``; sequences/s of the epochs after the first (the first one
    includes tracing).
 5. **scoring throughput**: r_ij for 1M users x 1k candidates (fewer for a small N, see
    :func:`_workload_sizes`) through the pipeline's own scorer,
-   ``recommender.purchase_probabilities`` (streamed float32 batches, reduced per batch here).
+   ``purchase_scoring.purchase_probabilities`` (streamed float32 batches, reduced per batch here).
    User vectors are the trained sample model's vectors of real users, tiled with a small jitter
    up to 1M; candidate vectors come from the model's attribute encoder for 1k synthetic
    attribute rows. The write into ``user_preferences`` (``scoring.write_preferences``) is
@@ -313,12 +313,12 @@ def pipeline_raw_to_features(
 # 4. training throughput
 # --------------------------------------------------------------------------------------------
 def load_sample_shop(db_path: Path, users: int):
-    """``recommender.load_shop_data`` over ``users`` users of the warehouse (hash-chosen, so the
+    """``shop_data.load_shop_data`` over ``users`` users of the warehouse (hash-chosen, so the
     sample is the same for the same data), through an in-memory DuckDB with views onto the
     warehouse opened read-only."""
     import duckdb
 
-    from launch_pipeline.recommender import load_shop_data
+    from launch_pipeline.shop_data import load_shop_data
 
     con = duckdb.connect()
     try:
@@ -398,14 +398,14 @@ def scoring_throughput(
     model, shop, n_users: int, n_candidates: int, seed: int, pipeline_slice: int, db_path: Path
 ) -> dict:
     """The pipeline's own scoring path on ``n_users`` x ``n_candidates``:
-    ``recommender.purchase_probabilities`` (streamed float32 batches) on the full size, and
+    ``purchase_scoring.purchase_probabilities`` (streamed float32 batches) on the full size, and
     written by ``scoring.write_preferences`` (``user_preferences`` + ``user_top_candidates``,
     one transaction) into a scratch DuckDB file configured like the warehouse for
     ``pipeline_slice`` users. The users are the sample model's Transformer vectors of real
     users, tiled with a small jitter up to ``n_users`` (the Transformer's own rate is measured
     apart, and the whole path, Transformer included, on ``pipeline_slice`` real users)."""
     from launch_pipeline.model.training import user_vectors
-    from launch_pipeline.recommender import interaction_rates, purchase_probabilities
+    from launch_pipeline.purchase_scoring import interaction_rates, purchase_probabilities
     from launch_pipeline.scoring import write_preferences
 
     rng = np.random.default_rng(seed)

@@ -21,12 +21,10 @@ import numpy as np
 
 from launch_pipeline.errors import NotEnoughDataError
 from launch_pipeline.model.data import SequenceData
+from launch_pipeline.model.metrics import purchase_prf
 from launch_pipeline.model_store import ModelStore, ModelVersion
-from launch_pipeline.recommender import (
-    load_shop_data,
-    purchase_prf,
-    temporal_split,
-)
+from launch_pipeline.shop_data import load_shop_data
+from launch_pipeline.shop_split import temporal_split
 from launch_pipeline.warehouse import Rows, replace_atomically
 
 EVAL_DAYS = 7

@@ -11,7 +11,8 @@ import duckdb
 
 from launch_pipeline.model_pipeline import EVAL_DAYS, load_version
 from launch_pipeline.model_store import ModelStore, ModelVersion
-from launch_pipeline.recommender import load_shop_data, temporal_split
+from launch_pipeline.shop_data import load_shop_data
+from launch_pipeline.shop_split import temporal_split
 
 PROMOTION_TOLERANCE = 0.005
 """A challenger is promoted unless its validation NDCG@10 is more than this below the champion's

@@ -1,7 +1,7 @@
 """Scoring and planning against the warehouse (no Dagster here).
 
 * :func:`score_preferences` writes ``user_preferences`` (r_ij for active users x candidates,
-  see :mod:`launch_pipeline.recommender`) and the view ``user_top_candidates``; and
+  see :mod:`launch_pipeline.purchase_scoring`) and the view ``user_top_candidates``; and
   ``launch_history_buyers``: the same model's expected buyers ``sum_i r_ij`` of the products the
   shop launched in the past, scored from their attributes only as if they were new, which the
   demand model relates to what they really sold.
@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from launch_pipeline.calibration import PurchaseCalibration, UsersAsOf, user_features_matrix
 from launch_pipeline.demand import (
     DemandConfig,
     SimilarPurchases,
@@ -28,20 +29,15 @@ from launch_pipeline.demand import (
 from launch_pipeline.features import build_user_sequences
 from launch_pipeline.model_pipeline import champion_or_fail, load_version
 from launch_pipeline.model_store import LocalModelStore, ModelStore
-from launch_pipeline.recommender import (
-    PurchaseCalibration,
+from launch_pipeline.purchase_scoring import (
     ScoredBatch,
-    UsersAsOf,
-    attributes_known_at_launch,
     category_conversion,
     interaction_rates,
-    load_shop_data,
     next_probabilities,
     purchase_probabilities,
-    read_sequences,
-    user_features_matrix,
 )
 from launch_pipeline.settings import Settings
+from launch_pipeline.shop_data import attributes_known_at_launch, load_shop_data, read_sequences
 from launch_pipeline.transformer_signal import AS_OF_BUDGET_SHARE, score_past_launches, train_as_of
 from launch_pipeline.warehouse import replace_atomically
 
@@ -77,7 +73,7 @@ def write_preferences(
     horizon_days: int,
 ) -> dict:
     """Replace ``user_preferences`` (and the view ``user_top_candidates``) with the streamed
-    r_ij batches (:func:`launch_pipeline.recommender.purchase_probabilities`), in one
+    r_ij batches (:func:`launch_pipeline.purchase_scoring.purchase_probabilities`), in one
     transaction. Each batch is ranked per user in numpy (``rank_for_user``: 1 = highest ``r``,
     ties in candidate order) and appended as an Arrow table, rows in (user, rank) order; no
     users x candidates frame is ever built. Returns ``rows``, ``users`` and ``mean_r``."""
@@ -136,7 +132,7 @@ def score_preferences(
     """r_ij for every active user (an interaction in the last ``ACTIVE_DAYS`` days) and candidate.
 
     With past launches in the history, r_ij is calibrated on who really bought them
-    (:class:`launch_pipeline.recommender.PurchaseCalibration`, fitted by
+    (:class:`launch_pipeline.calibration.PurchaseCalibration`, fitted by
     :func:`calibrate_on_past_launches`); ``r_model`` keeps the uncalibrated
     ``1 - exp(-n_i p_ij c_j)``. Scored in batches of users, float32, written batch by batch
     (:func:`write_preferences`): memory does not grow with users x candidates. The model is the

@@ -26,12 +26,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from launch_pipeline.recommender import (
-    PURCHASE,
-    ShopData,
-    attributes_known_at_launch,
-    read_sequences,
-)
+from launch_pipeline.shop_data import PURCHASE, ShopData, attributes_known_at_launch, read_sequences
 
 MIN_TRAINING_USERS = 20
 AS_OF_BUDGET_SHARE = 0.25
@@ -132,13 +127,13 @@ def score_past_launches(
     scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(transformer_buyers, transformer_units)`` of past launches ``item_rows`` (catalog rows
-    of ``shop``) for ``users`` (:class:`launch_pipeline.recommender.UsersAsOf` at the window
+    of ``shop``) for ``users`` (:class:`launch_pipeline.calibration.UsersAsOf` at the window
     start), scored by the as-of model from the attributes it knew."""
     import dataclasses
 
     from launch_pipeline.demand import transformer_features
     from launch_pipeline.model.training import item_vectors
-    from launch_pipeline.recommender import next_probabilities
+    from launch_pipeline.purchase_scoring import next_probabilities
 
     rows = np.asarray(item_rows, dtype=np.int64)
     vecs = item_vectors(as_of_model.model, as_of_model.item_attributes[rows], None)

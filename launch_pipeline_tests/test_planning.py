@@ -168,7 +168,7 @@ def test_budget_constraint_in_the_milp():
 
 
 # --------------------------------------------------------------------------------------------
-# the demand model and the calibration of r_ij (launch_pipeline/demand.py, recommender.py)
+# the demand model and the calibration of r_ij (launch_pipeline/demand.py, calibration.py)
 # --------------------------------------------------------------------------------------------
 def _history(n_windows_days=150, launches_per_month=40, seed=0):
     """A shop whose launches sell in proportion to the recent sales of existing products with
@@ -242,7 +242,7 @@ def test_text_knn_and_collections_hand_checked():
 
 
 def test_purchase_calibration_learns_who_buys():
-    from launch_pipeline.recommender import PurchaseCalibration
+    from launch_pipeline.calibration import PurchaseCalibration
 
     rng = np.random.default_rng(1)
     blocks = []

@@ -10,15 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from launch_pipeline import features, recommender, scoring
+from launch_pipeline import features, purchase_scoring, scoring, shop_data, shop_split
+from launch_pipeline.calibration import PurchaseCalibration
 from launch_pipeline.cleaning import ensure_tables
-from launch_pipeline.recommender import (
-    PURCHASE,
-    FlatSequences,
-    PurchaseCalibration,
-    ScoredBatch,
-    purchase_kernel,
-)
+from launch_pipeline.model.data import SequenceData
+from launch_pipeline.purchase_scoring import ScoredBatch, purchase_kernel
+from launch_pipeline.shop_data import PURCHASE, FlatSequences
 
 AS_OF = dt.datetime(2026, 11, 20, 18, 0)
 
@@ -31,14 +28,14 @@ def _random_shop(rng, n_users=300, n_items=40):
         evs.append(rng.choice([1, 1, 1, 2, 3], n))
         offs = np.sort(rng.integers(0, 40 * 86_400, n)).astype("timedelta64[s]")
         stamps.append((np.datetime64("2026-10-12T00:00:00") + offs).astype("datetime64[us]"))
-    data = recommender.SequenceData(
+    data = SequenceData(
         sequences=seqs,
         event_types=evs,
         item_attributes=np.arange(n_items + 1)[:, None],
         n_attributes=n_items + 1,
     )
     users = np.array([f"u{k:04d}" for k in range(n_users)], dtype=object)
-    return recommender.ShopData(
+    return shop_data.ShopData(
         data=data,
         user_ids=users,
         step_ts=stamps,
@@ -88,7 +85,7 @@ def _same(a, b):
 def test_temporal_split_and_rates_match_the_per_user_definitions():
     rng = np.random.default_rng(3)
     shop = _random_shop(rng)
-    split = recommender.temporal_split(shop, 7)
+    split = shop_split.temporal_split(shop, 7)
     train, users, inputs, targets, p_inputs, p_truth = _reference_split(shop, 7)
     _same(split.train.sequences, train)
     np.testing.assert_array_equal(split.next_item.users, users)
@@ -100,7 +97,7 @@ def test_temporal_split_and_rates_match_the_per_user_definitions():
     expected = [
         len(t) / max((as_of - t.min()) / np.timedelta64(1, "D"), 7.0) * 30 for t in shop.step_ts
     ]
-    np.testing.assert_allclose(recommender.interaction_rates(shop, 30), expected, rtol=1e-12)
+    np.testing.assert_allclose(purchase_scoring.interaction_rates(shop, 30), expected, rtol=1e-12)
     flat = FlatSequences.from_lists(
         shop.user_ids, shop.data.sequences, shop.data.event_types, shop.step_ts
     )
@@ -150,7 +147,7 @@ def test_read_sequences_numbers_items_and_drops_unknown_ones(con):
         ],
     )
     features.build_user_sequences(con)
-    flat = recommender.read_sequences(con, "user_sequences", ["p1", "p2"])
+    flat = shop_data.read_sequences(con, "user_sequences", ["p1", "p2"])
     assert list(flat.user_ids) == ["a", "b"]
     _same(flat.split(flat.items), [np.array([2]), np.array([1, 2])])
     _same(flat.split(flat.events), [np.array([2]), np.array([1, 3])])

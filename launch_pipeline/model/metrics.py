@@ -13,8 +13,12 @@ when it is also in the exclusion set.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from launch_pipeline.shop_split import TemporalSplit
 
 TIE_RULES = ("pessimistic", "optimistic")
 
@@ -136,3 +140,43 @@ def rank_split(
         excl = [inputs[i] for i in idx] if exclude_inputs else None
         out[idx] = rank_of_targets(scores, targets[idx], excl, candidates, ties=ties)
     return out
+
+
+def top_k_items(scores: np.ndarray, exclude: list[np.ndarray], k: int) -> np.ndarray:
+    """Top-``k`` item ids per row, never column 0 nor an excluded item."""
+    s = np.array(scores, dtype=np.float64, copy=True)
+    s[:, 0] = -np.inf
+    for row, ex in enumerate(exclude):
+        s[row, ex] = -np.inf
+    k = min(k, s.shape[1] - 1)
+    top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
+
+
+def purchase_prf(
+    score_fn: Callable[[np.ndarray], np.ndarray],
+    split: TemporalSplit,
+    k: int = 10,
+    batch: int = 2048,
+) -> dict[str, float]:
+    """Precision, recall and F1 at ``k`` of "the user will buy these" (top-``k`` new items)
+    against the items each user really bought after the cutoff, averaged over buyers."""
+    n = len(split.purchase_truth)
+    if n == 0:
+        return {f"precision@{k}": 0.0, f"recall@{k}": 0.0, f"f1@{k}": 0.0, "buyers_evaluated": 0}
+    prec, rec = np.zeros(n), np.zeros(n)
+    for start in range(0, n, batch):
+        idx = np.arange(start, min(n, start + batch))
+        top = top_k_items(score_fn(idx), [split.purchase_inputs[i] for i in idx], k)
+        for row, i in enumerate(idx):
+            hits = np.isin(top[row], split.purchase_truth[i]).sum()
+            prec[i] = hits / k
+            rec[i] = hits / len(split.purchase_truth[i])
+    p, r = float(prec.mean()), float(rec.mean())
+    return {
+        f"precision@{k}": p,
+        f"recall@{k}": r,
+        f"f1@{k}": 2 * p * r / (p + r) if p + r > 0 else 0.0,
+        "buyers_evaluated": n,
+    }
