@@ -55,7 +55,8 @@ class Explanation:
 
     def similar_text(self) -> str:
         return "; ".join(
-            f"{s['title']} ({s['item_id']}): {s['units']:,.0f} units, {s['revenue']:,.0f} revenue"
+            f"{s['title']} ({s['item_id']}): {s['units']:,.0f} "
+            f"unit{'' if round(s['units']) == 1 else 's'}, {s['revenue']:,.0f} revenue"
             for s in self.similar_products
         )
 
