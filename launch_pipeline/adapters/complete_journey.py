@@ -99,6 +99,7 @@ from launch_pipeline.adapters.staging import (
     candidate_window,
     connect,
     file_format,
+    keep_history,
     load_source_table,
     require_file,
     resolve_columns,
@@ -228,7 +229,7 @@ def stage(
                 if window is not None
                 else _empty_candidates()
             )
-            notes["cutoff"] = _keep_history(con, cut, window)
+            notes["cutoff"] = keep_history(con, "_cj_events", cut, window)
         start, end, moved = assign_days(
             con,
             "_cj_events",
@@ -507,36 +508,6 @@ def _empty_candidates() -> pd.DataFrame:
     return pd.DataFrame(
         columns=["item_id", "title", "category", "brand", "price", "launched_at"], dtype=object
     )
-
-
-def _keep_history(
-    con: duckdb.DuckDBPyConnection, cut: dt.date, window: tuple[dt.date, dt.date] | None
-) -> dict:
-    """Drop every line dated at or after ``cut`` (a line without a readable date goes with the
-    previous line in file order, as staging places it)."""
-    before = con.execute("SELECT count(*) FROM _cj_events").fetchall()[0][0]
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE _cj_events AS
-        SELECT * EXCLUDE (t_fill) FROM (
-            SELECT *, coalesce(
-                t,
-                last_value(t IGNORE NULLS) OVER (
-                    ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-                first_value(t IGNORE NULLS) OVER (
-                    ORDER BY seq ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)) AS t_fill
-            FROM _cj_events)
-        WHERE t_fill IS NULL OR t_fill < $cut
-        """,
-        {"cut": dt.datetime.combine(cut, dt.time())},
-    )
-    kept = con.execute("SELECT count(*) FROM _cj_events").fetchall()[0][0]
-    return {
-        "history_before": cut.isoformat(),
-        "candidates_window": [d.isoformat() for d in window] if window else None,
-        "lines_kept": int(kept),
-        "lines_at_or_after_cutoff_dropped": int(before - kept),
-    }
 
 
 # --------------------------------------------------------------------------------------------

@@ -89,6 +89,7 @@ from launch_pipeline.adapters.staging import (
     assign_days,
     candidate_window,
     connect,
+    keep_history,
     load_source_table,
     resolve_columns,
     split_candidates,
@@ -292,7 +293,8 @@ def stage(
         if cut is not None:
             if window is not None:
                 cutoff_candidates = _window_candidates(con, cut, window, brand)
-            notes["cutoff"] = _keep_history(con, cut, window)
+            notes["cutoff"] = keep_history(con, "_or_events", cut, window)
+            con.execute("DELETE FROM _or_lines WHERE seq NOT IN (SELECT seq FROM _or_events)")
         start, end, moved = assign_days(
             con,
             "_or_events",
@@ -399,37 +401,6 @@ def _window_candidates(
     df["price"] = [None if pd.isna(p) else str(round(float(p), 4)) for p in df["first_price"]]
     df["launched_at"] = None
     return df[["item_id", "title", "category", "brand", "price", "launched_at"]]
-
-
-def _keep_history(
-    con: duckdb.DuckDBPyConnection, cut: dt.date, window: tuple[dt.date, dt.date] | None
-) -> dict:
-    """Drop every line dated at or after ``cut`` (a line without a readable date goes with the
-    previous line in file order, as staging places it)."""
-    before = con.execute("SELECT count(*) FROM _or_events").fetchall()[0][0]
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE _or_events AS
-        SELECT * EXCLUDE (t_fill) FROM (
-            SELECT *, coalesce(
-                t,
-                last_value(t IGNORE NULLS) OVER (
-                    ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-                first_value(t IGNORE NULLS) OVER (
-                    ORDER BY seq ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)) AS t_fill
-            FROM _or_events)
-        WHERE t_fill IS NULL OR t_fill < $cut
-        """,
-        {"cut": dt.datetime.combine(cut, dt.time())},
-    )
-    con.execute("DELETE FROM _or_lines WHERE seq NOT IN (SELECT seq FROM _or_events)")
-    kept = con.execute("SELECT count(*) FROM _or_events").fetchall()[0][0]
-    return {
-        "history_before": cut.isoformat(),
-        "candidates_window": [d.isoformat() for d in window] if window else None,
-        "lines_kept": int(kept),
-        "lines_at_or_after_cutoff_dropped": int(before - kept),
-    }
 
 
 def _map_events(

@@ -606,3 +606,37 @@ def write_raw_dir(
         "categories": categories,
         "removed_stale_files": removed,
     }
+
+
+def keep_history(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    cut: dt.date,
+    window: tuple[dt.date, dt.date] | None,
+) -> dict:
+    """Drop every line of the adapter's events ``table`` (columns ``seq``, ``t``) dated at or
+    after ``cut`` (a line without a readable date goes with the previous line in file order, as
+    staging places it); what was kept and dropped, for the staging notes."""
+    before = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {table} AS
+        SELECT * EXCLUDE (t_fill) FROM (
+            SELECT *, coalesce(
+                t,
+                last_value(t IGNORE NULLS) OVER (
+                    ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+                first_value(t IGNORE NULLS) OVER (
+                    ORDER BY seq ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)) AS t_fill
+            FROM {table})
+        WHERE t_fill IS NULL OR t_fill < $cut
+        """,
+        {"cut": dt.datetime.combine(cut, dt.time())},
+    )
+    kept = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    return {
+        "history_before": cut.isoformat(),
+        "candidates_window": [d.isoformat() for d in window] if window else None,
+        "lines_kept": int(kept),
+        "lines_at_or_after_cutoff_dropped": int(before - kept),
+    }
