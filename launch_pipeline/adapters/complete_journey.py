@@ -98,6 +98,7 @@ from launch_pipeline.adapters.staging import (
     assign_days,
     candidate_window,
     connect,
+    cutoff_options,
     file_format,
     keep_history,
     load_source_table,
@@ -203,7 +204,7 @@ def stage(
 ) -> StagingSummary:
     folder = source_folder(path)
     files = {name: find_table(folder, name) for name in FILES}
-    cut, window = _cutoff_options(history_before, candidates_window)
+    cut, window = cutoff_options(history_before, candidates_window, window_starts_at_cutoff=True)
     if cut is not None:
         bound = cut - dt.timedelta(days=1)
         end_date = min(as_date(end_date, "end_date") or bound, bound)
@@ -272,30 +273,6 @@ def _rule_text(lo: dt.date | None, hi: dt.date) -> str:
         f"not on display or in the mailer (promotions) in a week over before {lo}; "
         "price = the unit price of the first sale"
     )
-
-
-def _cutoff_options(history_before, candidates_window) -> tuple[dt.date | None, tuple | None]:
-    cut = as_date(history_before, "history_before")
-    if candidates_window is None:
-        return cut, None
-    if cut is None:
-        raise ConfigurationError(
-            "candidates_window needs history_before: the candidates' later sales must not be "
-            "staged with the history"
-        )
-    try:
-        lo, hi = (as_date(d, "candidates_window") for d in candidates_window)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(
-            f"candidates_window must be two dates (first day, day after the last), got "
-            f"{candidates_window!r}"
-        ) from exc
-    if lo is None or hi is None or hi <= lo or lo != cut:
-        raise ConfigurationError(
-            f"candidates_window {candidates_window!r} must be (history_before, hi) with "
-            "history_before < hi"
-        )
-    return cut, (lo, hi)
 
 
 # --------------------------------------------------------------------------------------------

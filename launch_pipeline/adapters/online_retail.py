@@ -89,6 +89,7 @@ from launch_pipeline.adapters.staging import (
     assign_days,
     candidate_window,
     connect,
+    cutoff_options,
     keep_history,
     load_source_table,
     resolve_columns,
@@ -274,7 +275,7 @@ def stage(
 ) -> StagingSummary:
     if brand not in ("stock_family", "unknown"):
         raise ConfigurationError(f"brand must be 'stock_family' or 'unknown' (got {brand!r})")
-    cut, window = _cutoff_options(history_before, candidates_window)
+    cut, window = cutoff_options(history_before, candidates_window)
     if cut is not None:
         bound = cut - dt.timedelta(days=1)
         end_date = min(as_date(end_date, "end_date") or bound, bound)
@@ -327,30 +328,6 @@ def stage(
     finally:
         con.close()
     return summary_from(SOURCE, path, raw_dir, start, end, written, notes)
-
-
-def _cutoff_options(history_before, candidates_window) -> tuple[dt.date | None, tuple | None]:
-    cut = as_date(history_before, "history_before")
-    if candidates_window is None:
-        return cut, None
-    if cut is None:
-        raise ConfigurationError(
-            "candidates_window needs history_before: the candidates' later sales must not be "
-            "staged with the history"
-        )
-    try:
-        lo, hi = (as_date(d, "candidates_window") for d in candidates_window)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(
-            f"candidates_window must be two dates (first day, day after the last), got "
-            f"{candidates_window!r}"
-        ) from exc
-    if lo is None or hi is None or hi <= lo or lo < cut:
-        raise ConfigurationError(
-            f"candidates_window {candidates_window!r} must be (lo, hi) with "
-            f"history_before <= lo < hi"
-        )
-    return cut, (lo, hi)
 
 
 def _window_candidates(

@@ -640,3 +640,33 @@ def keep_history(
         "lines_kept": int(kept),
         "lines_at_or_after_cutoff_dropped": int(before - kept),
     }
+
+
+def cutoff_options(
+    history_before, candidates_window, *, window_starts_at_cutoff: bool = False
+) -> tuple[dt.date | None, tuple | None]:
+    """The backtest options of an adapter as dates: ``history_before`` (the cutoff) and
+    ``candidates_window`` ``(lo, hi)``, which needs the cutoff and must start at or after it (at it
+    when ``window_starts_at_cutoff``: a source whose candidate rule looks back from ``lo``)."""
+    cut = as_date(history_before, "history_before")
+    if candidates_window is None:
+        return cut, None
+    if cut is None:
+        raise ConfigurationError(
+            "candidates_window needs history_before: the candidates' later sales must not be "
+            "staged with the history"
+        )
+    try:
+        lo, hi = (as_date(d, "candidates_window") for d in candidates_window)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"candidates_window must be two dates (first day, day after the last), got "
+            f"{candidates_window!r}"
+        ) from exc
+    if lo is None or hi is None or hi <= lo or lo < cut or (window_starts_at_cutoff and lo != cut):
+        first = "history_before" if window_starts_at_cutoff else "lo"
+        raise ConfigurationError(
+            f"candidates_window {candidates_window!r} must be ({first}, hi) with "
+            f"history_before {'=' if window_starts_at_cutoff else '<='} lo < hi"
+        )
+    return cut, (lo, hi)
