@@ -25,8 +25,10 @@ Metrics (per cutoff; the functions are small and tested on hand-computed cases):
 * ``spearman``: rank correlation of the predicted (the plan's ``expected_revenue``) and the
   realised revenue over all candidates;
 * ``audience_precision@50``: per chosen product, the share of its promotion audience (the plan's
-  top users by ``r_ij``) who bought it in the window, averaged over the chosen products; next to
-  the same for the 50 customers with the most purchases before ``T`` ("most active");
+  top users by ``r_ij`` under its contact cap per customer) who bought it in the window,
+  averaged over the chosen products; ``audience_precision@50_uncapped`` the same for the
+  model's own top 50 by ``r_ij`` of each pick, before the cap; both next to the same for the 50
+  customers with the most purchases before ``T`` ("most active");
 * timing: the share of the audience's purchases before ``T`` that fall in the chosen launch
   hour of week and in the three hours around it, against a uniform choice (1/168, 3/168); the
   same share for their purchases in the window (out of sample);
@@ -281,6 +283,7 @@ def _settings(data_dir: Path, horizon: int, slots: int, cap: int | None, budget:
         category_cap=cap if cap is not None else max(slots, 1),
         audience_size=AUDIENCE_SIZE,
         horizon_days=horizon,
+        plan_details=False,  # no slot-value curve, report or figures: the decision only
     )
     return dataclasses.replace(base, planning=planning, model_time_budget_s=budget)
 
@@ -316,6 +319,25 @@ def _baseline_inputs(con: duckdb.DuckDBPyConnection, cutoff: dt.date, horizon: i
     days = min(horizon, max((pd.Timestamp(cutoff) - pd.Timestamp(first)).days, 1))
     existing["revenue"] = existing["revenue"] * horizon / days
     return existing
+
+
+def model_audiences(con: duckdb.DuckDBPyConnection, items, n: int) -> dict[str, list[str]]:
+    """The model's own top ``n`` users by ``r_ij`` of each of ``items`` from
+    ``user_preferences``, before the plan's contact cap shares the users out (ties by user id)."""
+    items = [str(i) for i in items]
+    if not items or not has_table(con, "user_preferences"):
+        return {i: [] for i in items}
+    rows = con.execute(
+        """
+        SELECT item_id, user_id FROM user_preferences
+        WHERE item_id IN (SELECT unnest(CAST(? AS VARCHAR[])))
+        QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY r DESC, user_id) <= ?
+        ORDER BY item_id, r DESC, user_id
+        """,
+        [items, n],
+    ).df()
+    got = {str(i): [str(u) for u in g["user_id"]] for i, g in rows.groupby("item_id", sort=False)}
+    return {i: got.get(i, []) for i in items}
 
 
 def _most_active(purchases: pd.DataFrame, n: int) -> list[str]:
@@ -395,6 +417,11 @@ def score_cutoff(
         f"audience_precision@{AUDIENCE_SIZE}": audience_precision(audiences, buyers),
         f"audience_precision@{AUDIENCE_SIZE}_most_active": audience_precision(
             {i: active for i in picks}, buyers
+        ),
+        # the model's top 50 per pick before the contact cap (what this metric measured before
+        # the plan capped how many audiences one customer is in)
+        f"audience_precision@{AUDIENCE_SIZE}_uncapped": audience_precision(
+            model_audiences(con, picks, AUDIENCE_SIZE), buyers
         ),
         "timing_share_launch_hour": float(np.nanmean(timing_arr[:, 0])),
         "timing_share_launch_hour_uniform": 1 / 168,

@@ -10,7 +10,8 @@ never retrains: the preferences are read as stored, and a scenario whose horizon
 the one they were scored for is refused (:class:`HorizonMismatchError`).
 
 Per candidate (:func:`value_candidates`): a negative-binomial count of units over the horizon
-(:mod:`launch_pipeline.unit_forecast`) around the demand model's expectation; expected units sold
+(:mod:`launch_pipeline.unit_forecast`) around the demand model's expectation, whose 80% range
+and median are the demand model's calibrated (split-conformal) bounds; expected units sold
 ``E[min(D, stock)]``; revenue and gross profit on them; the share taken from similar existing
 products (:mod:`launch_pipeline.cannibalization`) and the incremental revenue and profit; the
 newsvendor initial order and its cost. The plan maximises the incremental value of the objective
@@ -492,6 +493,7 @@ def value_candidates(inp: PlanInputs, p: PlanningSettings, objective: str) -> pd
     upp = cand["units_per_purchase"].to_numpy(dtype=float)
     mean = cand["buyers_from_preferences"].to_numpy(dtype=float) * upp
     shape = np.full(len(cand), MAX_SHAPE)
+    calibrated = np.zeros(len(cand), dtype=bool)  # units range from the conformal bounds
     cand["value_source"] = "preferences"
     cand["demand_score"] = np.nan
     if inp.demand is not None and len(inp.demand):
@@ -499,6 +501,7 @@ def value_candidates(inp: PlanInputs, p: PlanningSettings, objective: str) -> pd
         known = cand["item_id"].isin(d.index).to_numpy()
         mean[known] = d.loc[cand.loc[known, "item_id"], "expected_units"].to_numpy(dtype=float)
         shape[known] = gamma_shape_from_ratios(inp.demand_model.ratio_quantiles)
+        calibrated[known] = True
         cand.loc[known, "value_source"] = "past_launches"
         cand.loc[known, "demand_score"] = d.loc[cand.loc[known, "item_id"], "demand_score"].values
     forecasts = [
@@ -511,6 +514,7 @@ def value_candidates(inp: PlanInputs, p: PlanningSettings, objective: str) -> pd
             upp[k],
             cand["buyers_from_preferences"].iloc[k],
             p.salvage_share,
+            inp.demand_model.ratio_quantiles if calibrated[k] else None,
         )
         for k in range(len(cand))
     ]
@@ -659,8 +663,12 @@ def build_plan(
         expl = expl.merge(table[["item_id", "title", "plan_rank", "value"]], on="item_id")
     expl["plan_date"] = inp.plan_date
     expl["scenario"] = p.scenario
-    curve = slot_value_curve(
-        table, p.slots + SLOT_CURVE_EXTRA, p.category_cap, "value", p.launch_budget
+    curve = (
+        slot_value_curve(
+            table, p.slots + SLOT_CURVE_EXTRA, p.category_cap, "value", p.launch_budget
+        )
+        if p.plan_details
+        else pd.DataFrame(columns=["slots", "value", "marginal_value"])
     )
     audiences.insert(0, "scenario", p.scenario)
     audiences.insert(0, "plan_date", inp.plan_date)
@@ -811,7 +819,7 @@ def make_and_store_plan(
     result.summary["run_id"] = run_id or ""
     result.summary["plan_seconds"] = time.perf_counter() - t0
     path = report_path(settings, inp.plan_date, p.scenario)
-    result.summary["report_path"] = str(path)
+    result.summary["report_path"] = str(path) if p.plan_details else ""
     store_plan(con, result)
     scenarios = con.execute(
         "SELECT * FROM plan_scenarios WHERE plan_date = ? ORDER BY scenario = 'default' DESC, "
@@ -826,7 +834,8 @@ def make_and_store_plan(
         "cannibalization": inp.cannibalization.to_dict(),
         "demand_model": inp.demand_model,
     }
-    write_plan_report(path, result, inp.overall, scenarios, context)
+    if p.plan_details:  # the backtest needs the decision only
+        write_plan_report(path, result, inp.overall, scenarios, context)
     chosen = result.plan[result.plan["chosen"]]
     return {
         "plan_date": inp.plan_date,

@@ -100,6 +100,10 @@ class PlanningSettings:
     """Launches whose audiences overlap are at least this many hours apart."""
     scenario: str = "default"
     """Name under which this plan's rows, audiences and report are kept."""
+    plan_details: bool = True
+    """Also compute the value of the plan with 1, 2, ... slots (``plan_slot_values``, one MILP
+    per slot count) and write the report with its figures. The backtest turns it off: it scores
+    the decision only (the picks, audiences and hours are made by the same code either way)."""
 
 
 @dataclass(frozen=True)

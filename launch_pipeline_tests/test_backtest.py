@@ -240,6 +240,22 @@ def test_spearman_audience_timing_coverage():
     assert bt.interval_coverage([1, 5, 10], [0, 6, 9], [2, 8, 10]) == pytest.approx(2 / 3)
 
 
+def test_model_audiences_are_the_uncapped_top_n_by_r():
+    import duckdb
+
+    from launch_pipeline.scoring import USER_PREFERENCES_DDL
+
+    con = duckdb.connect()
+    assert bt.model_audiences(con, ["x"], 2) == {"x": []}  # no preferences stored yet
+    con.execute(USER_PREFERENCES_DDL)
+    rows = [("u1", "x", 0.9), ("u2", "x", 0.5), ("u3", "x", 0.5), ("u4", "x", 0.1)]
+    rows += [("u1", "y", 0.8), ("u4", "y", 0.2), ("u5", "z", 0.7)]
+    con.executemany("INSERT INTO user_preferences (user_id, item_id, r) VALUES (?, ?, ?)", rows)
+    # u1 is in both top lists (no contact cap); the tie at 0.5 goes to the smaller user id
+    got = bt.model_audiences(con, ["x", "y", "w"], 2)
+    assert got == {"x": ["u1", "u2"], "y": ["u1", "u4"], "w": []}
+
+
 def test_realised_by_item_nets_returns():
     sales = pd.DataFrame(
         {
@@ -325,7 +341,12 @@ def test_tiny_backtest_output_shape(tiny_backtests):
     assert all(len(u) <= bt.AUDIENCE_SIZE for u in c["audiences"].values())
     assert any(len(u) for u in c["audiences"].values())
     m = c["metrics"]
-    for key in ("captured_revenue_share", "spearman", "audience_precision@50"):
+    for key in (
+        "captured_revenue_share",
+        "spearman",
+        "audience_precision@50",
+        "audience_precision@50_uncapped",
+    ):
         assert key in m
     assert -1.0 <= m["captured_revenue_share"] <= 1.0
     assert set(c["baselines"]) >= {"random", "text_knn", "category_popularity"}

@@ -261,12 +261,20 @@ def launch_plan(
             "customers_reached": s["distinct_users"],
             "promotion_messages": s["audience_places"],
             "max_promotions_per_user": s["max_promotions_seen"],
-            "value_chart": png_file_markdown(f"{stem}_value.png", "candidates by value"),
-            "slot_value_curve": png_file_markdown(f"{stem}_slot_value.png", "value per slot"),
-            "launch_hours": png_file_markdown(f"{stem}_launch_hours.png", "launch hours"),
+            **(
+                {
+                    "value_chart": png_file_markdown(f"{stem}_value.png", "candidates by value"),
+                    "slot_value_curve": png_file_markdown(
+                        f"{stem}_slot_value.png", "value per slot"
+                    ),
+                    "launch_hours": png_file_markdown(f"{stem}_launch_hours.png", "launch hours"),
+                    "report": dg.MetadataValue.path(str(report)),
+                }
+                if p.plan_details
+                else {"report": "not written (plan_details off: the decision only)"}
+            ),
             "reasons": explanations_table_metadata(out["explanations"]),
             "scenarios_compared": markdown_table(scenario_table(out["scenarios"])),
-            "report": dg.MetadataValue.path(str(report)),
             "solver": s["solver_status"],
             "plan_seconds": _num(s["plan_seconds"], 2),
             "value_source": s["value_source"],

@@ -101,6 +101,7 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
     salvage_share: float = PlanningSettings.salvage_share
     min_gap_hours: int = PlanningSettings.min_gap_hours
     scenario: str = PlanningSettings.scenario
+    plan_details: bool = PlanningSettings.plan_details
     model_time_budget_s: float | None = None
 
     @classmethod
