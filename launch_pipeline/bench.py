@@ -21,14 +21,16 @@
    chosen by a hash of the user id) read from the bench warehouse with
    ``shop_data.load_shop_data``; sequences/s of the epochs after the first (the first one
    includes tracing).
-5. **scoring throughput**: r_ij for 1M users x 1k candidates (fewer for a small N, see
-   :func:`_workload_sizes`) through the pipeline's own scorer,
-   ``purchase_scoring.purchase_probabilities`` (streamed float32 batches, reduced per batch here).
-   User vectors are the trained sample model's vectors of real users, tiled with a small jitter
-   up to 1M; candidate vectors come from the model's attribute encoder for 1k synthetic
-   attribute rows. The write into ``user_preferences`` (``scoring.write_preferences``) is
-   timed on a slice of the users and extrapolated, and the whole path with the Transformer
-   encoding real users on the same slice.
+5. **scoring end to end**: 1M users x 1k candidates (fewer users for a small N, see
+   :func:`_workload_sizes`) through the pipeline's own path, measured at full size: the
+   Transformer encodes every user (through ``user_vector_cache.encode_users``, cold), r_ij by
+   ``purchase_scoring.purchase_probabilities`` (streamed float32 batches, calibrated) and
+   ``scoring.store_preferences`` (per-candidate sums, each candidate's best users, each user's
+   top 10) into a fresh DuckDB file (``scoring_1m_x_1k_end_to_end_seconds``); then the next
+   night with one new event for 5% of the users, the cache reused
+   (``scoring_1m_x_1k_incremental_5pct_seconds``). Users are the sample shop's real users,
+   copied up to 1M with the last item of each copy replaced (:func:`bench_users`); candidate
+   vectors come from the model's attribute encoder for 1k synthetic attribute rows.
 6. **plan**: ``planning.select_launches`` on 10k random candidates, 1k slots, 20 categories with a
    cap of 60 each.
 
@@ -394,110 +396,178 @@ def _synthetic_candidates(shop, n: int, rng: np.random.Generator):
     return cands, rows
 
 
+# a calibration of the size the pipeline fits (coefficients of the default shop's run): the
+# bench applies one so that the per-batch cost of calibrating is in the measured path
+BENCH_CALIBRATION = (-2.0, (0.6, 0.3, -0.2, 0.5, 0.4, 0.3))
+
+
+def bench_users(shop, n_users: int, rng: np.random.Generator):
+    """``n_users`` users made from the sample shop's real users: copy ``c`` of user ``u`` has
+    ``u``'s steps with the last item replaced by a random catalogue item (copy 0 unchanged), so
+    every copy gets its own Transformer vector and scores. Returns (``FlatSequences``, rates)."""
+    from launch_pipeline.purchase_scoring import interaction_rates
+    from launch_pipeline.shop_data import FlatSequences
+
+    f = shop.flat_sequences()
+    keep = np.flatnonzero(f.lengths > 0)
+    reps = -(-n_users // len(keep))
+    src = np.tile(keep, reps)[:n_users]
+    lengths = f.lengths[src]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    step = np.repeat(f.offsets[:-1][src] - offsets[:-1], lengths) + np.arange(offsets[-1])
+    items = f.items[step]
+    copy = np.arange(n_users) // len(keep)
+    last = offsets[1:] - 1
+    changed = copy > 0
+    items[last[changed]] = rng.integers(1, shop.n_items + 1, int(changed.sum()))
+    ids = np.array([f"bench{k:07d}" for k in range(n_users)], dtype=object)
+    flat = FlatSequences(ids, offsets, items, f.events[step], f.ts[step])
+    return flat, interaction_rates(shop, 30)[src]
+
+
+def with_new_events(flat, share: float, rng: np.random.Generator):
+    """The same users with one new step (a view of a random item, one hour after their last
+    step) for a random ``share`` of them: what a night adds. Returns (flat, changed users)."""
+    from launch_pipeline.shop_data import FlatSequences
+
+    n = flat.n_users
+    changed = np.sort(rng.choice(n, int(round(share * n)), replace=False))
+    add = np.zeros(n, dtype=np.int64)
+    add[changed] = 1
+    lengths = flat.lengths + add
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    old_pos = np.repeat(offsets[:-1], flat.lengths) + (
+        np.arange(flat.offsets[-1]) - np.repeat(flat.offsets[:-1], flat.lengths)
+    )
+    items = np.zeros(offsets[-1], dtype=flat.items.dtype)
+    events = np.zeros(offsets[-1], dtype=flat.events.dtype)
+    ts = np.zeros(offsets[-1], dtype=flat.ts.dtype)
+    items[old_pos], events[old_pos], ts[old_pos] = flat.items, flat.events, flat.ts
+    new_pos = offsets[1:][changed] - 1
+    items[new_pos] = rng.integers(1, int(flat.items.max()) + 1, len(changed))
+    events[new_pos] = 1
+    ts[new_pos] = flat.ts[flat.offsets[1:][changed] - 1] + np.timedelta64(1, "h")
+    return FlatSequences(flat.user_ids, offsets, items, events, ts), changed
+
+
 def scoring_throughput(
-    model, shop, n_users: int, n_candidates: int, seed: int, pipeline_slice: int, db_path: Path
+    model,
+    shop,
+    n_users: int,
+    n_candidates: int,
+    seed: int,
+    work_dir: Path,
+    incremental_share: float = 0.05,
 ) -> dict:
-    """The pipeline's own scoring path on ``n_users`` x ``n_candidates``:
-    ``purchase_scoring.purchase_probabilities`` (streamed float32 batches) on the full size, and
-    written by ``scoring.write_preferences`` (``user_preferences`` + ``user_top_candidates``,
-    one transaction) into a scratch DuckDB file configured like the warehouse for
-    ``pipeline_slice`` users. The users are the sample model's Transformer vectors of real
-    users, tiled with a small jitter up to ``n_users`` (the Transformer's own rate is measured
-    apart, and the whole path, Transformer included, on ``pipeline_slice`` real users)."""
-    from launch_pipeline.model.training import user_vectors
-    from launch_pipeline.purchase_scoring import interaction_rates, purchase_probabilities
-    from launch_pipeline.scoring import write_preferences
+    """The pipeline's scoring path end to end on ``n_users`` x ``n_candidates``, measured at
+    full size: user vectors by the pipeline's Transformer through the vector cache
+    (``user_vector_cache.encode_users``), r_ij by ``purchase_scoring.purchase_probabilities``
+    (streamed float32 batches, calibrated), stored by ``scoring.store_preferences`` (per-candidate
+    sums, each candidate's best ``DEFAULT_AUDIENCE_KEPT`` users, each user's top 10) into a
+    fresh DuckDB file configured like the warehouse, checkpointed. Then the next night: the same
+    users with one new event for ``incremental_share`` of them, through the same path with the
+    cache of the first run. Users: :func:`bench_users`; candidates: the model's attribute
+    encoder on synthetic attribute rows. Also the scorer alone on the same vectors (no encoding,
+    no storing), for comparison with earlier runs."""
+    from launch_pipeline.calibration import PurchaseCalibration
+    from launch_pipeline.purchase_scoring import purchase_probabilities
+    from launch_pipeline.scoring import store_preferences
+    from launch_pipeline.settings import DEFAULT_AUDIENCE_KEPT
+    from launch_pipeline.user_vector_cache import encode_users
 
     rng = np.random.default_rng(seed)
     cands, cand_attrs = _synthetic_candidates(shop, n_candidates, rng)
     shop_c = dataclasses.replace(shop, candidates=cands, candidate_attributes=cand_attrs)
     item_ids = cands["item_id"].to_numpy()
-    out: dict = {"users": n_users, "candidates": n_candidates}
+    t0 = time.perf_counter()
+    flat, rates = bench_users(shop, n_users, rng)
+    build_secs = time.perf_counter() - t0
+    calibration = PurchaseCalibration(BENCH_CALIBRATION[0], BENCH_CALIBRATION[1], 0, 0)
+    user_x = np.column_stack(
+        [np.log(np.maximum(rates, 1e-6)), rng.uniform(0, 4, n_users), rng.uniform(0, 3, n_users)]
+    ).astype(np.float32)
+    units = np.ones(n_users)
+    rows = np.arange(n_users)
+    cache_dir = work_dir / "user_vectors"
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    db_path = work_dir / "scoring.duckdb"
 
-    def fresh_db():
+    def one_night(flat_now) -> dict:
         for p in (db_path, Path(f"{db_path}.wal")):
             p.unlink(missing_ok=True)
-        return warehouse_connection(db_path)
+        con = warehouse_connection(db_path)
+        try:
+            t0 = time.perf_counter()
+            enc = encode_users(model, "bench:v0001", flat_now.user_ids, flat_now, rows, cache_dir)
+            t1 = time.perf_counter()
+            batches = purchase_probabilities(
+                model,
+                shop_c,
+                rows,
+                30,
+                calibration=calibration,
+                user_x=user_x,
+                user_vecs=enc.vectors,
+                rates=rates,
+            )
+            stored = store_preferences(
+                con, batches, flat_now.user_ids, item_ids, units, "bench:v0001", 30,
+                DEFAULT_AUDIENCE_KEPT,
+            )  # fmt: skip
+            t2 = time.perf_counter()
+            con.execute("CHECKPOINT")
+            t3 = time.perf_counter()
+            counts = {
+                t: int(con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0])
+                for t in ("candidate_preferences", "candidate_audiences", "user_top_candidates")
+            }
+        finally:
+            con.close()
+        return {
+            "seconds": round(t3 - t0, 2),
+            "encode_seconds": round(t1 - t0, 2),
+            "users_encoded": enc.encoded,
+            "user_vectors_reused": enc.reused,
+            "score_and_store_seconds": round(t2 - t1, 2),
+            "checkpoint_seconds": round(t3 - t2, 2),
+            "rows": counts,
+            "audience_kept": stored.audience_kept,
+            "mean_r": stored.mean_r,
+            "table_mb": round(db_path.stat().st_size / 2**20, 1),
+            "vectors": enc.vectors,
+        }
 
-    # (a) the whole path on real users, Transformer included
-    rows = np.arange(pipeline_slice) % len(shop.data.sequences)
-    con = fresh_db()
-    try:
-        t0 = time.perf_counter()
-        res = write_preferences(
-            con,
-            purchase_probabilities(model, shop_c, rows, horizon_days=30),
-            shop.user_ids[rows],
-            item_ids,
-            "bench",
-            30,
-        )
-        secs = time.perf_counter() - t0
-    finally:
-        con.close()
-    out["pipeline_with_transformer"] = {
-        "users": int(pipeline_slice),
-        "seconds": round(secs, 3),
-        "scores_per_second": round(res["rows"] / secs),
-        "extrapolated_seconds_for_target": round(secs * n_users / pipeline_slice, 1),
+    full = one_night(flat)
+    vectors = full.pop("vectors")
+    flat2, changed = with_new_events(flat, incremental_share, rng)
+    incr = one_night(flat2)
+    incr.pop("vectors")
+    incr["users_with_new_events"] = int(len(changed))
+
+    # the scorer alone on the same vectors (comparable with the earlier bench rows)
+    t0 = time.perf_counter()
+    sum_r = sum(
+        float(b.r.sum(dtype=np.float64))
+        for b in purchase_probabilities(model, shop_c, rows, 30, user_vecs=vectors, rates=rates)
+    )
+    score_secs = time.perf_counter() - t0
+    for p in (db_path, Path(f"{db_path}.wal")):
+        p.unlink(missing_ok=True)
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    return {
+        "users": n_users,
+        "candidates": n_candidates,
+        "build_users_seconds": round(build_secs, 2),
+        "end_to_end_seconds": full["seconds"],
+        "end_to_end": full,
+        "user_vectors_per_second": round(n_users / max(full["encode_seconds"], 1e-9), 1),
+        "incremental_share": incremental_share,
+        "incremental_end_to_end_seconds": incr["seconds"],
+        "incremental": incr,
+        "score_seconds": round(score_secs, 3),
+        "scores_per_second": round(n_users * n_candidates / score_secs),
+        "mean_r_score_only": sum_r / (n_users * n_candidates),
     }
-
-    # (b) user vectors: the Transformer encoder alone
-    seqs = shop.data.sequences
-    t0 = time.perf_counter()
-    uv = user_vectors(model, seqs, shop.data.event_types)
-    secs = time.perf_counter() - t0
-    out["user_vectors_per_second"] = round(len(seqs) / secs, 1)
-
-    # (c) the full size through the pipeline's scorer (synthetic users: real vectors, tiled +
-    # jitter), streamed and reduced per batch; then the same batches written by the pipeline's
-    # writer for ``pipeline_slice`` of those users (a full 1M x 1k table is 1e9 rows, which no
-    # nightly run writes: user_preferences holds the active users only), extrapolated
-    reps = -(-n_users // len(uv))
-    big = np.tile(uv, (reps, 1))[:n_users]
-    big += rng.normal(0, 0.05 * float(np.abs(uv).mean() + 1e-6), big.shape).astype(np.float32)
-    rates = np.tile(interaction_rates(shop, 30), reps)[:n_users]
-
-    def batches(n: int):
-        return purchase_probabilities(
-            model, shop_c, np.arange(n), 30, user_vecs=big[:n], rates=rates[:n]
-        )
-
-    t0 = time.perf_counter()
-    sum_r = sum(float(b.r.sum(dtype=np.float64)) for b in batches(n_users))
-    secs = time.perf_counter() - t0
-    out["score_seconds"] = round(secs, 3)
-    out["scores_per_second"] = round(n_users * n_candidates / secs)
-    out["mean_r_score_only"] = sum_r / (n_users * n_candidates)
-
-    n_write = min(n_users, pipeline_slice)
-    user_ids = np.array([f"bench{k:07d}" for k in range(n_write)], dtype=object)
-    t0 = time.perf_counter()
-    sum_r_slice = sum(float(b.r.sum(dtype=np.float64)) for b in batches(n_write))
-    slice_score_secs = time.perf_counter() - t0
-    con = fresh_db()
-    try:
-        t0 = time.perf_counter()
-        res = write_preferences(con, batches(n_write), user_ids, item_ids, "bench", 30)
-        secs = time.perf_counter() - t0
-        con.execute("CHECKPOINT")
-        out["checkpoint_seconds"] = round(time.perf_counter() - t0 - secs, 3)
-        out["rows_written"] = int(
-            con.execute("SELECT count(*) FROM user_preferences").fetchall()[0][0]
-        )
-    finally:
-        con.close()
-        out["table_mb"] = round(db_path.stat().st_size / 2**20, 1) if db_path.exists() else None
-        for p in (db_path, Path(f"{db_path}.wal")):
-            p.unlink(missing_ok=True)
-    out["write_users"] = int(n_write)
-    out["score_and_write_seconds"] = round(secs, 3)
-    out["write_seconds"] = round(max(secs - slice_score_secs, 0.0), 3)
-    out["written_rows_per_second"] = round(res["rows"] / secs)
-    out["score_and_write_seconds_extrapolated"] = round(secs * n_users / n_write, 1)
-    out["mean_r"] = res["mean_r"]
-    out["mean_r_written_slice"] = sum_r_slice / (n_write * n_candidates)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,7 +612,6 @@ def _workload_sizes(events: int) -> dict:
         if events >= 1_000_000
         else max(10_000, min(events, SCORE_USERS)),
         "score_candidates": SCORE_CANDIDATES,
-        "pipeline_scoring_slice": 20_000 if events >= 1_000_000 else 2_000,
         "train_users": TRAIN_SAMPLE_USERS,
         "train_epochs": TRAIN_EPOCHS if events >= 1_000_000 else 2,
     }
@@ -650,11 +719,19 @@ def run_bench(
                         sizes["score_users"],
                         sizes["score_candidates"],
                         seed,
-                        sizes["pipeline_scoring_slice"],
-                        work_dir / "scoring.duckdb",
+                        work_dir,
                     )
                 )
             result["scoring"] = dict(meter.stages["scoring"])
+            sc = result["scoring"]
+            full_size = (sc["users"], sc["candidates"]) == (SCORE_USERS, SCORE_CANDIDATES)
+            result["scoring_end_to_end_seconds"] = sc["end_to_end_seconds"]
+            result["scoring_1m_x_1k_end_to_end_seconds"] = (
+                sc["end_to_end_seconds"] if full_size else None
+            )
+            result["scoring_1m_x_1k_incremental_5pct_seconds"] = (
+                sc["incremental_end_to_end_seconds"] if full_size else None
+            )
             del model, shop
         with meter.stage("plan") as rec:
             rec.update(
@@ -824,6 +901,12 @@ def _summary_rows(r: dict) -> dict[str, str]:
         ),
         "scoring r_ij, 1M users x 1k candidates (streamed)": (
             f"{sc['score_seconds']:.1f} s ({sc['scores_per_second'] / 1e6:.0f}M/s)" if sc else "-"
+        ),
+        "scoring end to end (encode, score, store), 1M x 1k": (
+            f"{sc['end_to_end_seconds']:.0f} s; next night, 5% new: "
+            f"{sc['incremental_end_to_end_seconds']:.0f} s"
+            if sc and "end_to_end_seconds" in sc
+            else "-"
         ),
         "MILP 10k candidates, 1k slots (`select_launches`)": f"{r['plan']['solve_seconds']:.1f} s",
         "whole process peak RSS": f"{r['peak_rss_mb'] / 1024:.2f} GB",

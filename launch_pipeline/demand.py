@@ -742,20 +742,15 @@ def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def candidate_signal(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, float]]:
-    """The Transformer's features of the candidates, from ``user_preferences`` (the current
-    model's ``r_model = 1 - exp(-n_i p_ij c_j)`` of the active users): ``item_id ->
-    {transformer_buyers, transformer_units}`` (see :func:`transformer_features`)."""
-    if not has_table(con, "user_preferences"):
+    """The Transformer's features of the candidates, from ``candidate_preferences`` (the
+    current model's sums over the active users of ``r_model = 1 - exp(-n_i p_ij c_j)`` and of
+    ``r_model`` x the user's mean units per purchase line, see ``scoring.store_preferences``):
+    ``item_id -> {transformer_buyers, transformer_units}`` (see :func:`transformer_features`)."""
+    if not has_table(con, "candidate_preferences"):
         return {}
     rows = con.execute(
-        """
-        WITH lines AS (
-            SELECT user_id, avg(quantity) AS units FROM clean_events
-            WHERE event_type = 'purchase' AND quantity > 0 GROUP BY 1
-        )
-        SELECT p.item_id, sum(p.r_model) AS b, sum(p.r_model * coalesce(l.units, 1.0)) AS u
-        FROM user_preferences p LEFT JOIN lines l USING (user_id) GROUP BY 1
-        """
+        "SELECT item_id, expected_buyers_model, expected_units_model FROM candidate_preferences "
+        "WHERE users_scored > 0"
     ).fetchall()
     return {
         str(i): {"transformer_buyers": float(np.log1p(b)), "transformer_units": float(np.log1p(u))}
@@ -786,7 +781,7 @@ def estimate_demand(
 
     ``candidates``: ``item_id, title, category, price``; ``expected_buyers``: ``sum_i r_ij``
     per candidate (kept for the report; the Transformer's features come from
-    ``user_preferences``); ``past_buyers``: ``(window start, item_id) -> {feature: value}`` of
+    ``candidate_preferences``); ``past_buyers``: ``(window start, item_id) -> {feature: value}`` of
     the past launches, scored by the model trained before the oldest window (see
     ``scoring.calibrate_on_past_launches``)."""
     if candidates.empty:

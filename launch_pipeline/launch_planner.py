@@ -55,6 +55,7 @@ from launch_pipeline.explanations import (
 from launch_pipeline.planning import (
     WEEKDAYS,
     SelectionResult,
+    audience_pool_needed,
     check_timezone,
     earliest_launch,
     schedule_launches,
@@ -253,7 +254,7 @@ class PlanInputs:
     plan_date: dt.date
     model_version: str
     horizon_days: int  # the horizon the stored preferences were scored for
-    prefs: pd.DataFrame  # user_id, item_id, r
+    prefs: pd.DataFrame  # user_id, item_id, r: each candidate's best users by r (all if fewer)
     candidates: pd.DataFrame  # item_id, title, category, brand, price, unit_cost, stock, upp
     profiles: pd.DataFrame
     overall: np.ndarray
@@ -263,6 +264,73 @@ class PlanInputs:
     demand_model: DemandModel | None
     cannibalization: CannibalizationEstimate
     neighbour_strength: np.ndarray  # per candidate, in candidates' order
+    # sum_i r_ij over every scored user, users scored and users kept per candidate in
+    # ``prefs``; None: ``prefs`` holds every scored pair (sums and counts taken from it)
+    expected_buyers: pd.Series | None = None
+    users_scored: int | None = None
+    audience_kept: int | None = None
+
+    def buyers(self) -> pd.Series:
+        """``sum_i r_ij`` per candidate (index item_id) over every scored user."""
+        if self.expected_buyers is not None:
+            return self.expected_buyers
+        return self.prefs.groupby("item_id")["r"].sum()
+
+    def n_users_scored(self) -> int:
+        if self.users_scored is not None:
+            return int(self.users_scored)
+        return int(self.prefs["user_id"].nunique())
+
+    def check_audience_pool(self, p: PlanningSettings) -> None:
+        """Refuse a scenario whose audiences need more of each candidate's best users than
+        the scorer kept (only when it kept fewer than it scored)."""
+        need = audience_pool_needed(p.slots, p.audience_size, p.max_promotions_per_user)
+        kept = self.audience_kept
+        if kept is None or self.users_scored is None or kept >= self.users_scored:
+            return
+        if need > kept:
+            raise ConfigurationError(
+                f"this scenario (slots={p.slots}, audience_size={p.audience_size}, "
+                f"max_promotions_per_user={p.max_promotions_per_user}) chooses audiences among "
+                f"each candidate's best {need} users, but scoring kept {kept}: set "
+                f"LAUNCH_PIPELINE_AUDIENCE_KEPT={need} (or more) and materialize "
+                "user_preferences again, or plan with a smaller audience_size"
+            )
+
+
+@dataclass(frozen=True)
+class StoredPreferenceSummary:
+    """What ``candidate_preferences`` says about the stored scoring run."""
+
+    horizon_days: int | None
+    model_version: str | None
+    users_scored: int
+    audience_kept: int
+    expected_buyers: pd.Series  # index item_id
+
+
+def stored_preferences(con: duckdb.DuckDBPyConnection) -> StoredPreferenceSummary:
+    """The scoring run the plan reads (``candidate_preferences``, written by
+    ``scoring.store_preferences``); refused with what to do when there is none."""
+    if not _has_table(con, "candidate_preferences"):
+        raise ConfigurationError(
+            "no stored preferences (candidate_preferences) yet: run `launch-pipeline run` once "
+            "first (or materialize user_preferences)"
+        )
+    df = con.execute(
+        "SELECT item_id, expected_buyers, users_scored, audience_kept, horizon_days, "
+        "model_version FROM candidate_preferences ORDER BY item_id"
+    ).df()
+    first = df.iloc[0] if len(df) else None
+    return StoredPreferenceSummary(
+        horizon_days=int(first["horizon_days"]) if first is not None else None,
+        model_version=str(first["model_version"]) if first is not None else None,
+        users_scored=int(first["users_scored"]) if first is not None else 0,
+        audience_kept=int(first["audience_kept"]) if first is not None else 0,
+        expected_buyers=pd.Series(
+            df["expected_buyers"].to_numpy(dtype=float), index=df["item_id"].astype(str)
+        ),
+    )
 
 
 def check_horizon(stored: int, requested: int) -> None:
@@ -398,15 +466,11 @@ def load_plan_inputs(con: duckdb.DuckDBPyConnection, horizon_days: int) -> PlanI
 
     Refuses (:class:`HorizonMismatchError`) when ``horizon_days`` is not the horizon the stored
     preferences were scored for."""
-    if not _has_table(con, "user_preferences"):
-        raise ConfigurationError(
-            "no stored preferences (user_preferences) yet: run `launch-pipeline run` once first"
-        )
-    stored = con.execute(
-        "SELECT any_value(horizon_days), any_value(model_version) FROM user_preferences"
-    ).fetchall()[0]
-    check_horizon(stored[0] if stored[0] is not None else horizon_days, horizon_days)
-    prefs = con.execute("SELECT user_id, item_id, r FROM user_preferences").df()
+    stored = stored_preferences(con)
+    check_horizon(stored.horizon_days or horizon_days, horizon_days)
+    prefs = con.execute(
+        "SELECT user_id, item_id, r FROM candidate_audiences ORDER BY item_id, audience_rank"
+    ).df()
     as_of = pd.Timestamp(con.execute("SELECT max(ts) FROM clean_events").fetchall()[0][0])
     plan_date = (as_of + pd.Timedelta(days=1)).date()
     candidates = con.execute(
@@ -432,9 +496,9 @@ def load_plan_inputs(con: duckdb.DuckDBPyConnection, horizon_days: int) -> PlanI
         "purchases, recency_days FROM user_features"
     ).df()
     hist = load_history(con)
-    buyers = prefs.groupby("item_id")["r"].sum().to_dict()
+    buyers = stored.expected_buyers.to_dict()
     demand, demand_model = stored_demand(
-        con, candidates, as_of, horizon_days, str(stored[1]), buyers
+        con, candidates, as_of, horizon_days, str(stored.model_version), buyers
     )
     cann = estimate_cannibalization(hist)
     strength = neighbour_strength(
@@ -443,9 +507,12 @@ def load_plan_inputs(con: duckdb.DuckDBPyConnection, horizon_days: int) -> PlanI
     return PlanInputs(
         as_of=as_of,
         plan_date=plan_date,
-        model_version=str(stored[1]),
+        model_version=str(stored.model_version),
         horizon_days=int(horizon_days),
         prefs=prefs,
+        expected_buyers=stored.expected_buyers,
+        users_scored=stored.users_scored,
+        audience_kept=stored.audience_kept,
         candidates=candidates,
         profiles=profiles,
         overall=overall,
@@ -485,7 +552,7 @@ def value_candidates(inp: PlanInputs, p: PlanningSettings, objective: str) -> pd
     """One row per candidate: the count forecast, revenue, gross profit, cannibalization,
     incremental value (column ``value``), the newsvendor order and its cost."""
     cand = inp.candidates.copy().reset_index(drop=True)
-    sum_r = inp.prefs.groupby("item_id")["r"].sum()
+    sum_r = inp.buyers()
     cand["buyers_from_preferences"] = cand["item_id"].map(sum_r).fillna(0.0)
     price = pd.to_numeric(cand["price"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
     cost = pd.to_numeric(cand["unit_cost"], errors="coerce").to_numpy(dtype=float)
@@ -592,6 +659,7 @@ def build_plan(
     """The plan of one scenario from its inputs (pure: nothing is read or written)."""
     validate_planning(p)
     check_horizon(inp.horizon_days, p.horizon_days)
+    inp.check_audience_pool(p)
     created_at = created_at or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     objective = resolve_objective(p.objective, inp.candidates)
     if p.launch_budget is not None and inp.candidates["unit_cost"].isna().any():
@@ -829,7 +897,7 @@ def make_and_store_plan(
     context = {
         **(context or {}),
         "data_until": str(inp.as_of),
-        "users_scored": int(inp.prefs["user_id"].nunique()),
+        "users_scored": inp.n_users_scored(),
         "model_version": inp.model_version,
         "cannibalization": inp.cannibalization.to_dict(),
         "demand_model": inp.demand_model,

@@ -122,6 +122,15 @@ def select_launches(
 _NO_AUDIENCE = pd.DataFrame(columns=["item_id", "user_id", "r", "audience_rank"])
 
 
+def audience_pool_needed(picks: int, audience_size: int, max_promotions_per_user: int) -> int:
+    """How many of each pick's best users :func:`assign_audiences` considers: enough for every
+    pick to fill its audience from users nobody else needs (and at least twice the audience).
+    The scorer keeps at least this many users per candidate (``candidate_audiences``)."""
+    if max_promotions_per_user <= 0 or audience_size <= 0:
+        return max(2 * audience_size, 0)
+    return max(2 * audience_size, -(-picks * audience_size // max_promotions_per_user))
+
+
 def assign_audiences(
     picks: pd.DataFrame,
     prefs: pd.DataFrame,
@@ -143,8 +152,7 @@ def assign_audiences(
     n = len(picks)
     if n == 0 or audience_size <= 0 or max_promotions_per_user == 0 or prefs.empty:
         return _NO_AUDIENCE.copy(), 0.0
-    # the pool: enough users for every pick to fill its audience from users nobody else needs
-    pool = audience_pool or max(2 * audience_size, -(-n * audience_size // max_promotions_per_user))
+    pool = audience_pool or audience_pool_needed(n, audience_size, max_promotions_per_user)
     sub = prefs[prefs["item_id"].isin(picks["item_id"])]
     sub = sub.sort_values(["item_id", "r", "user_id"], ascending=[True, False, True])
     edges = sub.groupby("item_id", sort=False).head(pool).reset_index(drop=True)

@@ -150,10 +150,12 @@ def purchase_probabilities(
     ``user_x``, one row of :func:`user_features_matrix` per scored user, and ``similar``,
     ``positions -> (len(positions), n_candidates)`` similar-product purchases, positions into
     ``user_rows``) ``r`` is the calibrated probability and ``r_model`` the uncalibrated one.
-    ``user_vecs`` (``(len(user_rows), dim)``) skips the Transformer (benchmarks); ``rates`` (one
-    per scored user) overrides :func:`interaction_rates`. The Transformer encodes one batch at a time; the
-    softmax and r math of consecutive batches run on ``threads`` threads (numpy releases the
-    GIL)."""
+    ``user_vecs`` (``(len(user_rows), dim)``): the users' Transformer vectors, already
+    encoded (``user_vector_cache.encode_users``, which the pipeline uses so that only users
+    with new events are encoded again); without them the Transformer encodes one batch at a
+    time. ``rates`` (one per scored user) overrides :func:`interaction_rates`. With given
+    vectors the softmax and r math of consecutive batches run on ``threads`` threads (numpy
+    releases the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from launch_pipeline.model.training import user_vectors

@@ -1,7 +1,9 @@
 """Scoring and planning against the warehouse (no Dagster here).
 
-* :func:`score_preferences` writes ``user_preferences`` (r_ij for active users x candidates,
-  see :mod:`launch_pipeline.purchase_scoring`) and the view ``user_top_candidates``; and
+* :func:`score_preferences` scores r_ij for active users x candidates (see
+  :mod:`launch_pipeline.purchase_scoring`) and stores what the plan needs
+  (:func:`store_preferences`: ``candidate_preferences``, ``candidate_audiences``,
+  ``user_top_candidates``), never every pair; and
   ``launch_history_buyers``: the same model's expected buyers ``sum_i r_ij`` of the products the
   shop launched in the past, scored from their attributes only as if they were new, which the
   demand model relates to what they really sold.
@@ -12,7 +14,9 @@ The plan itself (valuation, MILP, scenarios, report) is made by
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -29,6 +33,8 @@ from launch_pipeline.demand import (
 from launch_pipeline.features import build_user_sequences
 from launch_pipeline.model_pipeline import champion_or_fail, load_version
 from launch_pipeline.model_store import LocalModelStore, ModelStore
+from launch_pipeline.planning import audience_pool_needed
+from launch_pipeline.preference_summary import CandidateReducer, CandidateSummary, user_top
 from launch_pipeline.purchase_scoring import (
     ScoredBatch,
     category_conversion,
@@ -39,6 +45,7 @@ from launch_pipeline.purchase_scoring import (
 from launch_pipeline.settings import Settings
 from launch_pipeline.shop_data import attributes_known_at_launch, load_shop_data, read_sequences
 from launch_pipeline.transformer_signal import AS_OF_BUDGET_SHARE, score_past_launches, train_as_of
+from launch_pipeline.user_vector_cache import encode_users
 from launch_pipeline.warehouse import replace_atomically
 
 ACTIVE_DAYS = 30
@@ -56,87 +63,222 @@ CREATE OR REPLACE TABLE launch_history_buyers (
 """
 
 
-USER_PREFERENCES_DDL = """
-CREATE OR REPLACE TABLE user_preferences (
+PREFERENCE_TABLES_DDL = (
+    """
+CREATE OR REPLACE TABLE candidate_preferences (
+    item_id VARCHAR, expected_buyers DOUBLE, expected_buyers_model DOUBLE,
+    expected_units_model DOUBLE, max_r DOUBLE, users_scored BIGINT, audience_kept INTEGER,
+    model_version VARCHAR, horizon_days INTEGER
+)
+""",
+    """
+CREATE OR REPLACE TABLE candidate_audiences (
+    item_id VARCHAR, user_id VARCHAR, r DOUBLE, r_model DOUBLE, audience_rank INTEGER,
+    model_version VARCHAR, horizon_days INTEGER
+)
+""",
+    """
+CREATE OR REPLACE TABLE user_top_candidates (
     user_id VARCHAR, item_id VARCHAR, r DOUBLE, p_next DOUBLE, rank_for_user INTEGER,
     model_version VARCHAR, horizon_days INTEGER, r_model DOUBLE
 )
-"""
+""",
+)
 
 
-def write_preferences(
+@dataclass(frozen=True)
+class StoredPreferences:
+    """What :func:`store_preferences` wrote."""
+
+    users: int
+    candidates: int
+    audience_kept: int  # users kept per candidate (all of them when fewer were scored)
+    audience_rows: int
+    top_rows: int
+    mean_r: float
+    summary: CandidateSummary
+
+
+def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a table or view of that name (an older warehouse may have either)."""
+    kinds = con.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [name]
+    ).fetchall()
+    for (kind,) in kinds:
+        con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} IF EXISTS {name}")
+
+
+def store_preferences(
     con: duckdb.DuckDBPyConnection,
     batches: Iterable[ScoredBatch],
     user_ids: np.ndarray,
     item_ids: np.ndarray,
+    user_units: np.ndarray,
     model_version: str,
     horizon_days: int,
-) -> dict:
-    """Replace ``user_preferences`` (and the view ``user_top_candidates``) with the streamed
-    r_ij batches (:func:`launch_pipeline.purchase_scoring.purchase_probabilities`), in one
-    transaction. Each batch is ranked per user in numpy (``rank_for_user``: 1 = highest ``r``,
-    ties in candidate order) and appended as an Arrow table, rows in (user, rank) order; no
-    users x candidates frame is ever built. Returns ``rows``, ``users`` and ``mean_r``."""
+    audience_kept: int,
+    top_n: int = TOP_N,
+) -> StoredPreferences:
+    """Store what the plan needs from the streamed r_ij batches
+    (:func:`launch_pipeline.purchase_scoring.purchase_probabilities`), in one transaction:
+
+    * ``candidate_preferences``: per candidate, ``expected_buyers`` (``sum_i r_ij``), the
+      Transformer's ``expected_buyers_model`` (``sum_i r_model_ij``) and
+      ``expected_units_model`` (``sum_i r_model_ij x user_units_i``), ``max_r``, the users
+      scored and kept;
+    * ``candidate_audiences``: each candidate's best ``audience_kept`` users by ``r``
+      (``audience_rank`` 1 = best; ties to the lower ``user_id``);
+    * ``user_top_candidates``: each user's best ``top_n`` candidates (``rank_for_user``).
+
+    Reduced batch by batch in numpy (:mod:`launch_pipeline.preference_summary`): no users x
+    candidates table is written, and the table of every pair of older versions
+    (``user_preferences``) is dropped. ``user_units``: each scored user's mean units per
+    purchase line (1 when unknown)."""
     import pyarrow as pa
 
     items = pa.array([str(i) for i in item_ids], pa.string())
     n_c = len(items)
-    ranks = pa.array(np.arange(1, n_c + 1, dtype=np.int32))
-    rows, sum_r = 0, 0.0
+    units = np.asarray(user_units, dtype=np.float64)
+    reducer = CandidateReducer(n_c, max(1, int(audience_kept)))
+    top_rows = 0
     with replace_atomically(con):
-        con.execute(USER_PREFERENCES_DDL)
+        _drop_relation(con, "user_top_candidates")
+        _drop_relation(con, "user_preferences")
+        for ddl in PREFERENCE_TABLES_DDL:
+            con.execute(ddl)
         for b in batches:
             n = len(b)
-            order = np.argsort(-b.r, axis=1, kind="stable")
-            users = pa.array([str(u) for u in user_ids[b.start : b.start + n]], pa.string())
-            table = pa.table(
-                {
-                    "user_id": pa.DictionaryArray.from_arrays(
-                        pa.array(np.repeat(np.arange(n, dtype=np.int32), n_c)), users
-                    ),
-                    "item_id": pa.DictionaryArray.from_arrays(
-                        pa.array(order.astype(np.int32, copy=False).ravel()), items
-                    ),
-                    "r": np.take_along_axis(b.r, order, axis=1).ravel(),
-                    "p_next": np.take_along_axis(b.p, order, axis=1).ravel(),
-                    "rank_for_user": pa.chunked_array([ranks] * n) if n else ranks[:0],
-                    "r_model": np.take_along_axis(b.r_model, order, axis=1).ravel(),
-                }
+            sl = slice(b.start, b.start + n)
+            reducer.add(b.start, b.r, b.r_model, units[sl])
+            cols, ranks = user_top(b.r, top_n)
+            t = cols.shape[1]
+            if n == 0 or t == 0:
+                continue
+            users = pa.array([str(u) for u in user_ids[sl]], pa.string())
+            _append(
+                con,
+                "user_top_candidates",
+                pa.table(
+                    {
+                        "user_id": pa.DictionaryArray.from_arrays(
+                            pa.array(np.repeat(np.arange(n, dtype=np.int32), t)), users
+                        ),
+                        "item_id": pa.DictionaryArray.from_arrays(
+                            pa.array(cols.astype(np.int32).ravel()), items
+                        ),
+                        "r": np.take_along_axis(b.r, cols, axis=1).ravel(),
+                        "p_next": np.take_along_axis(b.p, cols, axis=1).ravel(),
+                        "rank_for_user": np.ascontiguousarray(ranks).ravel(),
+                        "r_model": np.take_along_axis(b.r_model, cols, axis=1).ravel(),
+                    }
+                ),
+                "user_id, item_id, r, p_next, rank_for_user, $version, $horizon, r_model",
+                model_version,
+                horizon_days,
             )
-            con.register("_prefs_batch", table)
-            try:
-                con.execute(
-                    "INSERT INTO user_preferences SELECT user_id, item_id, r, p_next, "
-                    "rank_for_user, ? AS model_version, ? AS horizon_days, r_model "
-                    "FROM _prefs_batch",
-                    [model_version, int(horizon_days)],
-                )
-            finally:
-                con.unregister("_prefs_batch")
-            rows += n * n_c
-            sum_r += float(b.r.sum(dtype=np.float64))
-        con.execute(
-            f"CREATE OR REPLACE VIEW user_top_candidates AS SELECT * FROM user_preferences "
-            f"WHERE rank_for_user <= {TOP_N}"
+            top_rows += n * t
+        summary = reducer.result()
+        kept = np.arange(summary.k)[None, :] < summary.audience_count[:, None]
+        cand, rank = np.nonzero(kept)
+        users_at = summary.audience_users[cand, rank]
+        _append(
+            con,
+            "candidate_audiences",
+            pa.table(
+                {
+                    "item_id": pa.DictionaryArray.from_arrays(
+                        pa.array(cand.astype(np.int32)), items
+                    ),
+                    "user_id": pa.array([str(u) for u in user_ids[users_at]], pa.string()),
+                    "r": summary.audience_r[cand, rank],
+                    "r_model": summary.audience_r_model[cand, rank],
+                    "audience_rank": (rank + 1).astype(np.int32),
+                }
+            ),
+            "item_id, user_id, r, r_model, audience_rank, $version, $horizon",
+            model_version,
+            horizon_days,
         )
-    return {
-        "rows": rows,
-        "users": rows // n_c if n_c else 0,
-        "mean_r": sum_r / rows if rows else 0.0,
-    }
+        best = np.where(summary.audience_count > 0, summary.audience_r[:, 0], np.nan)
+        _append(
+            con,
+            "candidate_preferences",
+            pa.table(
+                {
+                    "item_id": items,
+                    "expected_buyers": summary.expected_buyers,
+                    "expected_buyers_model": summary.expected_buyers_model,
+                    "expected_units_model": summary.expected_units_model,
+                    "max_r": best.astype(np.float64),
+                    "users_scored": np.full(n_c, summary.users, dtype=np.int64),
+                    "audience_kept": np.full(n_c, summary.k, dtype=np.int32),
+                }
+            ),
+            "item_id, expected_buyers, expected_buyers_model, expected_units_model, "
+            "CASE WHEN isnan(max_r) THEN NULL ELSE max_r END, users_scored, audience_kept, "
+            "$version, $horizon",
+            model_version,
+            horizon_days,
+        )
+    return StoredPreferences(
+        users=summary.users,
+        candidates=n_c,
+        audience_kept=min(summary.k, summary.users),
+        audience_rows=int(len(cand)),
+        top_rows=top_rows,
+        mean_r=summary.mean_r,
+        summary=summary,
+    )
+
+
+def _append(con, table: str, arrow_table, select: str, version: str, horizon: int) -> None:
+    """Insert an Arrow table into ``table`` (``select``: its columns in table order, with
+    ``$version`` and ``$horizon`` for the model version and horizon)."""
+    view = f"_{table}_batch"
+    con.register(view, arrow_table)
+    try:
+        con.execute(
+            f"INSERT INTO {table} SELECT {select} FROM {view}",
+            {"version": version, "horizon": int(horizon)},
+        )
+    finally:
+        con.unregister(view)
+
+
+USER_UNITS_SQL = """
+SELECT user_id, avg(quantity) AS units FROM clean_events
+WHERE event_type = 'purchase' AND quantity > 0 GROUP BY 1
+"""
+
+
+def user_units(con: duckdb.DuckDBPyConnection, user_ids) -> np.ndarray:
+    """Each user's mean units per purchase line (1 for a user without one), in order."""
+    df = con.execute(USER_UNITS_SQL).df()
+    per_user = pd.Series(df["units"].to_numpy(dtype=float), index=df["user_id"].astype(str))
+    return per_user.reindex([str(u) for u in user_ids]).fillna(1.0).to_numpy(dtype=float)
+
+
+def audience_kept(settings: Settings) -> int:
+    """Users kept per candidate: the setting, and at least what the configured plan needs."""
+    p = settings.planning
+    need = audience_pool_needed(p.slots, p.audience_size, p.max_promotions_per_user)
+    return max(int(settings.audience_kept), need, 1)
 
 
 def score_preferences(
     settings: Settings, con: duckdb.DuckDBPyConnection, store: ModelStore | None = None
 ) -> dict:
-    """r_ij for every active user (an interaction in the last ``ACTIVE_DAYS`` days) and candidate.
+    """r_ij for every active user (an interaction in the last ``ACTIVE_DAYS`` days) and candidate,
+    stored as what the plan needs (:func:`store_preferences`).
 
     With past launches in the history, r_ij is calibrated on who really bought them
     (:class:`launch_pipeline.calibration.PurchaseCalibration`, fitted by
     :func:`calibrate_on_past_launches`); ``r_model`` keeps the uncalibrated
-    ``1 - exp(-n_i p_ij c_j)``. Scored in batches of users, float32, written batch by batch
-    (:func:`write_preferences`): memory does not grow with users x candidates. The model is the
-    champion of ``store`` (default: the local store under ``settings.models_dir``)."""
+    ``1 - exp(-n_i p_ij c_j)``. User vectors come from the cache of the model version where a
+    user's sequence is unchanged since the last run (:mod:`launch_pipeline.user_vector_cache`);
+    scored in batches of users, float32: memory does not grow with users x candidates. The
+    model is the champion of ``store`` (default: the local store under
+    ``settings.models_dir``)."""
     version = champion_or_fail(store or LocalModelStore(settings.models_dir))
     model, meta = load_version(version)
     shop = load_shop_data(con, meta["item_ids"], meta["attribute_vocab"])
@@ -161,25 +303,48 @@ def score_preferences(
         similar = SimilarPurchases(
             load_history(con), shop.candidates[["item_id", "title"]], active_ids, plan_start
         )
-    batches = purchase_probabilities(
-        model, shop, active, horizon, calibration=calibration, user_x=user_x, similar=similar
+    t0 = time.perf_counter()
+    encoded = encode_users(
+        model, version.label, shop.user_ids, flat, active, settings.user_vectors_dir
     )
-    written = write_preferences(
+    encode_seconds = time.perf_counter() - t0
+    batches = purchase_probabilities(
+        model,
+        shop,
+        active,
+        horizon,
+        calibration=calibration,
+        user_x=user_x,
+        similar=similar,
+        user_vecs=encoded.vectors,
+    )
+    t0 = time.perf_counter()
+    stored = store_preferences(
         con,
         batches,
         shop.user_ids[active],
         shop.candidates["item_id"].to_numpy(),
+        user_units(con, active_ids),
         version.label,
         horizon,
+        audience_kept(settings),
     )
+    score_seconds = time.perf_counter() - t0
     _store_history_buyers(con, history, version.label, horizon)
     return {
         "model_version": version.label,
         "users_scored": int(len(active)),
         "users_known": int(len(shop.user_ids)),
+        "users_encoded": encoded.encoded,
+        "user_vectors_reused": encoded.reused,
+        "user_vector_cache_note": encoded.cache_note,
+        "encode_seconds": round(encode_seconds, 2),
+        "score_and_store_seconds": round(score_seconds, 2),
         "candidates": int(n_c),
-        "rows": written["rows"],
-        "mean_r": written["mean_r"],
+        "audience_kept": stored.audience_kept,
+        "audience_rows": stored.audience_rows,
+        "user_top_rows": stored.top_rows,
+        "mean_r": stored.mean_r,
         "as_of": shop.as_of,
         "horizon_days": horizon,
         "past_launches_scored": int(len(history)),

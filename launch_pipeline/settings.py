@@ -18,9 +18,14 @@ ENV_DATA_DIR = "LAUNCH_PIPELINE_DATA_DIR"
 ENV_RAW_DIR = "LAUNCH_PIPELINE_RAW_DIR"
 ENV_MODEL_TIME_BUDGET_S = "LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S"
 ENV_DUCKDB_MEMORY_LIMIT = "LAUNCH_PIPELINE_DUCKDB_MEMORY_LIMIT"
+ENV_AUDIENCE_KEPT = "LAUNCH_PIPELINE_AUDIENCE_KEPT"
 DEFAULT_MODEL_TIME_BUDGET_S = 180.0
 DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"
 TRAINING_INPUTS_FILE = "training_inputs.npz"
+DEFAULT_AUDIENCE_KEPT = 1000
+"""Users kept per candidate by the scorer (``candidate_audiences``): the pool the promotion
+audiences are chosen from (the default plan needs 250; a scenario that needs more than what
+was kept is refused with what to do)."""
 
 
 def data_dir_from_env() -> Path:
@@ -114,6 +119,7 @@ class Settings:
     planning: PlanningSettings = field(default_factory=PlanningSettings)
     model_time_budget_s: float = DEFAULT_MODEL_TIME_BUDGET_S
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    audience_kept: int = DEFAULT_AUDIENCE_KEPT
 
     @property
     def warehouse_path(self) -> Path:
@@ -122,6 +128,11 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def user_vectors_dir(self) -> Path:
+        """Transformer user vectors of the champion model, reused by the next scoring run."""
+        return self.data_dir / "user_vectors"
 
     @property
     def reports_dir(self) -> Path:
@@ -164,6 +175,7 @@ class Settings:
             cleaning=cleaning,
             model_time_budget_s=budget,
             duckdb_memory_limit=duckdb_memory_limit_from_env(),
+            audience_kept=int(os.environ.get(ENV_AUDIENCE_KEPT) or DEFAULT_AUDIENCE_KEPT),
         )
 
     def with_overrides(self, **kwargs) -> Settings:

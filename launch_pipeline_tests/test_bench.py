@@ -70,9 +70,17 @@ def test_bench_command_writes_the_documented_keys(tmp_path):
     assert res["training"]["sequences_per_second"] > 0
     sc = res["scoring"]
     assert sc["scores_per_second"] > 0
-    # the pipeline's own scorer and writer: every users x candidates row is in the table
-    assert sc["rows_written"] == sc["write_users"] * sc["candidates"]
-    assert sc["mean_r"] == pytest.approx(sc["mean_r_written_slice"], rel=1e-9)
+    # the pipeline's own path end to end: every user encoded, then only the changed ones
+    full, incr = sc["end_to_end"], sc["incremental"]
+    assert full["users_encoded"] == sc["users"] and full["user_vectors_reused"] == 0
+    assert incr["users_encoded"] == incr["users_with_new_events"] > 0
+    assert incr["user_vectors_reused"] == sc["users"] - incr["users_encoded"]
+    assert full["rows"]["candidate_preferences"] == sc["candidates"]
+    assert full["rows"]["user_top_candidates"] == sc["users"] * 10
+    assert full["rows"]["candidate_audiences"] == sc["candidates"] * full["audience_kept"]
+    assert full["mean_r"] > 0 and sc["mean_r_score_only"] > 0
+    assert res["scoring_end_to_end_seconds"] == full["seconds"]
+    assert res["scoring_1m_x_1k_end_to_end_seconds"] is None  # a smoke run is not the target size
     assert res["plan"]["chosen"] <= res["plan"]["slots"]
 
 

@@ -391,3 +391,35 @@ def test_plan_uses_the_demand_models_interval_and_details_can_be_skipped():
     assert quick.selection.chosen == full.selection.chosen
     pd.testing.assert_frame_equal(quick.audiences, full.audiences)
     assert quick.slot_curve.empty
+
+
+def test_plan_from_each_candidates_best_users_equals_the_plan_from_every_pair():
+    """The scorer stores each candidate's best users and the sums instead of every pair: the
+    plan (picks, values, audiences, reasons) is the same as from every pair; a scenario that
+    would choose audiences among more users than were kept is refused with what to do."""
+    from launch_pipeline.planning import audience_pool_needed
+
+    full = _inputs(n_users=40, seed=3)
+    p = _settings(slots=3, category_cap=1, audience_size=5, max_promotions_per_user=1)
+    kept = audience_pool_needed(p.slots, p.audience_size, p.max_promotions_per_user)
+    assert kept == 15
+    best = (
+        full.prefs.sort_values(["item_id", "r", "user_id"], ascending=[True, False, True])
+        .groupby("item_id")
+        .head(kept)
+    )
+    summary = dataclasses.replace(
+        full,
+        prefs=best.reset_index(drop=True),
+        expected_buyers=full.prefs.groupby("item_id")["r"].sum(),
+        users_scored=40,
+        audience_kept=kept,
+    )
+    a = lp.build_plan(full, p, CREATED)
+    b = lp.build_plan(summary, p, CREATED)
+    pd.testing.assert_frame_equal(a.plan, b.plan)
+    pd.testing.assert_frame_equal(a.audiences, b.audiences)
+    pd.testing.assert_frame_equal(a.explanations, b.explanations)
+    assert a.audiences["user_id"].nunique() > 5  # audiences really drawn from the kept users
+    with pytest.raises(ConfigurationError, match="LAUNCH_PIPELINE_AUDIENCE_KEPT=30"):
+        lp.build_plan(summary, dataclasses.replace(p, audience_size=10), CREATED)

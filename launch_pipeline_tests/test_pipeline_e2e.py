@@ -131,7 +131,9 @@ def test_every_table_exists(shop_run):
         "user_sequences",
         "activity_profile",
         "model_evaluation",
-        "user_preferences",
+        "candidate_preferences",
+        "candidate_audiences",
+        "user_top_candidates",
         "launch_plan",
         "launch_audiences",
     ):
@@ -277,7 +279,10 @@ def test_rejected_challenger_still_yields_a_plan_made_with_the_champion(shop_run
     prefs = result.asset_materializations_for_node("user_preferences")[0].metadata
     assert prefs["model_version"].value == champion.label
     with connect() as con:
-        used = con.execute("SELECT DISTINCT model_version FROM user_preferences").fetchall()
+        used = con.execute(
+            "SELECT DISTINCT model_version FROM candidate_preferences UNION "
+            "SELECT DISTINCT model_version FROM candidate_audiences"
+        ).fetchall()
         planned = con.execute(
             "SELECT model_version, count(*) FROM launch_plan WHERE chosen GROUP BY 1"
         ).fetchall()

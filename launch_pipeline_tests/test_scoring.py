@@ -1,19 +1,31 @@
 """Scoring at scale: the vectorised model inputs equal the per-user definitions, r_ij is
-streamed in float32 batches and written batch by batch with the same table, ranks and view."""
+streamed in float32 batches and reduced batch by batch to what the plan needs (per-candidate
+sums, each candidate's best users, each user's top candidates), equal to sorting every pair."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from launch_pipeline import features, purchase_scoring, scoring, shop_data, shop_split
+from launch_pipeline import (
+    features,
+    purchase_scoring,
+    scoring,
+    shop_data,
+    shop_split,
+    user_vector_cache,
+)
 from launch_pipeline.calibration import PurchaseCalibration
 from launch_pipeline.cleaning import ensure_tables
 from launch_pipeline.model.data import SequenceData
+from launch_pipeline.preference_summary import CandidateReducer, user_top
 from launch_pipeline.purchase_scoring import ScoredBatch, purchase_kernel
 from launch_pipeline.shop_data import PURCHASE, FlatSequences
 
@@ -215,64 +227,203 @@ def _batches(r: np.ndarray, size: int):
         yield ScoredBatch(start, sl, sl / 2, sl * 0.9)
 
 
-def test_write_preferences_ranks_per_user_and_keeps_the_columns(con):
-    rng = np.random.default_rng(2)
-    r = rng.uniform(0, 1, (11, 5))
-    r[3, 1] = r[3, 4]  # a tie: the first candidate ranks first
-    users = np.array([f"u{k:02d}" for k in range(11)], dtype=object)
-    items = np.array(["a", "b", "c", "d", "e"], dtype=object)
-    out = scoring.write_preferences(con, _batches(r, 4), users, items, "m:v1", 30)
-    assert out["rows"] == 55 and out["users"] == 11
-    assert out["mean_r"] == pytest.approx(r.astype(np.float32).mean(), rel=1e-6)
-    cols = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_name = 'user_preferences' ORDER BY ordinal_position"
-    ).fetchall()
-    assert cols == [
-        ("user_id", "VARCHAR"),
-        ("item_id", "VARCHAR"),
-        ("r", "DOUBLE"),
-        ("p_next", "DOUBLE"),
-        ("rank_for_user", "INTEGER"),
-        ("model_version", "VARCHAR"),
-        ("horizon_days", "INTEGER"),
-        ("r_model", "DOUBLE"),
-    ]
-    got = con.execute("SELECT * FROM user_preferences").df()  # stored in (user, rank) order
-    ref = pd.DataFrame(
+def _brute_audiences(r, users, items, k):
+    """Each candidate's best ``k`` users by r, ties to the lower user id (the planner's order)."""
+    df = pd.DataFrame(
         {
-            "user_id": np.repeat(users, 5),
-            "item_id": np.tile(items, 11),
+            "item_id": np.tile(items, len(users)),
+            "user_id": np.repeat(users, len(items)),
             "r": r.astype(np.float32).astype(np.float64).ravel(),
         }
     )
-    ref["rank_for_user"] = ref.groupby("user_id")["r"].rank(method="first", ascending=False)
-    ref = ref.sort_values(["user_id", "rank_for_user"]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(
-        got[["user_id", "item_id", "r"]], ref[["user_id", "item_id", "r"]]
-    )
-    assert (got["rank_for_user"] == ref["rank_for_user"].astype(int)).all()
-    np.testing.assert_allclose(got["p_next"], got["r"] / 2, rtol=1e-6)
-    assert set(got["model_version"]) == {"m:v1"} and set(got["horizon_days"]) == {30}
-    assert (
-        got.loc[(got.user_id == "u03") & (got.item_id == "b"), "rank_for_user"].iloc[0]
-        < (got.loc[(got.user_id == "u03") & (got.item_id == "e"), "rank_for_user"].iloc[0])
-    )
-    top = con.execute("SELECT count(*), max(rank_for_user) FROM user_top_candidates").fetchall()
-    assert top == [(55, 5)]  # top 10 of 5 candidates: all of them
+    df = df.sort_values(["item_id", "r", "user_id"], ascending=[True, False, True])
+    top = df.groupby("item_id", sort=False).head(k).reset_index(drop=True)
+    top["audience_rank"] = top.groupby("item_id").cumcount() + 1
+    return top
 
 
-def test_write_preferences_is_all_or_nothing(con):
+def test_store_preferences_keeps_the_sums_the_audiences_and_the_top_candidates(con):
+    rng = np.random.default_rng(2)
+    r = rng.uniform(0, 1, (37, 5))
+    r[3, 1] = r[3, 4] = 0.99  # a tie within a user: the first candidate ranks first
+    r[10:14, 2] = 0.999  # a tie across users at the top of a candidate: lower user id first
+    users = np.array([f"u{k:02d}" for k in range(37)], dtype=object)
+    items = np.array(["a", "b", "c", "d", "e"], dtype=object)
+    units = rng.uniform(1, 3, 37)
+    con.execute("CREATE TABLE user_preferences AS SELECT 1 AS stale")  # an older warehouse
+    con.execute("CREATE VIEW user_top_candidates AS SELECT 1 AS stale")
+    out = scoring.store_preferences(con, _batches(r, 8), users, items, units, "m:v1", 30, 6, 3)
+    assert (out.users, out.candidates, out.audience_kept) == (37, 5, 6)
+    assert out.audience_rows == 30 and out.top_rows == 37 * 3
+    r32 = r.astype(np.float32).astype(np.float64)
+    assert out.mean_r == pytest.approx(r32.mean(), rel=1e-9)
+    tables = {
+        t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+    assert "user_preferences" not in tables  # every pair is no longer stored
+
+    sums = con.execute("SELECT * FROM candidate_preferences ORDER BY item_id").df()
+    np.testing.assert_allclose(sums["expected_buyers"], r32.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(sums["expected_buyers_model"], (r32 * 0.9).sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        sums["expected_units_model"], (units[:, None] * r32 * 0.9).sum(axis=0), rtol=1e-6
+    )
+    np.testing.assert_allclose(sums["max_r"], r32.max(axis=0), rtol=1e-12)
+    assert set(sums["users_scored"]) == {37} and set(sums["audience_kept"]) == {6}
+    assert set(sums["model_version"]) == {"m:v1"} and set(sums["horizon_days"]) == {30}
+
+    got = con.execute(
+        "SELECT item_id, user_id, r, audience_rank FROM candidate_audiences "
+        "ORDER BY item_id, audience_rank"
+    ).df()
+    ref = _brute_audiences(r, users, items, 6)
+    pd.testing.assert_frame_equal(got, ref, check_dtype=False)
+    assert list(got[got.item_id == "c"]["user_id"][:4]) == ["u10", "u11", "u12", "u13"]
+
+    top = con.execute("SELECT * FROM user_top_candidates ORDER BY user_id, rank_for_user").df()
+    assert list(top.columns) == [
+        "user_id", "item_id", "r", "p_next", "rank_for_user", "model_version", "horizon_days",
+        "r_model",
+    ]  # fmt: skip
+    for u in (0, 3, 20):
+        mine = top[top.user_id == users[u]]
+        order = np.lexsort((np.arange(5), -r32[u]))[:3]
+        assert list(mine["item_id"]) == list(items[order])
+        np.testing.assert_allclose(mine["p_next"], mine["r"] / 2, rtol=1e-6)
+    b_rank, e_rank = (
+        top.loc[(top.user_id == "u03") & (top.item_id == x), "rank_for_user"] for x in "be"
+    )
+    assert (b_rank.iloc[0], e_rank.iloc[0]) == (1, 2)  # tied: the first candidate first
+
+
+def test_store_preferences_is_all_or_nothing(con):
     users = np.array(["u0", "u1", "u2"], dtype=object)
     items = np.array(["a", "b"], dtype=object)
-    scoring.write_preferences(con, _batches(np.ones((3, 2)) / 2, 2), users, items, "v1", 30)
+    ones = np.ones(3)
+    scoring.store_preferences(
+        con, _batches(np.ones((3, 2)) / 2, 2), users, items, ones, "v1", 30, 5
+    )
 
     def broken():
         yield from _batches(np.ones((3, 2)) / 4, 1)
         raise RuntimeError("scoring failed half way")
 
     with pytest.raises(RuntimeError):
-        scoring.write_preferences(con, broken(), users, items, "v2", 30)
+        scoring.store_preferences(con, broken(), users, items, ones, "v2", 30, 5)
     assert con.execute(
-        "SELECT count(*), any_value(model_version), max(r) FROM user_preferences"
-    ).fetchall() == [(6, "v1", 0.5)]
+        "SELECT sum(expected_buyers), any_value(model_version) FROM candidate_preferences"
+    ).fetchall() == [(3.0, "v1")]
+    assert con.execute("SELECT count(*), max(r) FROM candidate_audiences").fetchall() == [(6, 0.5)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_users=st.integers(1, 60),
+    n_c=st.integers(1, 7),
+    k=st.integers(1, 12),
+    batch=st.integers(1, 17),
+    levels=st.integers(2, 50),
+    seed=st.integers(0, 2**16),
+)
+def test_candidate_reducer_equals_sorting_every_pair(n_users, n_c, k, batch, levels, seed):
+    """The batched top-k (threshold, buffer, merge) equals sorting all pairs, ties included
+    (few distinct values force many), and the sums equal the full sums."""
+    rng = np.random.default_rng(seed)
+    r = (rng.integers(0, levels, (n_users, n_c)) / levels).astype(np.float32)
+    m = (r * 0.5).astype(np.float32)
+    units = rng.uniform(1, 2, n_users)
+    red = CandidateReducer(n_c, k)
+    for s in range(0, n_users, batch):
+        red.add(s, r[s : s + batch], m[s : s + batch], units[s : s + batch])
+    res = red.result()
+    assert res.users == n_users
+    np.testing.assert_allclose(res.expected_buyers, r.sum(axis=0, dtype=np.float64), rtol=1e-12)
+    np.testing.assert_allclose(res.expected_units_model, units @ m.astype(np.float64), rtol=1e-9)
+    for j in range(n_c):
+        order = np.lexsort((np.arange(n_users), -r[:, j]))[:k]
+        count = res.audience_count[j]
+        assert count == min(k, n_users)
+        assert list(res.audience_users[j, :count]) == list(order)
+        np.testing.assert_array_equal(res.audience_r[j, :count], r[order, j])
+        np.testing.assert_array_equal(res.audience_r_model[j, :count], m[order, j])
+
+
+def test_user_top_orders_by_r_then_candidate():
+    r = np.array([[0.1, 0.5, 0.5, 0.2], [0.9, 0.1, 0.3, 0.3]], dtype=np.float32)
+    cols, ranks = user_top(r, 3)
+    assert cols.tolist() == [[1, 2, 3], [0, 2, 3]]
+    assert ranks.tolist() == [[1, 2, 3], [1, 2, 3]]
+    assert user_top(r, 9)[0].tolist() == [[1, 2, 3, 0], [0, 2, 3, 1]]
+
+
+def _one_new_event(flat: FlatSequences, user: int) -> FlatSequences:
+    """``flat`` with one more step (a cart of item 1, an hour after its last) for ``user``."""
+    seqs, evs, ts = (flat.split(a) for a in (flat.items, flat.events, flat.ts))
+    seqs[user] = np.append(seqs[user], 1)
+    evs[user] = np.append(evs[user], 2)
+    ts[user] = np.append(ts[user], ts[user][-1] + np.timedelta64(1, "h"))
+    return FlatSequences.from_lists(flat.user_ids, seqs, evs, ts)
+
+
+def _score_and_store(con, model, shop, flat, cache_dir, label="m:v1"):
+    rows = np.arange(flat.n_users)
+    enc = user_vector_cache.encode_users(model, label, flat.user_ids, flat, rows, cache_dir)
+    batches = purchase_scoring.purchase_probabilities(
+        model, shop, rows, 30, batch_size=64, user_vecs=enc.vectors
+    )
+    items = shop.candidates["item_id"].to_numpy()
+    scoring.store_preferences(con, batches, flat.user_ids, items, np.ones(len(rows)), label, 30, 20)
+    tables = {
+        t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").df()
+        for t in ("candidate_preferences", "candidate_audiences", "user_top_candidates")
+    }
+    return enc, tables
+
+
+def test_a_second_run_encodes_only_the_user_with_a_new_event(con, tmp_path):
+    """The Transformer's user vectors are cached per model version: after one new event only
+    that user is encoded again, and the stored preferences equal a full run's; a new model
+    version encodes everyone and replaces the old version's file."""
+    from launch_pipeline.model.config import ModelConfig
+    from launch_pipeline.model.training import build_model
+
+    rng = np.random.default_rng(5)
+    shop = _random_shop(rng, n_users=120)
+    cands = pd.DataFrame(
+        {"item_id": [f"n{k}" for k in range(6)], "title": "", "category": "c1", "brand": "",
+         "price": 1.0}
+    )  # fmt: skip
+    shop = dataclasses.replace(
+        shop, candidates=cands, candidate_attributes=np.arange(3, 9)[:, None]
+    )
+    model = build_model(shop.data, ModelConfig(dim=16, blocks=1, max_len=20))
+    flat = shop.flat_sequences()
+    cache = tmp_path / "user_vectors"
+
+    first, _ = _score_and_store(con, model, shop, flat, cache)
+    assert (first.encoded, first.reused) == (120, 0) and first.cache_path.exists()
+    again, _ = _score_and_store(con, model, shop, flat, cache)
+    assert (again.encoded, again.reused) == (0, 120)
+    np.testing.assert_array_equal(again.vectors, first.vectors)
+
+    changed = _one_new_event(flat, 17)
+    fps = user_vector_cache.sequence_fingerprints(changed)
+    assert (fps != user_vector_cache.sequence_fingerprints(flat)).tolist() == [
+        u == 17 for u in range(120)
+    ]
+    incremental, got = _score_and_store(con, model, shop, changed, cache)
+    assert (incremental.encoded, incremental.reused) == (1, 119)
+    full, want = _score_and_store(con, model, shop, changed, None)
+    assert full.encoded == 120
+    np.testing.assert_allclose(incremental.vectors, full.vectors, atol=1e-5)
+    assert not np.allclose(incremental.vectors[17], first.vectors[17])
+    for t in want:
+        pd.testing.assert_frame_equal(got[t], want[t], check_exact=False, rtol=1e-5)
+
+    newer, _ = _score_and_store(con, model, shop, changed, cache, label="m:v2")
+    assert newer.encoded == 120
+    assert [p.name for p in cache.iterdir()] == ["m_v2.npz"]
+    cache_file = cache / "m_v2.npz"
+    cache_file.write_bytes(b"not a cache")
+    broken, _ = _score_and_store(con, model, shop, changed, cache, label="m:v2")
+    assert broken.encoded == 120 and "unreadable" in broken.cache_note

@@ -26,14 +26,36 @@ from launch_pipeline.report import scenario_table
 from launch_pipeline.scoring import score_preferences
 
 PREFERENCE_DESCRIPTIONS = {
-    "user_id": "Active user (an event in the last 30 days)",
-    "item_id": "Launch candidate",
-    "r": "Probability the user buys the candidate within the horizon (calibrated)",
-    "p_next": "The model's probability that the candidate is the user's next item",
-    "rank_for_user": "Rank of the candidate for the user (1 = most likely)",
-    "model_version": "Recommender version that scored it",
-    "horizon_days": "Horizon of r, days",
-    "r_model": "Uncalibrated r: 1 - exp(-n_i p_ij c_j)",
+    "candidate_preferences": {
+        "item_id": "Launch candidate",
+        "expected_buyers": "Expected buyers within the horizon: sum of r over the active users",
+        "expected_buyers_model": "The same with the uncalibrated r_model (a demand feature)",
+        "expected_units_model": "Sum of r_model x the user's mean units per purchase line",
+        "max_r": "Highest r of any user",
+        "users_scored": "Active users scored (an event in the last 30 days)",
+        "audience_kept": "Best users kept per candidate in candidate_audiences",
+        "model_version": "Recommender version that scored it",
+        "horizon_days": "Horizon of r, days",
+    },
+    "candidate_audiences": {
+        "item_id": "Launch candidate",
+        "user_id": "One of the candidate's most likely buyers",
+        "r": "Probability the user buys the candidate within the horizon (calibrated)",
+        "r_model": "Uncalibrated r: 1 - exp(-n_i p_ij c_j)",
+        "audience_rank": "Rank of the user for this candidate (1 = most likely buyer)",
+        "model_version": "Recommender version that scored it",
+        "horizon_days": "Horizon of r, days",
+    },
+    "user_top_candidates": {
+        "user_id": "Active user (an event in the last 30 days)",
+        "item_id": "One of the user's most likely candidates",
+        "r": "Probability the user buys the candidate within the horizon (calibrated)",
+        "p_next": "The model's probability that the candidate is the user's next item",
+        "rank_for_user": "Rank of the candidate for the user (1 = most likely)",
+        "model_version": "Recommender version that scored it",
+        "horizon_days": "Horizon of r, days",
+        "r_model": "Uncalibrated r: 1 - exp(-n_i p_ij c_j)",
+    },
 }
 
 
@@ -46,9 +68,13 @@ PREFERENCE_DESCRIPTIONS = {
         "r_ij: the probability that active user i buys candidate j within the planning horizon, "
         "from the champion model (candidates scored from their attributes and title words "
         "alone), calibrated on who bought the shop's past launches (user activity, similar "
-        "products bought). Table user_preferences (r_model: uncalibrated); view "
-        "user_top_candidates holds each user's top 10; launch_history_buyers: the past launches "
-        "scored as they would have been at their window start."
+        "products bought). Stored as what the plan needs, never every pair: "
+        "candidate_preferences (per candidate: expected buyers = sum of r, the Transformer's "
+        "demand features), candidate_audiences (each candidate's best users by r, the pool of "
+        "its promotion audience), user_top_candidates (each user's top 10). User vectors are "
+        "reused from the last run for users without new events (data/user_vectors/). "
+        "launch_history_buyers: the past launches scored as they would have been at their "
+        "window start."
     ),
 )
 def user_preferences(
@@ -57,18 +83,24 @@ def user_preferences(
     settings = pipeline.settings()
     with warehouse.get_connection() as con:
         stats = score_preferences(settings, con, model_store.store(settings))
-        comment_columns(con, "user_preferences", PREFERENCE_DESCRIPTIONS)
-        meta = table_metadata(con, "user_preferences")
+        for table, descriptions in PREFERENCE_DESCRIPTIONS.items():
+            comment_columns(con, table, descriptions)
+        meta = table_metadata(con, "candidate_preferences")
         by_item = con.execute(
-            "SELECT item_id, round(sum(r), 2) AS expected_buyers, round(max(r), 4) AS max_r "
-            "FROM user_preferences GROUP BY 1 ORDER BY 2 DESC LIMIT 15"
+            "SELECT item_id, round(expected_buyers, 2) AS expected_buyers, round(max_r, 4) AS max_r "
+            "FROM candidate_preferences ORDER BY expected_buyers DESC LIMIT 15"
         ).df()
     return dg.MaterializeResult(
         metadata={
             **meta,
             "model_version": stats["model_version"],
             "users_scored": stats["users_scored"],
+            "users_encoded": stats["users_encoded"],
+            "user_vectors_reused": stats["user_vectors_reused"],
+            "encode_seconds": stats["encode_seconds"],
+            "score_and_store_seconds": stats["score_and_store_seconds"],
             "candidates": stats["candidates"],
+            "audience_kept": stats["audience_kept"],
             "mean_r": stats["mean_r"],
             "horizon_days": stats["horizon_days"],
             "past_launches_scored": stats["past_launches_scored"],
@@ -78,6 +110,11 @@ def user_preferences(
                 else "none (no past launch window yet): r_ij = 1 - exp(-n_i p_ij c_j)"
             ),
             "top_candidates_by_expected_buyers": markdown_table(by_item),
+            **(
+                {"user_vector_cache": stats["user_vector_cache_note"]}
+                if stats["user_vector_cache_note"]
+                else {}
+            ),
         }
     )
 
@@ -210,7 +247,7 @@ def launch_plan(
         ev = dict(
             con.execute(
                 "SELECT method || '_' || metric, value FROM model_evaluation WHERE model_version = "
-                "(SELECT any_value(model_version) FROM user_preferences)"
+                "(SELECT any_value(model_version) FROM candidate_preferences)"
             ).fetchall()
         )
         names = {"hr@10": "transformer_hr@10", "ndcg@10": "transformer_ndcg@10"}
