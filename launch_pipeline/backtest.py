@@ -323,16 +323,16 @@ def _baseline_inputs(con: duckdb.DuckDBPyConnection, cutoff: dt.date, horizon: i
 
 def model_audiences(con: duckdb.DuckDBPyConnection, items, n: int) -> dict[str, list[str]]:
     """The model's own top ``n`` users by ``r_ij`` of each of ``items`` from
-    ``user_preferences``, before the plan's contact cap shares the users out (ties by user id)."""
+    ``candidate_audiences`` (each candidate's best users, ranked by ``r`` then user id, see
+    ``scoring.store_preferences``), before the plan's contact cap shares the users out."""
     items = [str(i) for i in items]
-    if not items or not has_table(con, "user_preferences"):
+    if not items or not has_table(con, "candidate_audiences"):
         return {i: [] for i in items}
     rows = con.execute(
         """
-        SELECT item_id, user_id FROM user_preferences
-        WHERE item_id IN (SELECT unnest(CAST(? AS VARCHAR[])))
-        QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY r DESC, user_id) <= ?
-        ORDER BY item_id, r DESC, user_id
+        SELECT item_id, user_id FROM candidate_audiences
+        WHERE item_id IN (SELECT unnest(CAST(? AS VARCHAR[]))) AND audience_rank <= ?
+        ORDER BY item_id, audience_rank
         """,
         [items, n],
     ).df()

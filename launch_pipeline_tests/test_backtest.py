@@ -242,15 +242,21 @@ def test_spearman_audience_timing_coverage():
 
 def test_model_audiences_are_the_uncapped_top_n_by_r():
     import duckdb
+    import numpy as np
 
-    from launch_pipeline.scoring import USER_PREFERENCES_DDL
+    from launch_pipeline.purchase_scoring import ScoredBatch
+    from launch_pipeline.scoring import store_preferences
 
     con = duckdb.connect()
     assert bt.model_audiences(con, ["x"], 2) == {"x": []}  # no preferences stored yet
-    con.execute(USER_PREFERENCES_DDL)
-    rows = [("u1", "x", 0.9), ("u2", "x", 0.5), ("u3", "x", 0.5), ("u4", "x", 0.1)]
-    rows += [("u1", "y", 0.8), ("u4", "y", 0.2), ("u5", "z", 0.7)]
-    con.executemany("INSERT INTO user_preferences (user_id, item_id, r) VALUES (?, ?, ?)", rows)
+    users = np.array(["u1", "u2", "u3", "u4", "u5"], dtype=object)
+    r = np.array(
+        [[0.9, 0.8, 0.0], [0.5, 0.0, 0.0], [0.5, 0.0, 0.0], [0.1, 0.2, 0.0], [0.0, 0.0, 0.7]],
+        dtype=np.float32,
+    )  # users x (x, y, z)
+    batch = ScoredBatch(0, r, r, r)
+    items = np.array(["x", "y", "z"], dtype=object)
+    store_preferences(con, [batch], users, items, np.ones(5), "m:v1", 30, audience_kept=3)
     # u1 is in both top lists (no contact cap); the tie at 0.5 goes to the smaller user id
     got = bt.model_audiences(con, ["x", "y", "w"], 2)
     assert got == {"x": ["u1", "u2"], "y": ["u1", "u4"], "w": []}
