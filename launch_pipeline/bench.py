@@ -62,6 +62,8 @@ from pathlib import Path
 
 import numpy as np
 
+from launch_pipeline.features_incremental import INCREMENTAL_TABLES
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -840,6 +842,218 @@ def run_nightly(
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# the nightly data stages at two history lengths (incremental features)
+# --------------------------------------------------------------------------------------------
+DATA_ASSETS = ("raw_events", "clean_events", "quarantined_events", *INCREMENTAL_TABLES)
+
+
+def _shop_for_nightly(raw_dir: Path, cfg) -> float:
+    """Generate the shop once; a later run with the same config reuses it. Returns the
+    seconds spent generating (0 when reused)."""
+    from launch_pipeline.simulator import generate_shop
+
+    marker = raw_dir / "_bench_config.json"
+    wanted = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+    if marker.is_file() and marker.read_text() == wanted:
+        return 0.0
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    t0 = time.perf_counter()
+    generate_shop(raw_dir, cfg)
+    marker.write_text(wanted)
+    return time.perf_counter() - t0
+
+
+def table_fingerprint(con, table: str) -> tuple[int, int]:
+    """(rows, sum of row hashes): equal for equal tables whatever their row order; cheap
+    enough for the 200k-user tables of the bench (the test suite uses md5 checksums)."""
+    n, h = con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {table} AS t").fetchone()
+    return int(n), int(h or 0)
+
+
+def _nightly_data_case(
+    meter: StageMeter,
+    work_dir: Path,
+    raw_dir: Path,
+    files: dict,
+    history_days: int,
+    compare_full: bool,
+) -> dict:
+    """History of ``history_days`` days landed, cleaned and merged into the feature state; then
+    the next day's data assets through the Dagster job (that partition of raw and clean events
+    with its GX checks, then the four feature assets, which merge only the new day)."""
+    from launch_pipeline import catalog, cleaning, features, features_incremental
+    from launch_pipeline.raw_io import load_event_day
+    from launch_pipeline.runner import prepare_instance
+    from launch_pipeline.settings import Settings
+
+    days = sorted(files)
+    new_day, history = days[-1], days[-1 - history_days : -1]
+    if len(history) < history_days:
+        raise ValueError(f"the shop has {len(days) - 1} history days, not {history_days}")
+    case_dir = work_dir / f"history_{history_days}d"
+    shutil.rmtree(case_dir, ignore_errors=True)
+    data_dir = case_dir / "data"
+    data_dir.mkdir(parents=True)
+    settings = Settings.from_env(data_dir=data_dir, raw_dir=raw_dir)
+    now = dt.datetime.combine(new_day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    tag = f"history_{history_days}d"
+    out: dict = {
+        "history_days": history_days,
+        "history": [history[0].isoformat(), history[-1].isoformat()],
+    }
+    with meter.stage(f"{tag}.prepare_history") as rec:
+        con = warehouse_connection(settings.warehouse_path)
+        try:
+            catalog.load_product_catalog(con, raw_dir)
+            catalog.load_launch_candidates(con, raw_dir)
+            for d in history:
+                load_event_day(con, raw_dir, d, files[d])
+            stats = cleaning.clean_partitions(
+                con, history[0], history[-1], settings.cleaning, now=now
+            )
+            rec["clean_rows"] = stats.clean
+            # the feature state as the previous nightly runs left it
+            rec["features"] = [r.summary() for r in features_incremental.update_all(con)]
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    home = case_dir / "dagster_home"
+    os.environ["DAGSTER_HOME"] = str(home)
+    prepare_instance(settings)
+    import dagster as dg
+
+    from launch_pipeline.definitions import build_definitions
+    from launch_pipeline.defs.jobs import LAUNCH_JOB_NAME
+
+    instance = dg.DagsterInstance.get()
+    job = build_definitions(settings).resolve_job_def(LAUNCH_JOB_NAME)
+    with meter.stage(f"{tag}.nightly_data_run") as rec:
+        result = job.execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": new_day.isoformat(),
+                "dagster/asset_partition_range_end": new_day.isoformat(),
+            },
+            asset_selection=[dg.AssetKey(k) for k in DATA_ASSETS],
+            raise_on_error=False,
+        )
+        rec["success"] = result.success
+    steps = _step_seconds(instance, result.run_id)
+    out["failures"] = [
+        f"{e.step_key}: {e.message}"
+        for e in result.all_events
+        if e.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")
+    ][:5]
+    checks = result.get_asset_check_evaluations()
+    out.update(
+        new_day=new_day.isoformat(),
+        success=result.success,
+        checks_passed=sum(c.passed for c in checks),
+        checks_failed=[c.check_name for c in checks if not c.passed],
+        step_seconds=steps,
+        data_stage_seconds=round(sum(steps.values()), 2),
+        feature_step_seconds=round(sum(v for k, v in steps.items() if k in INCREMENTAL_TABLES), 2),
+        run_wall_seconds=meter.stages[f"{tag}.nightly_data_run"]["seconds"],
+        run_cpu_seconds=meter.stages[f"{tag}.nightly_data_run"]["cpu_seconds"],
+    )
+    con = warehouse_connection(settings.warehouse_path)
+    try:
+        out["feature_update_modes"] = dict(
+            con.execute(
+                "SELECT feature, count(*) FROM feat_merged_days GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        )
+        out["clean_events_rows"] = con.execute("SELECT count(*) FROM clean_events").fetchone()[0]
+        if compare_full:
+            incremental = {t: table_fingerprint(con, t) for t in features.FEATURE_TABLES}
+            with meter.stage(f"{tag}.features_full_sql") as rec:
+                features.build_item_features(con)
+                features.build_user_features(con)
+                features.build_user_sequences(con)
+                features.build_activity_profile(con)
+            full = {t: table_fingerprint(con, t) for t in features.FEATURE_TABLES}
+            out["features_full_sql_seconds"] = rec["seconds"]
+            out["incremental_equals_full_sql"] = incremental == full
+            out["tables_differing"] = [t for t in full if full[t] != incremental[t]]
+    finally:
+        con.close()
+    return out
+
+
+def run_nightly_data(
+    work_dir: Path | str,
+    events_per_day: int = 1_000_000,
+    history_days: tuple[int, ...] = (15, 60),
+    users: int = 200_000,
+    seed: int = 7,
+    compare_full: bool = True,
+) -> dict:
+    """``nightly_data_stage_ratio_60_vs_15``: the data stages (raw + clean + GX checks +
+    features) of one new day of ``events_per_day`` events with the longest history over the
+    same with the shortest. One simulated shop of ``max(history_days) + 1`` days (generated
+    once, reused by later runs with the same settings); each case lands and cleans its history
+    with the pipeline's functions, builds the feature state, then runs the same new day (the
+    shop's last) through the Dagster job restricted to the data assets. ``compare_full`` also
+    times the full-history feature SQL on the same warehouse and checks it gives the same
+    tables as the incremental merge."""
+    from launch_pipeline.raw_io import event_day_files
+    from launch_pipeline.simulator import SimulatorConfig
+
+    work_dir = Path(work_dir).resolve()
+    raw_dir = work_dir / "raw"
+    meter = StageMeter()
+    out: dict = {"machine": machine_info(), "events_per_day": events_per_day, "users": users}
+    saved_env = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "LAUNCH_PIPELINE_ALLOWED_ROOTS")}
+    # one raw folder shared by the cases, each with its own data folder
+    os.environ["LAUNCH_PIPELINE_ALLOWED_ROOTS"] = str(work_dir)
+    try:
+        cfg = SimulatorConfig(
+            seed=seed,
+            users=users,
+            days=max(history_days) + 1,
+            events_per_day=events_per_day,
+            end_date=END_DATE,
+            file_format="parquet",
+            candidate_truth=False,
+        )
+        with meter.stage("generate") as rec:
+            rec["generated_seconds"] = round(_shop_for_nightly(raw_dir, cfg), 1)
+        files = event_day_files(raw_dir)
+        with meter.stage("warm_up"):
+            # one-off per-process costs (imports, GX's first context) kept out of both cases
+            import great_expectations as gx
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot  # noqa: F401
+
+            gx.get_context(mode="ephemeral")
+        cases = [
+            _nightly_data_case(meter, work_dir, raw_dir, files, h, compare_full)
+            for h in sorted(history_days)
+        ]
+        out["cases"] = cases
+        short, long = cases[0], cases[-1]
+        out[f"nightly_data_stage_ratio_{long['history_days']}_vs_{short['history_days']}"] = round(
+            long["data_stage_seconds"] / short["data_stage_seconds"], 3
+        )
+        out["nightly_data_run_cpu_ratio"] = round(
+            long["run_cpu_seconds"] / short["run_cpu_seconds"], 3
+        )
+    finally:
+        meter.close()
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    out["stages"] = meter.stages
+    out["peak_rss_mb"] = round(process_peak_rss_mb(), 1)
+    out["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
 def _step_seconds(instance, run_id: str) -> dict:
     """Seconds per step of a finished run, from its event log."""
     import dagster as dg
@@ -950,13 +1164,32 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--seed", type=int, default=7)
     n.add_argument("--model-time-budget-s", type=float, default=None)
     n.add_argument("--out", type=Path, default=None)
+    nd = sub.add_parser(
+        "nightly-data", help="one new day's data stages at two history lengths (incremental)"
+    )
+    nd.add_argument("--work-dir", type=Path, required=True)
+    nd.add_argument("--events-per-day", type=int, default=1_000_000)
+    nd.add_argument("--history-days", type=int, nargs="+", default=[15, 60])
+    nd.add_argument("--users", type=int, default=200_000)
+    nd.add_argument("--seed", type=int, default=7)
+    nd.add_argument("--no-full-compare", action="store_true")
+    nd.add_argument("--out", type=Path, default=None)
     t = sub.add_parser("table", help="markdown table from bench JSON files")
     t.add_argument("files", nargs="+", type=Path)
     args = p.parse_args(argv)
     if args.command == "table":
         print(markdown_table([json.loads(f.read_text()) for f in args.files]))
         return 0
-    if args.command == "bench":
+    if args.command == "nightly-data":
+        res = run_nightly_data(
+            args.work_dir,
+            args.events_per_day,
+            tuple(args.history_days),
+            args.users,
+            args.seed,
+            compare_full=not args.no_full_compare,
+        )
+    elif args.command == "bench":
         res = run_bench(
             args.events, args.work_dir, args.seed, keep=True, model_stages=not args.no_model
         )

@@ -40,15 +40,20 @@ FROM q, range(1, {N_PRICE_BANDS + 1}) t(b)
 """
 
 
+def money_sum_decimal(event_type: str) -> str:
+    """SQL for the exact (DECIMAL(38, 6)) sum of quantity * price over one event type; sums of
+    it over days are exact too (the incremental path adds them up)."""
+    return (
+        f"sum(CAST(quantity * price AS DECIMAL(18, 6))) FILTER (WHERE event_type = '{event_type}')"
+    )
+
+
 def _money_sum(event_type: str) -> str:
     """SQL for the sum of quantity * price over one event type, added up exactly (as DECIMAL):
     a sum of DOUBLEs depends on the order DuckDB's threads meet the rows, and feature tables
     must be the same bit for bit whenever their input rows are the same (the idempotency
     contract of the operations tests)."""
-    return (
-        f"CAST(sum(CAST(quantity * price AS DECIMAL(18, 6))) "
-        f"FILTER (WHERE event_type = '{event_type}') AS DOUBLE)"
-    )
+    return f"CAST({money_sum_decimal(event_type)} AS DOUBLE)"
 
 
 # band of a price: the band whose [lower, upper) contains it; unknown price -> 'p_unknown'
@@ -60,15 +65,9 @@ coalesce((SELECT pb.price_band FROM price_bands pb
           ORDER BY pb.band_no LIMIT 1), 'p_unknown')
 """
 
-ITEM_FEATURES_SQL = f"""
-CREATE OR REPLACE TABLE item_features AS
-WITH items AS (
-    SELECT item_id, title, category, brand, price, launched_at, false AS is_candidate
-    FROM product_catalog
-    UNION ALL
-    SELECT item_id, title, category, brand, price, launched_at, true FROM launch_candidates
-    WHERE item_id NOT IN (SELECT item_id FROM product_catalog)
-), stats AS (
+# per-item behaviour over clean_events; the incremental path (features_incremental.py) gives
+# the same columns from its merged state
+ITEM_STATS_FROM_EVENTS = f"""
     SELECT item_id,
            count(*) FILTER (WHERE event_type = 'view') AS views,
            count(*) FILTER (WHERE event_type = 'cart') AS carts,
@@ -89,7 +88,21 @@ WITH items AS (
            min(ts) FILTER (WHERE event_type = 'purchase') AS first_sale_at,
            max(ts) AS last_event_at
     FROM clean_events GROUP BY item_id
-)
+"""
+
+
+def item_features_sql(stats: str) -> str:
+    """``CREATE OR REPLACE TABLE item_features`` from the catalog, the candidates and ``stats``
+    (SQL with the columns of :data:`ITEM_STATS_FROM_EVENTS`, one row per item with events)."""
+    return f"""
+CREATE OR REPLACE TABLE item_features AS
+WITH items AS (
+    SELECT item_id, title, category, brand, price, launched_at, false AS is_candidate
+    FROM product_catalog
+    UNION ALL
+    SELECT item_id, title, category, brand, price, launched_at, true FROM launch_candidates
+    WHERE item_id NOT IN (SELECT item_id FROM product_catalog)
+), stats AS ({stats})
 SELECT i.item_id, i.title, i.category, i.brand, i.price,
        {_BAND_OF.format(price="i.price")} AS price_band,
        coalesce(i.launched_at, s.first_sale_at, s.first_event_at) AS launched_at,
@@ -113,17 +126,14 @@ FROM items i LEFT JOIN stats s USING (item_id)
 ORDER BY i.is_candidate, i.item_id
 """
 
-USER_FEATURES_SQL = f"""
-CREATE OR REPLACE TABLE user_features AS
-WITH snapshot AS (SELECT max(ts) AS as_of FROM clean_events),
-ev AS (
-    SELECT e.*, f.category, f.price_band
-    FROM clean_events e LEFT JOIN item_features f USING (item_id)
-), base AS (
-    SELECT user_id,
-           min(ts) AS first_seen_at, max(ts) AS last_seen_at,
-           count(DISTINCT CAST(ts AS DATE)) AS active_days,
-           count(DISTINCT session_id) AS sessions,
+
+ITEM_FEATURES_SQL = item_features_sql(ITEM_STATS_FROM_EVENTS)
+
+# per-user parts over clean_events (``ev``: events with their item's category and price band);
+# the incremental path gives the same columns from its merged state
+USER_SNAPSHOT_FROM_EVENTS = "SELECT max(ts) AS as_of FROM clean_events"
+# a user's event counts and units (also summed per day by the incremental path)
+USER_EVENT_COUNTS = """
            count(*) AS events,
            count(*) FILTER (WHERE event_type = 'view') AS views,
            count(*) FILTER (WHERE event_type = 'cart') AS carts,
@@ -131,15 +141,46 @@ ev AS (
            count(*) FILTER (WHERE event_type = 'return') AS returns,
            count(*) FILTER (WHERE event_type = 'review') AS reviews,
            coalesce(sum(quantity) FILTER (WHERE event_type = 'purchase'), 0) AS units,
-           coalesce({_money_sum("purchase")}, 0) - coalesce({_money_sum("return")}, 0) AS monetary
+"""
+USER_BASE_FROM_EVENTS = f"""
+    SELECT user_id,
+           min(ts) AS first_seen_at, max(ts) AS last_seen_at,
+           count(DISTINCT CAST(ts AS DATE)) AS active_days,
+           count(DISTINCT session_id) AS sessions,{USER_EVENT_COUNTS}           coalesce({_money_sum("purchase")}, 0) - coalesce({_money_sum("return")}, 0) AS monetary
     FROM ev GROUP BY user_id
-), cat AS (
+"""
+USER_CATEGORY_FROM_EVENTS = """
     SELECT user_id, category, count(*) AS n FROM ev
     WHERE event_type IN ('view', 'cart', 'purchase') GROUP BY ALL
-), band AS (
+"""
+USER_BAND_FROM_EVENTS = """
     SELECT user_id, price_band, count(*) AS n FROM ev
     WHERE event_type IN ('view', 'cart', 'purchase') GROUP BY ALL
-), cat_agg AS (
+"""
+EVENTS_WITH_ITEM_ATTRS = """
+    SELECT e.*, f.category, f.price_band
+    FROM clean_events e LEFT JOIN item_features f USING (item_id)
+"""
+
+
+def user_features_sql(
+    snapshot: str = USER_SNAPSHOT_FROM_EVENTS,
+    base: str = USER_BASE_FROM_EVENTS,
+    cat: str = USER_CATEGORY_FROM_EVENTS,
+    band: str = USER_BAND_FROM_EVENTS,
+    ev: str = EVENTS_WITH_ITEM_ATTRS,
+) -> str:
+    """``CREATE OR REPLACE TABLE user_features`` from its parts: ``snapshot`` (one row,
+    ``as_of``), ``base`` (one row per user), ``cat`` / ``band`` (interactions per user and
+    category / price band, column ``n``); ``ev`` is what the default parts read."""
+    return f"""
+CREATE OR REPLACE TABLE user_features AS
+WITH snapshot AS ({snapshot}),
+ev AS ({ev}),
+base AS ({base}),
+cat AS ({cat}),
+band AS ({band}),
+cat_agg AS (
     SELECT user_id,
            map_from_entries(list((category, n / total) ORDER BY n DESC, category)) AS category_affinity,
            first(category ORDER BY n DESC, category) AS top_category
@@ -163,6 +204,9 @@ FROM base b CROSS JOIN snapshot a
 LEFT JOIN cat_agg c USING (user_id) LEFT JOIN band_agg p USING (user_id)
 ORDER BY b.user_id
 """
+
+
+USER_FEATURES_SQL = user_features_sql()
 
 # steps: a new step starts where the item changes (lag over the user's time order); the step
 # number is the running count of starts, so a user's step count is the largest step number and
@@ -197,26 +241,35 @@ SELECT user_id, any_value(n_steps) AS n_steps,
 FROM last_steps GROUP BY user_id ORDER BY user_id
 """
 
-ACTIVITY_PROFILE_SQL = """
-CREATE OR REPLACE TABLE activity_profile AS
-WITH ev AS (
-    SELECT user_id, (isodow(ts) - 1) * 24 + hour(ts) AS hour_of_week, event_type
-    FROM clean_events
-), per_user AS (
-    SELECT 'user' AS scope, user_id, hour_of_week, count(*) AS events,
+ACTIVITY_PER_USER_FROM_EVENTS = """
+    SELECT user_id, (isodow(ts) - 1) * 24 + hour(ts) AS hour_of_week, count(*) AS events,
            count(*) FILTER (WHERE event_type = 'purchase') AS purchases
-    FROM ev GROUP BY ALL
+    FROM clean_events GROUP BY ALL
+"""
+
+
+def activity_profile_sql(per_user: str = ACTIVITY_PER_USER_FROM_EVENTS) -> str:
+    """``CREATE OR REPLACE TABLE activity_profile`` from ``per_user`` (``user_id``,
+    ``hour_of_week``, ``events``, ``purchases``; only non-zero hours); the overall scope is
+    their sum per hour of week (all 168 hours)."""
+    return f"""
+CREATE OR REPLACE TABLE activity_profile AS
+WITH per_user AS (
+    SELECT 'user' AS scope, user_id, hour_of_week, events, purchases FROM ({per_user})
 ), overall AS (
     SELECT 'overall' AS scope, NULL::VARCHAR AS user_id, h.hour_of_week,
-           count(ev.event_type) AS events,
-           count(*) FILTER (WHERE ev.event_type = 'purchase') AS purchases
-    FROM range(168) h(hour_of_week) LEFT JOIN ev USING (hour_of_week) GROUP BY ALL
+           CAST(coalesce(sum(p.events), 0) AS BIGINT) AS events,
+           CAST(coalesce(sum(p.purchases), 0) AS BIGINT) AS purchases
+    FROM range(168) h(hour_of_week) LEFT JOIN per_user p USING (hour_of_week) GROUP BY ALL
 ), both_scopes AS (SELECT * FROM overall UNION ALL SELECT * FROM per_user)
 SELECT scope, user_id, hour_of_week, hour_of_week // 24 AS weekday, hour_of_week % 24 AS hour,
        events, purchases,
        events / greatest(sum(events) OVER (PARTITION BY scope, user_id), 1) AS event_share
 FROM both_scopes ORDER BY scope, user_id, hour_of_week
 """
+
+
+ACTIVITY_PROFILE_SQL = activity_profile_sql()
 
 
 def build_item_features(con: duckdb.DuckDBPyConnection) -> None:

@@ -10,11 +10,10 @@ import datetime as dt
 import duckdb
 import pytest
 
-from launch_pipeline import catalog, cleaning, features
-from launch_pipeline.raw_io import event_day_files, load_event_day
-from launch_pipeline.settings import CleaningRules
-from launch_pipeline.simulator import SimulatorConfig, generate_shop
+from launch_pipeline import features
+from launch_pipeline.simulator import SimulatorConfig
 from launch_pipeline_tests.support.checksums import table_checksum
+from launch_pipeline_tests.support.shops import cleaned_shop_connection
 
 INPUTS = ("clean_events", "product_catalog", "launch_candidates")
 
@@ -29,23 +28,17 @@ def build_all(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def cleaned_shop(tmp_path_factory):
-    raw = tmp_path_factory.mktemp("shop") / "raw"
-    end = dt.date(2026, 11, 20)
-    generate_shop(
-        raw,
+    con = cleaned_shop_connection(
+        tmp_path_factory.mktemp("shop") / "raw",
         SimulatorConfig(
-            seed=3, users=150, days=10, events_per_day=300, end_date=end, candidates=10
+            seed=3,
+            users=150,
+            days=10,
+            events_per_day=300,
+            end_date=dt.date(2026, 11, 20),
+            candidates=10,
         ),
     )
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    catalog.load_product_catalog(con, raw)
-    catalog.load_launch_candidates(con, raw)
-    files = event_day_files(raw)
-    for day, path in sorted(files.items()):
-        load_event_day(con, raw, day, path)
-    now = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
-    cleaning.clean_partitions(con, min(files), max(files), CleaningRules(), now=now)
     yield con
     con.close()
 

@@ -1,13 +1,41 @@
-"""Feature assets: DuckDB tables computed in SQL from the cleaned events and the catalog."""
+"""Feature assets: DuckDB tables computed in SQL from the cleaned events and the catalog.
+
+Each asset merges only the clean days that changed since its last run into its state
+(``features_incremental.py``); ``full_rebuild: true`` in the asset's config rebuilds it from
+every day (automatic when the state is missing or was built with other settings)."""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
-from launch_pipeline import features
+from launch_pipeline import features_incremental
 from launch_pipeline.defs.metadata import markdown_table, png_markdown, table_metadata
 from launch_pipeline.defs.raw import WAREHOUSE_POOL, launch_candidates, product_catalog
 
 COMMON = {"group_name": "features", "kinds": {"duckdb", "sql"}, "pool": WAREHOUSE_POOL}
+
+
+class FeatureBuildConfig(dg.Config):
+    full_rebuild: bool = Field(
+        default=False,
+        description=(
+            "Rebuild the table from every clean day instead of merging the days that changed "
+            "(same result; use it after changing the feature SQL)."
+        ),
+    )
+
+
+def merge_metadata(result: features_incremental.MergeResult) -> dict:
+    """What the update did, as asset metadata."""
+    return {
+        "update_mode": result.mode,
+        "update_reason": result.reason,
+        "days_added": result.days_added,
+        "days_recleaned": result.days_recleaned,
+        "days_removed": result.days_removed,
+        "days_merged": result.days_merged,
+        "update_seconds": result.seconds,
+    }
 
 
 @dg.asset(
@@ -19,9 +47,12 @@ COMMON = {"group_name": "features", "kinds": {"duckdb", "sql"}, "pool": WAREHOUS
     ),
     **COMMON,
 )
-def item_features(warehouse: DuckDBResource) -> dg.MaterializeResult:
+def item_features(
+    context: dg.AssetExecutionContext, config: FeatureBuildConfig, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        features.build_item_features(con)
+        update = features_incremental.update_item_features(con, full_rebuild=config.full_rebuild)
+        context.log.info(update.summary())
         meta = table_metadata(con, "item_features")
         bands = con.execute("SELECT * FROM price_bands ORDER BY band_no").df()
         top = con.execute(
@@ -29,7 +60,12 @@ def item_features(warehouse: DuckDBResource) -> dg.MaterializeResult:
             "FROM item_features WHERE NOT is_candidate ORDER BY popularity_rank LIMIT 10"
         ).df()
     return dg.MaterializeResult(
-        metadata={**meta, "price_bands": markdown_table(bands), "top_products": markdown_table(top)}
+        metadata={
+            **meta,
+            **merge_metadata(update),
+            "price_bands": markdown_table(bands),
+            "top_products": markdown_table(top),
+        }
     )
 
 
@@ -41,16 +77,21 @@ def item_features(warehouse: DuckDBResource) -> dg.MaterializeResult:
     ),
     **COMMON,
 )
-def user_features(warehouse: DuckDBResource) -> dg.MaterializeResult:
+def user_features(
+    context: dg.AssetExecutionContext, config: FeatureBuildConfig, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        features.build_user_features(con)
+        update = features_incremental.update_user_features(con, full_rebuild=config.full_rebuild)
+        context.log.info(update.summary())
         meta = table_metadata(con, "user_features")
         summary = con.execute(
             "SELECT count(*) AS users, count(*) FILTER (WHERE purchases > 0) AS buyers, "
             "median(recency_days) AS median_recency_days, avg(events) AS mean_events "
             "FROM user_features"
         ).df()
-    return dg.MaterializeResult(metadata={**meta, "summary": markdown_table(summary)})
+    return dg.MaterializeResult(
+        metadata={**meta, **merge_metadata(update), "summary": markdown_table(summary)}
+    )
 
 
 @dg.asset(
@@ -61,15 +102,20 @@ def user_features(warehouse: DuckDBResource) -> dg.MaterializeResult:
     ),
     **COMMON,
 )
-def user_sequences(warehouse: DuckDBResource) -> dg.MaterializeResult:
+def user_sequences(
+    context: dg.AssetExecutionContext, config: FeatureBuildConfig, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        features.build_user_sequences(con)
+        update = features_incremental.update_user_sequences(con, full_rebuild=config.full_rebuild)
+        context.log.info(update.summary())
         meta = table_metadata(con, "user_sequences")
         lengths = con.execute(
             "SELECT min(n_steps) AS min, median(n_steps) AS median, max(n_steps) AS max, "
             "sum(n_steps) AS total_steps FROM user_sequences"
         ).df()
-    return dg.MaterializeResult(metadata={**meta, "sequence_lengths": markdown_table(lengths)})
+    return dg.MaterializeResult(
+        metadata={**meta, **merge_metadata(update), "sequence_lengths": markdown_table(lengths)}
+    )
 
 
 @dg.asset(
@@ -80,9 +126,12 @@ def user_sequences(warehouse: DuckDBResource) -> dg.MaterializeResult:
     ),
     **COMMON,
 )
-def activity_profile(warehouse: DuckDBResource) -> dg.MaterializeResult:
+def activity_profile(
+    context: dg.AssetExecutionContext, config: FeatureBuildConfig, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        features.build_activity_profile(con)
+        update = features_incremental.update_activity_profile(con, full_rebuild=config.full_rebuild)
+        context.log.info(update.summary())
         meta = table_metadata(con, "activity_profile")
         overall = con.execute(
             "SELECT hour_of_week, events FROM activity_profile WHERE scope = 'overall' "
@@ -98,4 +147,6 @@ def activity_profile(warehouse: DuckDBResource) -> dg.MaterializeResult:
     ax.set_xticks(range(0, 168, 24), ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])
     ax.set_ylabel("events")
     ax.set_title("Activity by hour of week (UTC)")
-    return dg.MaterializeResult(metadata={**meta, "activity_by_hour_of_week": png_markdown(fig)})
+    return dg.MaterializeResult(
+        metadata={**meta, **merge_metadata(update), "activity_by_hour_of_week": png_markdown(fig)}
+    )

@@ -1,0 +1,854 @@
+"""Incremental feature tables: per-day partial aggregates merged into the feature tables.
+
+The feature tables (``item_features``, ``user_features``, ``user_sequences``,
+``activity_profile``; see :mod:`launch_pipeline.features`) keep their columns and values; what
+changes is how a nightly run gets there. Instead of reading the whole ``clean_events`` history,
+each table keeps
+
+* **per-day partials** (``feat_part_*`` tables, one set of rows per clean day): item counts and
+  sums, user counts / sums / first and last event, user x category, user x price band and
+  user x hour-of-week counts, the distinct (item, user) and (user, session) pairs of the day,
+  and each user's collapsed steps of that day;
+* a **merged state** (``feat_state_*`` tables, one row per item, user, user x category, ...):
+  the partials of every merged day combined (sums added, first/last as min/max, distinct counts);
+* **the versions merged** (``feat_merged_days``: feature table, day, version of that day's clean
+  partition), so the next run knows which days changed (:func:`clean_day_versions`).
+
+A run computes partials only for the days whose clean partition is new or changed, then:
+
+* **additive parts** (counts, DECIMAL money sums, whole-number rating sums): the new days' partials
+  are added to the state;
+* **first/last seen** (min/max) are merged the same way when days are only added;
+* **distinct counts** (an item's users and buyers, a user's sessions): the new days' pairs are
+  counted where no other merged day holds the same pair (an anti-join on the pair partials);
+* **a re-cleaned or removed day**: its old partials are dropped first; every item or user that had
+  rows in them is recomputed from the remaining per-day partials (no subtraction: min/max and
+  distinct counts cannot be undone by subtracting);
+* **sequences** (last 200 steps, consecutive same-item events collapsed to the strongest type):
+  when the new days come after every merged day, each active user's stored list is extended by
+  that user's new steps, merging the first new step into the last stored one when they are the
+  same item (a step that spans midnight), and cut to the last 200; the step count adds up the
+  same way. A day added before the last merged day, or a re-cleaned/removed day, recomputes the
+  users concerned from their per-day steps (collapsed again across day boundaries);
+* **price bands and item attributes** come from the catalog and are recomputed every run (cheap);
+  when an item with events changes category or price band (a new catalog moved the quintiles),
+  the user category / band counts, which were taken with the old attributes, are rebuilt in full.
+
+A full rebuild (asset config ``full_rebuild: true``) drops the state and merges every day;
+it is also automatic when the state is missing or was built with other settings (sequence length,
+state format). Incremental and full give the same tables as the SQL over the whole history
+(``features.build_*``; tested with random day orders, a re-cleaned and a removed day).
+
+Days: ``clean_events.partition_date``. Cleaning quarantines a row whose timestamp falls on another
+day than its partition (``timestamp_outside_partition``), so a user's active days are the number
+of partitions holding their events, and the partitions are ordered in time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from launch_pipeline import features
+
+STATE_FORMAT = "1"  # bump when a partial or state table changes shape: forces a full rebuild
+INCREMENTAL_TABLES = ("item_features", "user_features", "user_sequences", "activity_profile")
+
+
+# --------------------------------------------------------------------------------------------
+# which days changed
+# --------------------------------------------------------------------------------------------
+def clean_day_versions(con: duckdb.DuckDBPyConnection) -> dict[dt.date, str]:
+    """The version of every day of clean events: what tells a run which days changed since the
+    last merge. Computed from the ``clean_events`` table (row count and sums of the source row
+    numbers and timestamps of the day: a re-cleaned day with other rules or another delivery
+    changes them; an identical re-clean keeps them and needs no merge). When the clean partitions
+    live in the lake (``lake.py``), the stamps' ``version`` replaces this::
+
+        {day: s.version for day, s in lake.read_stamps(lake_dir, "clean_events").items()}
+    """
+    rows = con.execute(
+        "SELECT partition_date, count(*), coalesce(sum(source_row), 0), "
+        "coalesce(sum(epoch_us(ts)), 0) FROM clean_events GROUP BY 1"
+    ).fetchall()
+    return {d: f"{n}:{r}:{t}" for d, n, r, t in rows}
+
+
+@dataclass(frozen=True)
+class DayChanges:
+    """Days of clean events against the days merged into one feature table."""
+
+    added: tuple[dt.date, ...]
+    recleaned: tuple[dt.date, ...]
+    removed: tuple[dt.date, ...]
+    kept: tuple[dt.date, ...]  # merged before and unchanged
+
+    @property
+    def to_compute(self) -> tuple[dt.date, ...]:
+        return tuple(sorted(self.added + self.recleaned))
+
+    @property
+    def to_drop(self) -> tuple[dt.date, ...]:
+        return tuple(sorted(self.recleaned + self.removed))
+
+    @property
+    def appends_only(self) -> bool:
+        """Only new days, all later than every day merged before."""
+        return not self.to_drop and (
+            not self.kept or not self.added or min(self.added) > max(self.kept)
+        )
+
+
+def day_changes(merged: Mapping[dt.date, str], current: Mapping[dt.date, str]) -> DayChanges:
+    """Compare the merged versions with the current ones."""
+    return DayChanges(
+        added=tuple(sorted(d for d in current if d not in merged)),
+        recleaned=tuple(sorted(d for d in current if d in merged and merged[d] != current[d])),
+        removed=tuple(sorted(d for d in merged if d not in current)),
+        kept=tuple(sorted(d for d in current if merged.get(d) == current[d])),
+    )
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What one update of a feature table did."""
+
+    table: str
+    mode: str  # "incremental", "full rebuild" or "unchanged"
+    reason: str
+    days_added: int
+    days_recleaned: int
+    days_removed: int
+    days_merged: int  # days the table holds after the update
+    rows: int
+    seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"{self.table}: {self.mode} ({self.reason}); days added {self.days_added}, "
+            f"re-cleaned {self.days_recleaned}, removed {self.days_removed}; "
+            f"{self.days_merged} days, {self.rows} rows, {self.seconds:.1f} s"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# bookkeeping tables
+# --------------------------------------------------------------------------------------------
+_BOOKKEEPING_DDL = (
+    "CREATE TABLE IF NOT EXISTS feat_merged_days (feature VARCHAR NOT NULL, day DATE NOT NULL, "
+    "version VARCHAR NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS feat_state_info (feature VARCHAR NOT NULL, "
+    "settings VARCHAR NOT NULL)",
+)
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_catalog = current_database()"
+        ).fetchall()
+    }
+
+
+def _merged_versions(con: duckdb.DuckDBPyConnection, feature: str) -> dict[dt.date, str]:
+    return dict(
+        con.execute(
+            "SELECT day, version FROM feat_merged_days WHERE feature = ?", [feature]
+        ).fetchall()
+    )
+
+
+def _settings_key(extra: str = "") -> str:
+    return f"format={STATE_FORMAT};{extra}"
+
+
+def _needs_full(
+    con: duckdb.DuckDBPyConnection,
+    feature: str,
+    own_tables: tuple[str, ...],
+    settings: str,
+    full_rebuild: bool,
+) -> str | None:
+    """Why the state of ``feature`` cannot be used (None when it can)."""
+    if full_rebuild:
+        return "full rebuild asked for"
+    present = _tables(con)
+    missing = [t for t in (feature, *own_tables) if t not in present]
+    if missing:
+        return f"no incremental state yet ({missing[0]} missing)"
+    stored = con.execute(
+        "SELECT settings FROM feat_state_info WHERE feature = ?", [feature]
+    ).fetchall()
+    if not stored:
+        return "no incremental state yet"
+    if stored[0][0] != settings:
+        return f"state built with other settings ({stored[0][0]} -> {settings})"
+    return None
+
+
+def _set_days_table(con: duckdb.DuckDBPyConnection, name: str, days) -> None:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (day DATE)")
+    if days:
+        con.executemany(f"INSERT INTO {name} VALUES (?)", [[d] for d in days])
+
+
+def _finish(
+    con: duckdb.DuckDBPyConnection,
+    feature: str,
+    current: Mapping[dt.date, str],
+    settings: str,
+) -> None:
+    con.execute("DELETE FROM feat_merged_days WHERE feature = ?", [feature])
+    if current:
+        con.executemany(
+            "INSERT INTO feat_merged_days VALUES (?, ?, ?)",
+            [[feature, d, v] for d, v in sorted(current.items())],
+        )
+    con.execute("DELETE FROM feat_state_info WHERE feature = ?", [feature])
+    con.execute("INSERT INTO feat_state_info VALUES (?, ?)", [feature, settings])
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection,
+    feature: str,
+    own_tables: tuple[str, ...],
+    versions: Mapping[dt.date, str] | None,
+    full_rebuild: bool,
+    settings: str,
+    body,
+    extra_full_reason=None,
+) -> MergeResult:
+    """The frame shared by the four updates: find the changed days, run ``body(changes,
+    full)`` in one transaction, record the merged versions."""
+    t0 = time.perf_counter()
+    con.execute("SET TimeZone = 'UTC'")
+    for ddl in _BOOKKEEPING_DDL:
+        con.execute(ddl)
+    current = dict(versions) if versions is not None else clean_day_versions(con)
+    reason = _needs_full(con, feature, own_tables, settings, full_rebuild)
+    if reason is None and extra_full_reason is not None:
+        reason = extra_full_reason(con)
+    merged = {} if reason else _merged_versions(con, feature)
+    changes = day_changes(merged, current)
+    if reason is None and not changes.to_compute and not changes.to_drop:
+        mode, why = "unchanged", "no clean day changed"
+    else:
+        mode, why = ("full rebuild", reason) if reason else ("incremental", "changed days")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if reason:
+            for t in own_tables:
+                con.execute(f"DROP TABLE IF EXISTS {t}")
+        body(changes, bool(reason))
+        _finish(con, feature, current, settings)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    rows = con.execute(f"SELECT count(*) FROM {feature}").fetchone()[0]
+    return MergeResult(
+        table=feature,
+        mode=mode,
+        reason=why,
+        days_added=len(changes.added),
+        days_recleaned=len(changes.recleaned),
+        days_removed=len(changes.removed),
+        days_merged=len(current),
+        rows=int(rows),
+        seconds=round(time.perf_counter() - t0, 3),
+    )
+
+
+def _replace_partials(
+    con: duckdb.DuckDBPyConnection, part: str, ddl_select: str, owner: str, affected: str
+) -> None:
+    """Record in ``affected`` (a temp table with column ``owner``) the owners that had rows in
+    the dropped days' partials, delete those days' (and the recomputed days') rows and insert
+    the partials of the days to compute (``ddl_select`` reads ``_feat_compute``)."""
+    if part not in _tables(con):
+        con.execute(f"CREATE TABLE {part} AS {ddl_select} LIMIT 0")
+    con.execute(
+        f"INSERT INTO {affected} SELECT DISTINCT {owner} FROM {part} "
+        f"WHERE day IN (SELECT day FROM _feat_drop)"
+    )
+    con.execute(
+        f"DELETE FROM {part} WHERE day IN (SELECT day FROM _feat_drop UNION ALL "
+        f"SELECT day FROM _feat_compute)"
+    )
+    con.execute(f"INSERT INTO {part} {ddl_select}")
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, changes: DayChanges, owner: str) -> None:
+    _set_days_table(con, "_feat_compute", changes.to_compute)
+    _set_days_table(con, "_feat_drop", changes.to_drop)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _feat_affected ({owner} VARCHAR)")
+
+
+def _merge_state(
+    con: duckdb.DuckDBPyConnection,
+    state: str,
+    part: str,
+    keys: str,
+    owner: str,
+    aggs: str,
+    state_cols: str,
+    part_cols: str,
+) -> None:
+    """``state`` := its rows of owners not affected, plus the new days' partials of those
+    owners, plus every partial row of the affected owners, combined by ``aggs``
+    (``state_cols`` / ``part_cols``: the columns ``aggs`` reads, from each side)."""
+    if state not in _tables(con):
+        con.execute(
+            f"CREATE TABLE {state} AS SELECT {keys}, {aggs} "
+            f"FROM (SELECT {keys}, {part_cols} FROM {part}) WHERE false GROUP BY ALL"
+        )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE {state} AS
+        SELECT {keys}, {aggs} FROM (
+            SELECT {keys}, {state_cols} FROM {state} ANTI JOIN _feat_affected USING ({owner})
+            UNION ALL
+            SELECT {keys}, {part_cols} FROM {part} ANTI JOIN _feat_affected USING ({owner})
+            WHERE day IN (SELECT day FROM _feat_compute)
+            UNION ALL
+            SELECT {keys}, {part_cols} FROM {part} SEMI JOIN _feat_affected USING ({owner})
+        ) GROUP BY ALL
+        """
+    )
+
+
+def _distinct_counts(
+    con: duckdb.DuckDBPyConnection, part: str, owner: str, member: str, where: str = "true"
+) -> str:
+    """SQL: per owner, how many distinct ``member`` values it gains (owners not affected: pairs
+    of the new days held by no other merged day) or holds (affected owners: a recount), as
+    ``(owner, n)``."""
+    return f"""
+        SELECT {owner}, count(*) AS n FROM (
+            SELECT DISTINCT {owner}, {member} FROM {part} ANTI JOIN _feat_affected USING ({owner})
+            WHERE day IN (SELECT day FROM _feat_compute) AND {where}
+        ) c ANTI JOIN (
+            SELECT {owner}, {member} FROM {part}
+            WHERE day NOT IN (SELECT day FROM _feat_compute) AND {where}
+        ) o USING ({owner}, {member})
+        GROUP BY ALL
+        UNION ALL
+        SELECT {owner}, count(DISTINCT {member}) FROM {part} SEMI JOIN _feat_affected USING ({owner})
+        WHERE {where} GROUP BY ALL
+    """
+
+
+def _add_distinct(
+    con: duckdb.DuckDBPyConnection, state: str, owner: str, column: str, counts_sql: str
+) -> None:
+    """Add the gained distinct counts to ``state.column`` (affected owners were reset to 0)."""
+    con.execute(
+        f"""
+        UPDATE {state} SET {column} = {state}.{column} + g.n
+        FROM ({counts_sql}) g WHERE {state}.{owner} = g.{owner}
+        """
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# item_features
+# --------------------------------------------------------------------------------------------
+_ITEM_PART_SQL = f"""
+    SELECT partition_date AS day, item_id,
+           count(*) FILTER (WHERE event_type = 'view') AS views,
+           count(*) FILTER (WHERE event_type = 'cart') AS carts,
+           count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+           coalesce(sum(quantity) FILTER (WHERE event_type = 'purchase'), 0) AS units,
+           coalesce({features.money_sum_decimal("purchase")}, 0) AS revenue,
+           count(*) FILTER (WHERE event_type = 'return') AS returns,
+           coalesce(sum(quantity) FILTER (WHERE event_type = 'return'), 0) AS returned_units,
+           count(*) FILTER (WHERE event_type = 'review') AS rating_count,
+           count(rating) FILTER (WHERE event_type = 'review') AS rating_n,
+           coalesce(sum(rating) FILTER (WHERE event_type = 'review'), 0) AS rating_sum,
+           coalesce(sum(rating * rating) FILTER (WHERE event_type = 'review'), 0) AS rating_sum_sq,
+           min(ts) AS first_event_at,
+           min(ts) FILTER (WHERE event_type = 'purchase') AS first_sale_at,
+           max(ts) AS last_event_at
+    FROM clean_events WHERE partition_date IN (SELECT day FROM _feat_compute) GROUP BY ALL
+"""
+_ITEM_USER_PART_SQL = """
+    SELECT partition_date AS day, item_id, user_id, bool_or(event_type = 'purchase') AS bought
+    FROM clean_events WHERE partition_date IN (SELECT day FROM _feat_compute) GROUP BY ALL
+"""
+_ITEM_COLS = (
+    "views, carts, purchases, units, revenue, returns, returned_units, rating_count, rating_n, "
+    "rating_sum, rating_sum_sq, first_event_at, first_sale_at, last_event_at"
+)
+_ITEM_STATE_COLS = _ITEM_COLS + ", users, buyers"
+_ITEM_PART_COLS = _ITEM_COLS + ", 0 AS users, 0 AS buyers"
+_ITEM_AGGS = """
+    CAST(sum(views) AS BIGINT) AS views, CAST(sum(carts) AS BIGINT) AS carts,
+    CAST(sum(purchases) AS BIGINT) AS purchases, sum(units) AS units, sum(revenue) AS revenue,
+    CAST(sum(returns) AS BIGINT) AS returns, sum(returned_units) AS returned_units,
+    CAST(sum(rating_count) AS BIGINT) AS rating_count, CAST(sum(rating_n) AS BIGINT) AS rating_n,
+    sum(rating_sum) AS rating_sum, sum(rating_sum_sq) AS rating_sum_sq,
+    min(first_event_at) AS first_event_at, min(first_sale_at) AS first_sale_at,
+    max(last_event_at) AS last_event_at, CAST(sum(users) AS BIGINT) AS users,
+    CAST(sum(buyers) AS BIGINT) AS buyers
+"""
+# the state as the stats of features.item_features_sql; rating_mean as DuckDB's avg computes it
+_ITEM_STATS_FROM_STATE = """
+    SELECT item_id, views, carts, purchases, units, CAST(revenue AS DOUBLE) AS revenue, returns,
+           returned_units, buyers, users, rating_count,
+           CASE WHEN rating_n > 0 THEN _feat_int_mean(rating_sum, rating_n) END AS rating_mean,
+           rating_n, rating_sum, rating_sum_sq, first_event_at, first_sale_at, last_event_at
+    FROM feat_state_item
+"""
+ITEM_TABLES = ("feat_part_item", "feat_part_item_user", "feat_state_item")
+
+
+def _int_mean(sums: pa.Array, counts: pa.Array) -> pa.Array:
+    """The mean of whole numbers as DuckDB's ``avg`` of an integer column returns it: the sum
+    divided by the count in long double, then rounded to double (a plain double division
+    differs in the last bit for about 1 in 15,000 (sum, count) pairs)."""
+    s = np.array(sums.to_pylist(), dtype=np.longdouble)
+    n = np.array(counts.to_pylist(), dtype=np.longdouble)
+    with np.errstate(invalid="ignore", divide="ignore"):  # rows with no rating: unused
+        return pa.array((s / n).astype(np.float64))
+
+
+def _register_int_mean(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.InvalidInputException):  # not registered here yet
+        con.remove_function("_feat_int_mean")
+    con.create_function(
+        "_feat_int_mean",
+        _int_mean,
+        ["HUGEINT", "BIGINT"],
+        "DOUBLE",
+        type="arrow",
+        null_handling="special",
+        side_effects=False,
+    )
+
+
+def update_item_features(
+    con: duckdb.DuckDBPyConnection,
+    versions: Mapping[dt.date, str] | None = None,
+    full_rebuild: bool = False,
+) -> MergeResult:
+    """``price_bands`` and ``item_features`` with the clean days that changed merged into the
+    item state (see the module docstring). ``versions``: :func:`clean_day_versions` (read from
+    the table when None)."""
+
+    def body(changes: DayChanges, full: bool) -> None:
+        _prepare(con, changes, "item_id")
+        _replace_partials(con, "feat_part_item", _ITEM_PART_SQL, "item_id", "_feat_affected")
+        _replace_partials(
+            con, "feat_part_item_user", _ITEM_USER_PART_SQL, "item_id", "_feat_affected"
+        )
+        _merge_state(
+            con,
+            "feat_state_item",
+            "feat_part_item",
+            "item_id",
+            "item_id",
+            _ITEM_AGGS,
+            _ITEM_STATE_COLS,
+            _ITEM_PART_COLS,
+        )
+        # users / buyers: affected items start from 0 (recount), the others gain new pairs
+        _add_distinct(
+            con,
+            "feat_state_item",
+            "item_id",
+            "users",
+            _distinct_counts(con, "feat_part_item_user", "item_id", "user_id"),
+        )
+        _add_distinct(
+            con,
+            "feat_state_item",
+            "item_id",
+            "buyers",
+            _distinct_counts(con, "feat_part_item_user", "item_id", "user_id", "bought"),
+        )
+        con.execute(features.PRICE_BANDS_SQL)
+        _register_int_mean(con)
+        con.execute(features.item_features_sql(_ITEM_STATS_FROM_STATE))
+
+    return _run(con, "item_features", ITEM_TABLES, versions, full_rebuild, _settings_key(), body)
+
+
+# --------------------------------------------------------------------------------------------
+# user_features
+# --------------------------------------------------------------------------------------------
+_USER_PART_SQL = f"""
+    SELECT partition_date AS day, user_id,
+           min(ts) AS first_seen_at, max(ts) AS last_seen_at,{features.USER_EVENT_COUNTS}
+           coalesce({features.money_sum_decimal("purchase")}, 0) AS bought_money,
+           coalesce({features.money_sum_decimal("return")}, 0) AS returned_money
+    FROM clean_events WHERE partition_date IN (SELECT day FROM _feat_compute) GROUP BY ALL
+"""
+_USER_SESSION_PART_SQL = """
+    SELECT DISTINCT partition_date AS day, user_id, session_id FROM clean_events
+    WHERE partition_date IN (SELECT day FROM _feat_compute) AND session_id IS NOT NULL
+"""
+
+
+def _user_attr_part_sql(column: str) -> str:
+    return f"""
+    SELECT e.partition_date AS day, e.user_id, f.{column}, count(*) AS n
+    FROM clean_events e LEFT JOIN item_features f USING (item_id)
+    WHERE e.partition_date IN (SELECT day FROM _feat_compute)
+      AND e.event_type IN ('view', 'cart', 'purchase')
+    GROUP BY ALL
+    """
+
+
+_USER_STATE_COLS = (
+    "first_seen_at, last_seen_at, active_days, events, views, carts, purchases, returns, "
+    "reviews, units, bought_money, returned_money, sessions"
+)
+# a partial row is one active day; sessions are counted apart (distinct over days)
+_USER_PART_COLS = (
+    "first_seen_at, last_seen_at, 1 AS active_days, events, views, carts, purchases, returns, "
+    "reviews, units, bought_money, returned_money, 0 AS sessions"
+)
+_USER_AGGS = """
+    min(first_seen_at) AS first_seen_at, max(last_seen_at) AS last_seen_at,
+    CAST(sum(active_days) AS BIGINT) AS active_days, CAST(sum(events) AS BIGINT) AS events,
+    CAST(sum(views) AS BIGINT) AS views, CAST(sum(carts) AS BIGINT) AS carts,
+    CAST(sum(purchases) AS BIGINT) AS purchases, CAST(sum(returns) AS BIGINT) AS returns,
+    CAST(sum(reviews) AS BIGINT) AS reviews, sum(units) AS units,
+    sum(bought_money) AS bought_money, sum(returned_money) AS returned_money,
+    CAST(sum(sessions) AS BIGINT) AS sessions
+"""
+_USER_BASE_FROM_STATE = """
+    SELECT user_id, first_seen_at, last_seen_at, active_days, sessions, events, views, carts,
+           purchases, returns, reviews, units,
+           CAST(bought_money AS DOUBLE) - CAST(returned_money AS DOUBLE) AS monetary
+    FROM feat_state_user
+"""
+USER_TABLES = (
+    "feat_part_user",
+    "feat_part_user_session",
+    "feat_part_user_category",
+    "feat_part_user_band",
+    "feat_state_user",
+    "feat_state_user_category",
+    "feat_state_user_band",
+    "feat_item_attrs",
+)
+
+
+def _item_attrs_changed(con: duckdb.DuckDBPyConnection) -> str | None:
+    """A full rebuild reason when an item's category or price band is not what the stored
+    user category / band counts were taken with."""
+    n = con.execute(
+        """
+        SELECT count(*) FROM feat_item_attrs o LEFT JOIN item_features f USING (item_id)
+        WHERE f.item_id IS NULL OR f.category IS DISTINCT FROM o.category
+           OR f.price_band IS DISTINCT FROM o.price_band
+        """
+    ).fetchone()[0]
+    if n:
+        return f"{n} item(s) changed category or price band since the last merge"
+    return None
+
+
+def update_user_features(
+    con: duckdb.DuckDBPyConnection,
+    versions: Mapping[dt.date, str] | None = None,
+    full_rebuild: bool = False,
+) -> MergeResult:
+    """``user_features`` with the clean days that changed merged into the user state; reads
+    ``item_features`` (categories and price bands), so it runs after
+    :func:`update_item_features`."""
+
+    def body(changes: DayChanges, full: bool) -> None:
+        _prepare(con, changes, "user_id")
+        _replace_partials(con, "feat_part_user", _USER_PART_SQL, "user_id", "_feat_affected")
+        _replace_partials(
+            con, "feat_part_user_session", _USER_SESSION_PART_SQL, "user_id", "_feat_affected"
+        )
+        for attr, part in (("category", "category"), ("price_band", "band")):
+            _replace_partials(
+                con,
+                f"feat_part_user_{part}",
+                _user_attr_part_sql(attr),
+                "user_id",
+                "_feat_affected",
+            )
+        _merge_state(
+            con,
+            "feat_state_user",
+            "feat_part_user",
+            "user_id",
+            "user_id",
+            _USER_AGGS,
+            _USER_STATE_COLS,
+            _USER_PART_COLS,
+        )
+        _add_distinct(
+            con,
+            "feat_state_user",
+            "user_id",
+            "sessions",
+            _distinct_counts(con, "feat_part_user_session", "user_id", "session_id"),
+        )
+        for attr, part in (("category", "category"), ("price_band", "band")):
+            _merge_state(
+                con,
+                f"feat_state_user_{part}",
+                f"feat_part_user_{part}",
+                f"user_id, {attr}",
+                "user_id",
+                "CAST(sum(n) AS BIGINT) AS n",
+                "n",
+                "n",
+            )
+        con.execute(
+            features.user_features_sql(
+                snapshot="SELECT max(last_seen_at) AS as_of FROM feat_state_user",
+                base=_USER_BASE_FROM_STATE,
+                cat="SELECT user_id, category, n FROM feat_state_user_category",
+                band="SELECT user_id, price_band, n FROM feat_state_user_band",
+                ev="SELECT 1 AS unused",
+            )
+        )
+        con.execute(
+            "CREATE OR REPLACE TABLE feat_item_attrs AS "
+            "SELECT item_id, category, price_band FROM item_features"
+        )
+
+    return _run(
+        con,
+        "user_features",
+        USER_TABLES,
+        versions,
+        full_rebuild,
+        _settings_key(),
+        body,
+        extra_full_reason=_item_attrs_changed,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# user_sequences
+# --------------------------------------------------------------------------------------------
+# a user's steps of one day: consecutive events on the same item collapsed (as in
+# features.USER_SEQUENCES_SQL, partitioned by day as well)
+_SEQ_PART_SQL = """
+    WITH ev AS (
+        SELECT partition_date AS day, user_id, item_id, ts, source_file, source_row,
+               CASE event_type WHEN 'view' THEN 1 WHEN 'cart' THEN 2 WHEN 'purchase' THEN 3 END
+                 AS strength
+        FROM clean_events
+        WHERE event_type IN ('view', 'cart', 'purchase')
+          AND partition_date IN (SELECT day FROM _feat_compute)
+    ), ordered AS (
+        SELECT *, CASE WHEN lag(item_id) OVER w = item_id THEN 0 ELSE 1 END AS new_step
+        FROM ev WINDOW w AS (PARTITION BY day, user_id ORDER BY ts, source_file, source_row)
+    ), stepped AS (
+        SELECT *, sum(new_step) OVER (PARTITION BY day, user_id
+                                      ORDER BY ts, source_file, source_row
+                                      ROWS UNBOUNDED PRECEDING) AS step
+        FROM ordered
+    )
+    SELECT day, user_id, CAST(step AS BIGINT) AS step, any_value(item_id) AS item_id,
+           max(strength) AS strength, min(ts) AS ts
+    FROM stepped GROUP BY day, user_id, step
+"""
+_STRENGTH_NAME = "CASE {x} WHEN 1 THEN 'view' WHEN 2 THEN 'cart' ELSE 'purchase' END"
+_NAME_STRENGTH = "CASE {x} WHEN 'view' THEN 1 WHEN 'cart' THEN 2 ELSE 3 END"
+
+
+def _collapsed_lists_sql(source: str, max_len: int) -> str:
+    """SQL: per user, the day steps of ``source`` (``user_id, day, step, item_id, strength,
+    ts``) collapsed again across day boundaries, as ``user_id, n, first_item, items,
+    strengths, ts`` (the last ``max_len`` steps; ``n`` counts them all)."""
+    return f"""
+        WITH src AS ({source}),
+        o AS (
+            SELECT *, CASE WHEN lag(item_id) OVER w = item_id THEN 0 ELSE 1 END AS new_step
+            FROM src WINDOW w AS (PARTITION BY user_id ORDER BY day, step)
+        ), s AS (
+            SELECT *, sum(new_step) OVER (PARTITION BY user_id ORDER BY day, step
+                                          ROWS UNBOUNDED PRECEDING) AS g
+            FROM o
+        ), steps AS (
+            SELECT user_id, g, any_value(item_id) AS item_id, max(strength) AS strength,
+                   min(ts) AS ts
+            FROM s GROUP BY user_id, g
+        ), counts AS (
+            SELECT user_id, CAST(max(g) AS BIGINT) AS n,
+                   arg_min(item_id, g) AS first_item, arg_min(strength, g) AS first_strength
+            FROM steps GROUP BY user_id
+        )
+        SELECT st.user_id, any_value(c.n) AS n, any_value(c.first_item) AS first_item,
+               any_value(c.first_strength) AS first_strength,
+               list(st.item_id ORDER BY st.g) AS items,
+               list(st.strength ORDER BY st.g) AS strengths,
+               list(st.ts ORDER BY st.g) AS ts
+        FROM steps st JOIN counts c USING (user_id)
+        WHERE st.g > c.n - {max_len}
+        GROUP BY st.user_id
+    """
+
+
+def _names(x: str) -> str:
+    return f"list_transform({x}, lambda s: {_STRENGTH_NAME.format(x='s')})"
+
+
+SEQ_TABLES = ("feat_part_seq",)
+
+
+def update_user_sequences(
+    con: duckdb.DuckDBPyConnection,
+    versions: Mapping[dt.date, str] | None = None,
+    full_rebuild: bool = False,
+    max_sequence_length: int = 200,
+) -> MergeResult:
+    """``user_sequences`` with the clean days that changed merged in: stored lists extended
+    when the new days come last, users of a re-cleaned / removed / earlier day recomputed from
+    their per-day steps."""
+    max_len = int(max_sequence_length)
+    if max_len < 1:
+        raise ValueError(f"max_sequence_length must be at least 1, not {max_sequence_length}")
+
+    def body(changes: DayChanges, full: bool) -> None:
+        _prepare(con, changes, "user_id")
+        if full or "user_sequences" not in _tables(con):
+            con.execute(
+                "CREATE OR REPLACE TABLE user_sequences (user_id VARCHAR, n_steps BIGINT, "
+                "items VARCHAR[], event_types VARCHAR[], ts TIMESTAMP[])"
+            )
+        _replace_partials(con, "feat_part_seq", _SEQ_PART_SQL, "user_id", "_feat_affected")
+        if not changes.appends_only:
+            # days out of order: every user of the new days is recomputed as well
+            con.execute(
+                "INSERT INTO _feat_affected SELECT DISTINCT user_id FROM feat_part_seq "
+                "WHERE day IN (SELECT day FROM _feat_compute)"
+            )
+        recomputed = _collapsed_lists_sql(
+            "SELECT user_id, day, step, item_id, strength, ts FROM feat_part_seq "
+            "SEMI JOIN _feat_affected USING (user_id)",
+            max_len,
+        )
+        block = _collapsed_lists_sql(
+            "SELECT user_id, day, step, item_id, strength, ts FROM feat_part_seq "
+            "ANTI JOIN _feat_affected USING (user_id) "
+            "WHERE day IN (SELECT day FROM _feat_compute)",
+            max_len,
+        )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _feat_new_sequences AS
+            WITH b AS ({block}),
+            j AS (
+                SELECT b.*, o.n_steps AS o_n, o.items AS o_items, o.event_types AS o_types,
+                       o.ts AS o_ts,
+                       coalesce(o.items[-1] = b.first_item, false) AS merged
+                FROM b LEFT JOIN user_sequences o USING (user_id)
+            ), combined AS (
+                SELECT user_id, coalesce(o_n, 0) + n - CAST(merged AS BIGINT) AS n_steps,
+                       CASE WHEN merged AND n <= {max_len}
+                            THEN list_concat(o_items, items[2:])
+                            ELSE list_concat(coalesce(o_items, []), items) END AS items,
+                       CASE WHEN merged AND n <= {max_len}
+                            THEN list_concat(
+                                o_types[1:len(o_types) - 1],
+                                [{
+                _STRENGTH_NAME.format(
+                    x="greatest(" + _NAME_STRENGTH.format(x="o_types[-1]") + ", first_strength)"
+                )
+            }],
+                                {_names("strengths[2:]")})
+                            ELSE list_concat(coalesce(o_types, []), {_names("strengths")})
+                       END AS event_types,
+                       CASE WHEN merged AND n <= {max_len}
+                            THEN list_concat(o_ts, ts[2:])
+                            ELSE list_concat(coalesce(o_ts, []), ts) END AS ts
+                FROM j
+            )
+            SELECT user_id, n_steps, items[-{max_len}:] AS items,
+                   event_types[-{max_len}:] AS event_types, ts[-{max_len}:] AS ts
+            FROM combined
+            UNION ALL
+            SELECT user_id, n, items, {_names("strengths")}, ts FROM ({recomputed})
+            """
+        )
+        con.execute(
+            "DELETE FROM user_sequences WHERE user_id IN (SELECT user_id FROM _feat_affected "
+            "UNION ALL SELECT user_id FROM _feat_new_sequences)"
+        )
+        con.execute("INSERT INTO user_sequences SELECT * FROM _feat_new_sequences ORDER BY user_id")
+        con.execute("DROP TABLE _feat_new_sequences")
+
+    return _run(
+        con,
+        "user_sequences",
+        SEQ_TABLES,
+        versions,
+        full_rebuild,
+        _settings_key(f"max_sequence_length={max_len}"),
+        body,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# activity_profile
+# --------------------------------------------------------------------------------------------
+_HOUR_PART_SQL = """
+    SELECT partition_date AS day, user_id, (isodow(ts) - 1) * 24 + hour(ts) AS hour_of_week,
+           count(*) AS events, count(*) FILTER (WHERE event_type = 'purchase') AS purchases
+    FROM clean_events WHERE partition_date IN (SELECT day FROM _feat_compute) GROUP BY ALL
+"""
+HOUR_TABLES = ("feat_part_user_hour", "feat_state_user_hour")
+
+
+def update_activity_profile(
+    con: duckdb.DuckDBPyConnection,
+    versions: Mapping[dt.date, str] | None = None,
+    full_rebuild: bool = False,
+) -> MergeResult:
+    """``activity_profile`` from the user x hour-of-week counts with the changed days merged."""
+
+    def body(changes: DayChanges, full: bool) -> None:
+        _prepare(con, changes, "user_id")
+        _replace_partials(con, "feat_part_user_hour", _HOUR_PART_SQL, "user_id", "_feat_affected")
+        _merge_state(
+            con,
+            "feat_state_user_hour",
+            "feat_part_user_hour",
+            "user_id, hour_of_week",
+            "user_id",
+            "CAST(sum(events) AS BIGINT) AS events, CAST(sum(purchases) AS BIGINT) AS purchases",
+            "events, purchases",
+            "events, purchases",
+        )
+        con.execute(
+            features.activity_profile_sql(
+                "SELECT user_id, hour_of_week, events, purchases FROM feat_state_user_hour"
+            )
+        )
+
+    return _run(con, "activity_profile", HOUR_TABLES, versions, full_rebuild, _settings_key(), body)
+
+
+def update_all(
+    con: duckdb.DuckDBPyConnection,
+    full_rebuild: bool = False,
+    max_sequence_length: int = 200,
+) -> list[MergeResult]:
+    """The four tables in dependency order (one read of the day versions)."""
+    versions = clean_day_versions(con)
+    return [
+        update_item_features(con, versions, full_rebuild),
+        update_user_features(con, versions, full_rebuild),
+        update_user_sequences(con, versions, full_rebuild, max_sequence_length),
+        update_activity_profile(con, versions, full_rebuild),
+    ]

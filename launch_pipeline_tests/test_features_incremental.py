@@ -1,0 +1,207 @@
+"""Incremental feature tables equal the full SQL over the whole history, whatever the order the
+clean days arrive in, after a past day is re-cleaned (other rows) and after a day is removed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from launch_pipeline import cleaning, features
+from launch_pipeline import features_incremental as fi
+from launch_pipeline.simulator import SimulatorConfig
+from launch_pipeline_tests.support.checksums import table_checksum
+from launch_pipeline_tests.support.shops import cleaned_shop_connection
+
+N_DAYS = 8
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory):
+    """A connection holding ``all_clean`` (every clean day of a small simulated shop), the
+    catalog and the candidates."""
+    con = cleaned_shop_connection(
+        tmp_path_factory.mktemp("shop") / "raw",
+        SimulatorConfig(
+            seed=5,
+            users=60,
+            days=N_DAYS,
+            events_per_day=250,
+            end_date=dt.date(2026, 11, 20),
+            candidates=6,
+        ),
+    )
+    con.execute("CREATE TABLE all_clean AS SELECT * FROM clean_events")
+    con.execute("DELETE FROM clean_events")
+    days = [r[0] for r in con.execute("SELECT DISTINCT partition_date FROM all_clean").fetchall()]
+    yield con, sorted(days)
+    con.close()
+
+
+def _schema(con, table: str) -> list[tuple]:
+    return con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = ? AND table_catalog = current_database() ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+
+
+def _tables_now(con) -> dict[str, tuple]:
+    return {t: (table_checksum(con, t), _schema(con, t)) for t in features.FEATURE_TABLES}
+
+
+def _reference(con, max_len: int) -> dict[str, tuple]:
+    """The feature tables built by the full SQL over the same clean rows, in another database."""
+    con.execute("DETACH DATABASE IF EXISTS ref")
+    con.execute("ATTACH ':memory:' AS ref")
+    for t in ("clean_events", "product_catalog", "launch_candidates"):
+        con.execute(f"CREATE TABLE ref.main.{t} AS SELECT * FROM memory.main.{t}")
+    con.execute("USE ref")
+    try:
+        features.build_item_features(con)
+        features.build_user_features(con)
+        features.build_user_sequences(con, max_sequence_length=max_len)
+        features.build_activity_profile(con)
+        return _tables_now(con)
+    finally:
+        con.execute("USE memory")
+
+
+def _reset(con) -> None:
+    con.execute("DELETE FROM clean_events")
+    for t in (*features.FEATURE_TABLES, "feat_merged_days", "feat_state_info"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    for t in fi.ITEM_TABLES + fi.USER_TABLES + fi.SEQ_TABLES + fi.HOUR_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+def _put_day(con, day: dt.date, variant: int) -> None:
+    """Day ``day`` as cleaned again: variant 4 is every row, 0-3 leave out a quarter of them."""
+    con.execute("DELETE FROM clean_events WHERE partition_date = ?", [day])
+    keep = "true" if variant == 4 else f"hash(event_id) % 4 <> {variant}"
+    con.execute(
+        f"INSERT INTO clean_events SELECT * FROM all_clean WHERE partition_date = ? AND {keep}",
+        [day],
+    )
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "put", "put", "remove"]),
+        st.integers(0, N_DAYS - 1),
+        st.integers(0, 4),
+    ),
+    min_size=2,
+    max_size=6,
+)
+
+
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(ops=operations, max_len=st.sampled_from([3, 200]))
+def test_incremental_equals_full_sql(master, ops, max_len):
+    con, days = master
+    _reset(con)
+    # a few days first (the nightly case), then the random operations
+    for d in days[:3]:
+        _put_day(con, d, 4)
+    for op, i, variant in [("update", 0, 0), *ops]:
+        if op == "put":
+            _put_day(con, days[i], variant)
+        elif op == "remove":
+            con.execute("DELETE FROM clean_events WHERE partition_date = ?", [days[i]])
+        results = fi.update_all(con, max_sequence_length=max_len)
+        assert {r.mode for r in results} <= {"incremental", "full rebuild", "unchanged"}
+        got, want = _tables_now(con), _reference(con, max_len)
+        assert got == want, f"after {op} {days[i]} (variant {variant}): " + ", ".join(
+            t for t in want if got[t] != want[t]
+        )
+
+
+def test_nightly_appends_are_incremental_and_a_rebuild_gives_the_same(master):
+    con, days = master
+    _reset(con)
+    for d in days[:-1]:
+        _put_day(con, d, 4)
+    first = fi.update_all(con)
+    assert all(r.mode == "full rebuild" for r in first), [r.summary() for r in first]
+    _put_day(con, days[-1], 4)
+    nightly = fi.update_all(con)
+    assert all(r.mode == "incremental" and r.days_added == 1 for r in nightly), [
+        r.summary() for r in nightly
+    ]
+    incremental = _tables_now(con)
+    assert all(r.mode == "unchanged" for r in fi.update_all(con))
+    assert _tables_now(con) == incremental
+    rebuilt = fi.update_all(con, full_rebuild=True)
+    assert all(r.mode == "full rebuild" for r in rebuilt)
+    assert _tables_now(con) == incremental == _reference(con, 200)
+
+
+def test_state_with_other_settings_is_rebuilt(master):
+    con, days = master
+    _reset(con)
+    for d in days[:4]:
+        _put_day(con, d, 4)
+    fi.update_user_sequences(con, max_sequence_length=5)
+    again = fi.update_user_sequences(con, max_sequence_length=3)
+    assert again.mode == "full rebuild" and "other settings" in again.reason
+    con.execute("DROP TABLE feat_part_seq")
+    assert fi.update_user_sequences(con, max_sequence_length=3).mode == "full rebuild"
+
+
+def test_a_step_spanning_midnight_is_one_step():
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(cleaning.CLEAN_EVENTS_DDL)
+    rows = [
+        ("e1", "2026-11-01", "u1", "a", "view", "2026-11-01 23:50:00", 1),
+        ("e2", "2026-11-01", "u1", "b", "view", "2026-11-01 23:55:00", 2),
+        ("e3", "2026-11-02", "u1", "b", "purchase", "2026-11-02 00:05:00", 1),
+        ("e4", "2026-11-02", "u1", "c", "cart", "2026-11-02 00:09:00", 2),
+    ]
+    for eid, day, user, item, et, ts, row in rows:
+        con.execute(
+            "INSERT INTO clean_events (event_id, partition_date, user_id, item_id, event_type, "
+            "ts, source_file, source_row) VALUES (?, ?, ?, ?, ?, ?, 'f', ?)",
+            [eid, day, user, item, et, ts, row],
+        )
+    only_first = {dt.date(2026, 11, 1): "v1"}
+    fi.update_user_sequences(con, only_first)
+    both = {**only_first, dt.date(2026, 11, 2): "v1"}
+    assert fi.update_user_sequences(con, both).mode == "incremental"
+    n, items, types = con.execute(
+        "SELECT n_steps, items, event_types FROM user_sequences"
+    ).fetchone()
+    assert (n, items, types) == (3, ["a", "b", "c"], ["view", "purchase", "cart"])
+
+
+def test_a_catalog_change_rebuilds_the_user_attribute_counts(master):
+    con, days = master
+    _reset(con)
+    for d in days[:4]:
+        _put_day(con, d, 4)
+    fi.update_all(con)
+    con.execute("CREATE TABLE catalog_before AS SELECT * FROM product_catalog")
+    try:
+        # the most viewed product moves to another category
+        con.execute(
+            "UPDATE product_catalog SET category = category || '_moved' WHERE item_id = "
+            "(SELECT item_id FROM all_clean GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1)"
+        )
+        _put_day(con, days[4], 4)
+        results = {r.table: r for r in fi.update_all(con)}
+        assert results["item_features"].mode == "incremental"
+        assert results["user_features"].mode == "full rebuild"
+        assert "changed category or price band" in results["user_features"].reason
+        assert _tables_now(con) == _reference(con, 200)
+    finally:
+        con.execute("DELETE FROM product_catalog")
+        con.execute("INSERT INTO product_catalog SELECT * FROM catalog_before")
+        con.execute("DROP TABLE catalog_before")
