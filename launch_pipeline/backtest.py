@@ -224,12 +224,12 @@ def realised_sales(source: str, path: Path, lo: dt.date, hi: dt.date, work: Path
         catalog.load_launch_candidates(con, raw)
         days = [d for d in raw_io.event_day_files(raw).items() if lo <= d[0] < hi]
         for day, file in days:
-            raw_io.load_event_day(con, raw, day, file)
+            raw_io.load_event_day(con, raw, day, file, lake_dir=work / "lake")
         if not days:
             empty = pd.DataFrame(columns=["item_id", "user_id", "ts", "units", "revenue"])
             empty.attrs["data_range"] = (staged.start_date, staged.end_date)
             return empty
-        cleaning.clean_partitions(con, days[0][0], days[-1][0], rules)
+        cleaning.clean_partitions(con, days[0][0], days[-1][0], rules, lake_dir=work / "lake")
         sales = con.execute(
             """
             SELECT item_id, user_id, ts, event_type,

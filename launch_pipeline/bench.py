@@ -267,11 +267,14 @@ def pipeline_raw_to_features(
 
     from launch_pipeline import catalog, cleaning, features, quality
     from launch_pipeline.raw_io import event_day_files, load_event_day
-    from launch_pipeline.settings import CleaningRules
+    from launch_pipeline.settings import CleaningRules, partition_workers_from_env
 
     rules = rules or CleaningRules()
     now = now or dt.datetime.now(dt.timezone.utc)
     db_path.unlink(missing_ok=True)
+    lake_dir = db_path.parent / "lake"
+    shutil.rmtree(lake_dir, ignore_errors=True)
+    workers = partition_workers_from_env()
     files = event_day_files(raw_dir)
     start, end = min(files), max(files)
     con = warehouse_connection(db_path)
@@ -280,9 +283,15 @@ def pipeline_raw_to_features(
         with meter.stage("raw") as rec:
             catalog.load_product_catalog(con, raw_dir)
             catalog.load_launch_candidates(con, raw_dir)
-            rec["rows"] = sum(load_event_day(con, raw_dir, d, p) for d, p in sorted(files.items()))
+            rec["rows"] = sum(
+                load_event_day(con, raw_dir, d, p, lake_dir=lake_dir)
+                for d, p in sorted(files.items())
+            )
         with meter.stage("clean") as rec:
-            stats = cleaning.clean_partitions(con, start, end, rules, now=now)
+            stats = cleaning.clean_partitions(
+                con, start, end, rules, now=now, lake_dir=lake_dir, workers=workers
+            )
+            rec["partition_workers"] = workers
             rec["rows_clean"] = stats.clean
             rec["rows_quarantined"] = stats.quarantined
         with meter.stage("gx_import"):  # a one-off cost per process, reported apart
@@ -808,9 +817,12 @@ def run_nightly(
             try:
                 catalog.load_product_catalog(con, raw_dir)
                 catalog.load_launch_candidates(con, raw_dir)
+                shutil.rmtree(settings.lake_dir, ignore_errors=True)
                 for d in days[:-1]:
-                    load_event_day(con, raw_dir, d, files[d])
-                stats = cleaning.clean_partitions(con, days[0], days[-2], settings.cleaning)
+                    load_event_day(con, raw_dir, d, files[d], lake_dir=settings.lake_dir)
+                stats = cleaning.clean_partitions(
+                    con, days[0], days[-2], settings.cleaning, lake_dir=settings.lake_dir
+                )
                 rec["clean_rows"] = stats.clean
             finally:
                 con.close()

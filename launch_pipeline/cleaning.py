@@ -44,45 +44,63 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from launch_pipeline import lake, raw_io
 from launch_pipeline.contract import EVENT_TYPES
-from launch_pipeline.errors import AccountingError
+from launch_pipeline.errors import AccountingError, InputFileError
 from launch_pipeline.settings import CleaningRules
-from launch_pipeline.warehouse import Rows, replace_atomically
 
-CLEAN_EVENTS_DDL = """
-CREATE TABLE IF NOT EXISTS clean_events (
-    event_id VARCHAR NOT NULL,
-    partition_date DATE NOT NULL,
-    user_id VARCHAR NOT NULL,
-    item_id VARCHAR NOT NULL,
-    event_type VARCHAR NOT NULL,
-    ts TIMESTAMP NOT NULL,
-    quantity BIGINT,
-    price DOUBLE,
-    price_imputed BOOLEAN,
-    rating INTEGER,
-    review_text VARCHAR,
-    session_id VARCHAR,
-    source_file VARCHAR,
-    source_row BIGINT
-)
-"""
+CLEAN_EVENTS = "clean_events"
+QUARANTINED_EVENTS = "quarantined_events"
 
-QUARANTINED_EVENTS_DDL = """
-CREATE TABLE IF NOT EXISTS quarantined_events (
-    partition_date DATE NOT NULL,
-    reason VARCHAR NOT NULL,
-    source_file VARCHAR,
-    source_row BIGINT,
-    user_id VARCHAR, item_id VARCHAR, event_type VARCHAR, ts VARCHAR,
-    quantity VARCHAR, price VARCHAR, rating VARCHAR, review_text VARCHAR, session_id VARCHAR,
-    detail VARCHAR
+CLEAN_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # (column, type, expression over the classified rows of a day)
+    ("event_id", "VARCHAR", "event_id"),
+    ("partition_date", "DATE", "partition_date"),
+    ("user_id", "VARCHAR", "u"),
+    ("item_id", "VARCHAR", "i"),
+    ("event_type", "VARCHAR", "et"),
+    ("ts", "TIMESTAMP", "t"),
+    ("quantity", "BIGINT", "CASE WHEN et IN ('cart', 'purchase', 'return') THEN q_final END"),
+    ("price", "DOUBLE", "CASE WHEN et IN ('cart', 'purchase', 'return') THEN price_final END"),
+    (
+        "price_imputed",
+        "BOOLEAN",
+        "CASE WHEN et IN ('cart', 'purchase', 'return') THEN price_was_imputed END",
+    ),
+    ("rating", "INTEGER", "CASE WHEN et = 'review' THEN rt END"),
+    ("review_text", "VARCHAR", "CASE WHEN et = 'review' THEN review_text END"),
+    ("session_id", "VARCHAR", "session_id"),
+    ("source_file", "VARCHAR", "source_file"),
+    ("source_row", "BIGINT", "source_row"),
 )
-"""
+"""The columns of ``clean_events`` (one Parquet file per day in the lake, a view in DuckDB)."""
+
+QUARANTINED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("partition_date", "DATE", "partition_date"),
+    ("reason", "VARCHAR", "reason"),
+    ("source_file", "VARCHAR", "source_file"),
+    ("source_row", "BIGINT", "source_row"),
+    *((c, "VARCHAR", c) for c in ("user_id", "item_id", "event_type", "ts", "quantity")),
+    *((c, "VARCHAR", c) for c in ("price", "rating", "review_text", "session_id")),
+    ("detail", "VARCHAR", "coalesce(parse_error || ' | ' || raw_line, parse_error)"),
+)
+"""The columns of ``quarantined_events``: the delivered values as text, with file and row."""
+
+
+def _select(columns) -> str:
+    return ", ".join(f"CAST({expr} AS {typ}) AS {name}" for name, typ, expr in columns)
+
+
+def _empty(columns) -> str:
+    return (
+        "SELECT " + ", ".join(f"NULL::{typ} AS {name}" for name, typ, _ in columns) + " WHERE false"
+    )
+
 
 QUARANTINE_REASONS: tuple[str, ...] = (
     "malformed_row",
@@ -118,7 +136,7 @@ def ambiguous_zone_sql(x: str) -> str:
 
 _EVENT_TYPES_SQL = ", ".join(f"'{t}'" for t in EVENT_TYPES)
 
-# $start, $end: partition range; $now: the run time (UTC, naive)
+# _raw_day: the raw records of the day being cleaned; $now: the run time (UTC, naive)
 _CLASSIFY_SQL = f"""
 CREATE OR REPLACE TEMP TABLE _classified AS
 WITH base AS (
@@ -144,8 +162,7 @@ WITH base AS (
                coalesce(r.quantity, chr(0)), coalesce(r.price, chr(0)),
                coalesce(r.rating, chr(0)), coalesce(r.review_text, chr(0)),
                coalesce(r.session_id, chr(0)), coalesce(r.raw_line, chr(0)))) AS event_id
-    FROM raw_events r
-    WHERE r.partition_date BETWEEN $start AND $end
+    FROM _raw_day r
 ), known AS (   -- one row per id (the catalog loaders keep the two tables disjoint, and a
                 -- product wins here anyway): a join that matched twice would double the events
     SELECT item_id, price AS catalog_price FROM product_catalog
@@ -266,10 +283,8 @@ FROM ranked r
 """
 
 
-def _params(start: dt.date, end: dt.date, rules: CleaningRules, now: dt.datetime) -> dict:
+def _params(rules: CleaningRules, now: dt.datetime) -> dict:
     return {
-        "start": start,
-        "end": end,
         "now": now.replace(tzinfo=None),
         "bot_per_minute": rules.bot_events_per_minute,
         "fake_min_accounts": rules.fake_review_min_accounts,
@@ -282,68 +297,40 @@ def _params(start: dt.date, end: dt.date, rules: CleaningRules, now: dt.datetime
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(CLEAN_EVENTS_DDL)
-    con.execute(QUARANTINED_EVENTS_DDL)
+    """Empty ``clean_events`` / ``quarantined_events`` *tables* with the columns of the views,
+    unless something of that name exists: for code and tests that build clean events row by
+    row in a connection of their own (the pipeline reads the partition files through views)."""
+    for name, columns in ((CLEAN_EVENTS, CLEAN_COLUMNS), (QUARANTINED_EVENTS, QUARANTINED_COLUMNS)):
+        cols = ", ".join(f"{c} {typ}" for c, typ, _ in columns)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
 
 
-BATCH_ROWS = 1_000_000  # raw rows classified at once (whole partitions; >= 1 partition)
+def create_event_views(con: duckdb.DuckDBPyConnection, lake_dir: Path, *, raw: bool = True) -> None:
+    """(Re)create the views ``raw_events``, ``clean_events`` and ``quarantined_events`` in
+    ``con`` over the partition files of ``lake_dir``, with the columns the tables had.
 
-
-def _batches(day_rows: list[tuple], target: int) -> list[tuple[dt.date, dt.date]]:
-    """Consecutive runs of partitions of about ``target`` rows (a larger day stands alone)."""
-    spans: list[list] = []
-    n = 0
-    for day, rows in day_rows:
-        if spans and n + rows <= target:
-            spans[-1][1] = day
-            n += rows
-        else:
-            spans.append([day, day])
-            n = rows
-    return [(lo, hi) for lo, hi in spans]
-
-
-def _classify_and_insert(con: duckdb.DuckDBPyConnection, params: dict) -> None:
-    """Classify the raw rows of ``params['start']..params['end']`` into ``_classified`` and
-    insert them into ``clean_events`` / ``quarantined_events``."""
-    con.execute(_CLASSIFY_SQL, params)
-    con.execute(
-        """
-        INSERT INTO clean_events
-        SELECT event_id, partition_date, u, i, et, t,
-               CASE WHEN et IN ('cart', 'purchase', 'return') THEN CAST(q_final AS BIGINT) END,
-               CASE WHEN et IN ('cart', 'purchase', 'return') THEN price_final END,
-               CASE WHEN et IN ('cart', 'purchase', 'return') THEN price_was_imputed END,
-               CASE WHEN et = 'review' THEN CAST(rt AS INTEGER) END,
-               CASE WHEN et = 'review' THEN review_text END,
-               session_id, source_file, source_row
-        FROM _classified WHERE reason IS NULL
-        ORDER BY partition_date, t, source_file, source_row
-        """
-    )
-    con.execute(
-        """
-        INSERT INTO quarantined_events
-        SELECT partition_date, reason, source_file, source_row,
-               user_id, item_id, event_type, ts, quantity, price, rating, review_text,
-               session_id, coalesce(parse_error || ' | ' || raw_line, parse_error)
-        FROM _classified WHERE reason IS NOT NULL
-        ORDER BY partition_date, source_file, source_row
-        """
-    )
-    con.execute("DROP TABLE _classified")
+    ``clean_events`` / ``quarantined_events`` read every partition file present when a query
+    runs (a glob); ``raw_events`` lists the landed days and is recreated by each warehouse step
+    (``DuckDBWarehouse``) and after each cleaning. A table of one of these names (a warehouse
+    from before the partition files) is dropped: its rows are rebuilt by re-materializing the
+    partitions."""
+    for name, columns in ((CLEAN_EVENTS, CLEAN_COLUMNS), (QUARANTINED_EVENTS, QUARANTINED_COLUMNS)):
+        lake.ensure_schema_file(con, lake_dir, name, _empty(columns))
+        lake.replace_view(con, name, lake.dataset_glob_sql(lake_dir, name))
+    if raw:
+        lake.replace_view(con, "raw_events", raw_io.raw_events_sql(con, lake_dir))
 
 
 _ACCOUNTING_SQL = """
 WITH raw AS (
     SELECT partition_date, source_file, count(*) AS raw
-    FROM raw_events WHERE partition_date BETWEEN $start AND $end GROUP BY ALL
+    FROM {raw} WHERE partition_date BETWEEN $start AND $end GROUP BY ALL
 ), landed AS (
     SELECT partition_date, source_file, source_row, false AS quarantined
-    FROM clean_events WHERE partition_date BETWEEN $start AND $end
+    FROM {clean} WHERE partition_date BETWEEN $start AND $end
     UNION ALL
     SELECT partition_date, source_file, source_row, true
-    FROM quarantined_events WHERE partition_date BETWEEN $start AND $end
+    FROM {quarantined} WHERE partition_date BETWEEN $start AND $end
 ), outcome AS (
     SELECT partition_date, source_file,
            count(*) FILTER (WHERE NOT quarantined) AS clean,
@@ -358,38 +345,45 @@ ORDER BY partition_date, source_file
 """
 
 
-def row_accounting(con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date):
-    """``raw = clean + quarantined`` per partition and source file, counted in the tables
-    (``raw_events``, ``clean_events``, ``quarantined_events``), each raw record exactly once.
-
-    Returns the per-(partition, file) frame; raises :class:`AccountingError` naming the
-    partition, the file and what went wrong when a record is missing or counted twice."""
-    frame = con.execute(_ACCOUNTING_SQL, {"start": start, "end": end}).df()
+def _accounting(con, start, end, raw: str, clean: str, quarantined: str) -> pd.DataFrame:
+    sql = _ACCOUNTING_SQL.format(raw=raw, clean=clean, quarantined=quarantined)
+    frame = con.execute(sql, {"start": start, "end": end}).df()
     out = frame["clean"] + frame["quarantined"]
     bad = frame[(frame["raw"] != out) | (frame["distinct_rows"] != out)]
     if len(bad):
         row = bad.iloc[0]
-        raw, clean, quar, distinct = (
+        raw_n, clean_n, quar, distinct = (
             int(row["raw"]),
             int(row["clean"]),
             int(row["quarantined"]),
             int(row["distinct_rows"]),
         )
-        if clean + quar > distinct:
+        if clean_n + quar > distinct:
             cause = (
-                f"{raw} raw rows became {clean} clean + {quar} quarantined rows: "
-                f"{clean + quar - distinct} rows were counted more than once"
+                f"{raw_n} raw rows became {clean_n} clean + {quar} quarantined rows: "
+                f"{clean_n + quar - distinct} rows were counted more than once"
             )
         else:
             cause = (
-                f"{raw} raw rows but {clean} clean + {quar} quarantined: "
-                f"{raw - clean - quar} rows are in neither table"
+                f"{raw_n} raw rows but {clean_n} clean + {quar} quarantined: "
+                f"{raw_n - clean_n - quar} rows are in neither table"
             )
         more = f" (and {len(bad) - 1} more partition files)" if len(bad) > 1 else ""
         raise AccountingError(
             row["source_file"], pd.Timestamp(row["partition_date"]).date(), cause + more
         )
     return frame
+
+
+def row_accounting(con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date):
+    """``raw = clean + quarantined`` per partition and source file, counted in the views
+    ``raw_events``, ``clean_events`` and ``quarantined_events`` (:func:`create_event_views`),
+    each raw record exactly once. Cleaning counts the same for each day in its new files
+    before they replace the old ones.
+
+    Returns the per-(partition, file) frame; raises :class:`AccountingError` naming the
+    partition, the file and what went wrong when a record is missing or counted twice."""
+    return _accounting(con, start, end, "raw_events", CLEAN_EVENTS, QUARANTINED_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -411,71 +405,163 @@ class CleaningResult:
         return self.raw == self.clean + self.quarantined
 
 
+@dataclass(frozen=True)
+class DayCleaning:
+    """What cleaning one day wrote: per-file accounting and rows per quarantine reason."""
+
+    day: dt.date
+    per_file: pd.DataFrame
+    reasons: dict[str, int]
+
+
+def clean_day(
+    con: duckdb.DuckDBPyConnection,
+    lake_dir: Path,
+    source: raw_io.RawSource,
+    rules: CleaningRules = CleaningRules(),
+    now: dt.datetime | None = None,
+) -> DayCleaning:
+    """Clean one landed day into its ``clean_events`` and ``quarantined_events`` partition files.
+
+    ``con`` is a working connection in which ``product_catalog`` and ``launch_candidates`` can
+    be read (the warehouse, or an in-memory connection with views over the catalog snapshot);
+    nothing is written into its database. Both files are written beside the old ones first;
+    the row accounting is counted in them (:class:`AccountingError` and nothing replaced when a
+    record is lost or doubled); then they replace the old ones."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    day = source.day
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _raw_day AS {raw_io.raw_day_sql(lake_dir, source)}")
+    staged: list[lake.StagedPartition] = []
+    try:
+        try:
+            con.execute(_CLASSIFY_SQL, _params(rules, now))
+        except duckdb.IOException as exc:
+            raise InputFileError(
+                source.path,
+                f"cannot be read ({str(exc).splitlines()[0]})",
+                "check that the file is complete (not truncated); deliver it again, then "
+                f"materialize partition {day} again",
+            ) from exc
+        staged.append(
+            lake.stage_partition(
+                con,
+                f"SELECT {_select(CLEAN_COLUMNS)} FROM _classified WHERE reason IS NULL "
+                "ORDER BY t, source_file, source_row",
+                lake_dir,
+                CLEAN_EVENTS,
+                day,
+            )
+        )
+        staged.append(
+            lake.stage_partition(
+                con,
+                f"SELECT {_select(QUARANTINED_COLUMNS)} FROM _classified "
+                "WHERE reason IS NOT NULL ORDER BY source_file, source_row",
+                lake_dir,
+                QUARANTINED_EVENTS,
+                day,
+            )
+        )
+        per_file = _accounting(
+            con,
+            day,
+            day,
+            "_raw_day",
+            f"read_parquet('{staged[0].sql_path}', hive_partitioning = false)",
+            f"read_parquet('{staged[1].sql_path}', hive_partitioning = false)",
+        )
+        landed = int(per_file["raw"].sum())
+        if landed != source.records:
+            raise AccountingError(
+                source.path,
+                day,
+                f"the file held {source.records} records when it was landed but {landed} were "
+                "read now: deliver it again and materialize the partition again",
+            )
+        reasons = con.execute(
+            "SELECT reason, count(*) FROM _classified WHERE reason IS NOT NULL GROUP BY 1"
+        ).fetchall()
+        lake.commit_partitions(staged, lake_dir)
+    finally:
+        lake.discard_partitions(staged)
+        con.execute("DROP TABLE IF EXISTS _classified; DROP VIEW IF EXISTS _raw_day;")
+    return DayCleaning(day, per_file, {str(k): int(v) for k, v in reasons})
+
+
 def clean_partitions(
     con: duckdb.DuckDBPyConnection,
     start: dt.date,
     end: dt.date,
     rules: CleaningRules = CleaningRules(),
     now: dt.datetime | None = None,
+    *,
+    lake_dir: Path,
+    workers: int = 1,
 ) -> CleaningResult:
-    """Clean the raw rows of the partitions ``start..end`` (inclusive) into ``clean_events`` and
-    ``quarantined_events``, replacing whatever those days held before (one transaction).
-
-    The rules are partition-local, so the range is classified in batches of whole consecutive
-    partitions of about ``BATCH_ROWS`` raw rows (inside the one transaction): memory and sort
-    sizes are bounded by the batch (or the largest day), not by the range.
-
-    Before committing, the row accounting is counted in the tables (:func:`row_accounting`);
-    when a record is lost or doubled nothing is committed and :class:`AccountingError` names
-    the partition and the file.
+    """Clean the landed days ``start..end`` (inclusive), each into its own partition files
+    (:func:`clean_day`), replacing whatever those days held before; a day of the range that
+    has no landing any more loses its old partitions. The rules are partition-local, so the
+    days are independent: ``workers`` > 1 cleans that many days at once, each on its own
+    cursor of ``con``. Recreates the views in ``con`` (:func:`create_event_views`).
 
     Returns row accounting: per-partition and total raw/clean/quarantined counts, per
     (partition, file) counts and the count per quarantine reason."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    con.execute("SET TimeZone = 'UTC'")
-    ensure_tables(con)
-    days = con.execute(
-        "SELECT partition_date, count(*) FROM raw_events "
-        "WHERE partition_date BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",
-        [start, end],
-    ).fetchall()
-    spans = _batches(days, BATCH_ROWS) or [(start, end)]
-    days_in_range = "partition_date BETWEEN ? AND ?"
-    with replace_atomically(
-        con,
-        Rows("clean_events", days_in_range, [start, end]),
-        Rows("quarantined_events", days_in_range, [start, end]),
-    ):
-        for lo, hi in spans:
-            _classify_and_insert(con, _params(lo, hi, rules, now))
-        per_file = row_accounting(con, start, end)  # raises before COMMIT: nothing written
-        dups = dict(
-            con.execute(
-                "SELECT partition_date, count(*) FROM quarantined_events "
-                "WHERE partition_date BETWEEN ? AND ? AND reason = 'exact_duplicate' GROUP BY 1",
-                [start, end],
-            ).fetchall()
-        )
-        reasons = con.execute(
-            "SELECT reason, count(*) FROM quarantined_events "
-            "WHERE partition_date BETWEEN ? AND ? GROUP BY 1 ORDER BY 2 DESC, 1",
-            [start, end],
-        ).fetchall()
+    wanted = [start + dt.timedelta(days=k) for k in range((end - start).days + 1)]
+    sources = raw_io.raw_sources(con, lake_dir, wanted)
+    for day in wanted:
+        if day not in sources:
+            lake.remove_partition(lake_dir, CLEAN_EVENTS, day)
+            lake.remove_partition(lake_dir, QUARANTINED_EVENTS, day)
+    if workers > 1 and len(sources) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def _one(src: raw_io.RawSource) -> DayCleaning:
+            cur = con.cursor()
+            try:
+                return clean_day(cur, lake_dir, src, rules, now)
+            finally:
+                cur.close()
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            days = list(pool.map(_one, sources.values()))
+    else:
+        days = [clean_day(con, lake_dir, src, rules, now) for src in sources.values()]
+    create_event_views(con, lake_dir)
+    return summarise(days)
+
+
+def summarise(days: list[DayCleaning]) -> CleaningResult:
+    """One :class:`CleaningResult` for the cleaned days."""
+    columns = ["partition_date", "source_file", "raw", "clean", "quarantined", "distinct_rows"]
+    per_file = (
+        pd.concat([d.per_file for d in days], ignore_index=True)
+        if days
+        else pd.DataFrame({c: [] for c in columns})
+    )
+    per_file = per_file.sort_values(["partition_date", "source_file"]).reset_index(drop=True)
     per_day = (
         per_file.groupby("partition_date", as_index=False)[["raw", "clean", "quarantined"]]
         .sum()
         .sort_values("partition_date")
         .reset_index(drop=True)
     )
+    dups = {d.day: d.reasons.get("exact_duplicate", 0) for d in days}
     per_day["exact_duplicates"] = [
         int(dups.get(pd.Timestamp(d).date(), 0)) for d in per_day["partition_date"]
     ]
+    reasons: dict[str, int] = {}
+    for d in days:
+        for k, v in d.reasons.items():
+            reasons[k] = reasons.get(k, 0) + v
+    reasons = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
     return CleaningResult(
         raw=int(per_day["raw"].sum()),
         clean=int(per_day["clean"].sum()),
         quarantined=int(per_day["quarantined"].sum()),
         exact_duplicates=int(per_day["exact_duplicates"].sum()),
-        reasons={str(k): int(v) for k, v in reasons},
+        reasons=reasons,
         per_partition=per_day,
         per_file=per_file,
     )

@@ -70,6 +70,71 @@ def _write_text_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class StagedPartition:
+    """A partition written to a temporary file in its folder, not yet visible to readers:
+    :func:`commit_partitions` renames it over the old file, :func:`discard_partitions` drops it.
+    Checks that must hold before the new rows become visible (row accounting) read ``tmp``."""
+
+    dataset: str
+    day: dt.date
+    tmp: Path
+    rows: int
+
+    @property
+    def sql_path(self) -> str:
+        return _sql_path(self.tmp)
+
+
+def stage_partition(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    lake_dir: Path,
+    dataset: str,
+    day: dt.date,
+    params: Sequence | None = None,
+) -> StagedPartition:
+    """Write the rows of ``query`` (SQL written in code; values in ``params``) to a temporary
+    file in the folder of partition ``day`` of ``dataset`` (see :class:`StagedPartition`)."""
+    folder = partition_dir(lake_dir, dataset, day)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".part-{uuid.uuid4().hex}.parquet.tmp"
+    try:
+        con.execute(
+            f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)",
+            list(params or ()),
+        )
+        rows = con.execute(f"SELECT count(*) FROM read_parquet('{_sql_path(tmp)}')").fetchone()[0]
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return StagedPartition(dataset=dataset, day=day, tmp=tmp, rows=int(rows))
+
+
+def commit_partitions(staged: Sequence[StagedPartition], lake_dir: Path) -> list[PartitionStamp]:
+    """Make staged partitions visible: each file renamed over the old one (atomic per file),
+    then its stamp. Several partitions are committed one after another, in the given order."""
+    stamps = []
+    for part in staged:
+        folder = partition_dir(lake_dir, part.dataset, part.day)
+        os.replace(part.tmp, folder / DATA_FILE)
+        stamp = PartitionStamp(
+            dataset=part.dataset,
+            day=part.day,
+            rows=part.rows,
+            written_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            version=uuid.uuid4().hex,
+        )
+        _write_text_atomically(folder / STAMP_FILE, stamp.to_json())
+        stamps.append(stamp)
+    return stamps
+
+
+def discard_partitions(staged: Sequence[StagedPartition]) -> None:
+    for part in staged:
+        part.tmp.unlink(missing_ok=True)
+
+
 def write_partition(
     con: duckdb.DuckDBPyConnection,
     query: str,
@@ -81,28 +146,11 @@ def write_partition(
     """Write the rows of ``query`` (SQL written in code; values in ``params``) as the partition
     ``day`` of ``dataset``, replacing what was there, atomically. ``con`` may be any DuckDB
     connection (an in-memory one is enough: nothing is written to a database file)."""
-    folder = partition_dir(lake_dir, dataset, day)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".part-{uuid.uuid4().hex}.parquet.tmp"
-    target = folder / DATA_FILE
+    staged = stage_partition(con, query, lake_dir, dataset, day, params)
     try:
-        con.execute(
-            f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)",
-            list(params or ()),
-        )
-        rows = con.execute(f"SELECT count(*) FROM read_parquet('{_sql_path(tmp)}')").fetchone()[0]
-        os.replace(tmp, target)
+        return commit_partitions([staged], lake_dir)[0]
     finally:
-        tmp.unlink(missing_ok=True)
-    stamp = PartitionStamp(
-        dataset=dataset,
-        day=day,
-        rows=int(rows),
-        written_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-        version=uuid.uuid4().hex,
-    )
-    _write_text_atomically(folder / STAMP_FILE, stamp.to_json())
-    return stamp
+        discard_partitions([staged])
 
 
 def remove_partition(lake_dir: Path, dataset: str, day: dt.date) -> bool:
@@ -154,3 +202,74 @@ def dataset_relation_sql(files: Sequence[Path], empty_select: str) -> str:
 
 def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
+
+
+# --------------------------------------------------------------------------------------------
+# whole (unpartitioned) tables and the views that downstream SQL reads
+# --------------------------------------------------------------------------------------------
+SCHEMA_DIR = "_schema"
+"""Every dataset read through :func:`dataset_glob_sql` keeps an empty file with its columns in
+``<lake>/<dataset>/_schema/part-0.parquet``, so the glob always matches at least one file (DuckDB
+refuses a glob without a match) and a view over a dataset without partitions has its columns."""
+
+
+def table_file(lake_dir: Path, name: str) -> Path:
+    """The file of an unpartitioned table ``name`` (e.g. the catalog snapshot cleaning reads)."""
+    return Path(lake_dir) / validate_identifier(name, "table name") / DATA_FILE
+
+
+def write_table(con: duckdb.DuckDBPyConnection, query: str, lake_dir: Path, name: str) -> Path:
+    """Write the rows of ``query`` as the unpartitioned table ``name``, replacing the old file
+    atomically (a reader sees the old rows or the new ones)."""
+    target = table_file(lake_dir, name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".part-{uuid.uuid4().hex}.parquet.tmp")
+    try:
+        con.execute(f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def ensure_schema_file(
+    con: duckdb.DuckDBPyConnection, lake_dir: Path, dataset: str, empty_select: str
+) -> Path:
+    """Write ``<lake>/<dataset>/_schema/part-0.parquet`` (the rows of ``empty_select``: none)
+    unless it is there."""
+    target = Path(lake_dir) / validate_identifier(dataset, "dataset name") / SCHEMA_DIR / DATA_FILE
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".part-{uuid.uuid4().hex}.parquet.tmp")
+        try:
+            con.execute(f"COPY ({empty_select}) TO '{_sql_path(tmp)}' (FORMAT parquet)")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return target
+
+
+def dataset_glob_sql(lake_dir: Path, dataset: str) -> str:
+    """SQL for every partition of ``dataset`` as it is on disk when the query runs (a glob, so a
+    view over it never needs refreshing: a partition written later is read, one being written
+    is not, since its temporary file does not match). Needs :func:`ensure_schema_file` once.
+    The columns are those of the files (no ``day`` column from the folder name)."""
+    pattern = Path(lake_dir) / validate_identifier(dataset, "dataset name") / "*" / DATA_FILE
+    return (
+        f"SELECT * FROM read_parquet('{_sql_path(pattern)}', hive_partitioning = false, "
+        "union_by_name = false)"
+    )
+
+
+def replace_view(con: duckdb.DuckDBPyConnection, name: str, select_sql: str) -> None:
+    """``CREATE OR REPLACE VIEW name AS select_sql``; a table of that name (a warehouse from
+    before the partition files) is dropped first: its rows now live in the lake."""
+    validate_identifier(name, "view name")
+    kind = con.execute(
+        "SELECT table_type FROM information_schema.tables "
+        "WHERE table_name = ? AND table_schema = current_schema()",
+        [name],
+    ).fetchall()
+    if kind and kind[0][0] != "VIEW":
+        con.execute(f"DROP TABLE {name}")
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS {select_sql}")

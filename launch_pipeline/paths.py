@@ -77,5 +77,6 @@ def check_data_dirs(data_dir: str | Path, raw_dir: str | Path) -> tuple[Path, Pa
 
     data = check_folder_for_writing(data_dir, "data directory", globs_matter=True)
     raw = check_folder_for_writing(raw_dir, "raw data directory")
+    check_folder_for_writing(data / "lake", "partition folder (lake)")
     validate_paths(data, raw)
     return data, raw

@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from launch_pipeline import lake
 from launch_pipeline.contract import (
     CANDIDATE_OPTIONAL_COLUMNS,
     EVENT_COLUMNS,
@@ -37,7 +38,7 @@ from launch_pipeline.contract import (
     SUPPORTED_SUFFIXES,
 )
 from launch_pipeline.errors import AccountingError, ConfigurationError, InputFileError
-from launch_pipeline.warehouse import Rows, quote_identifier, replace_atomically
+from launch_pipeline.warehouse import quote_identifier
 
 DAY_FILE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$", re.IGNORECASE)
 """A day file's name; the extension in any case (``2026-11-01.CSV`` is a CSV day file)."""
@@ -48,19 +49,6 @@ characters are kept in ``raw_line``), not read."""
 _HEAD_BYTES = 65_536
 _BARE_CR = re.compile(rb"\r(?!\n)")
 _PARQUET_MAGIC = b"PAR1"
-
-RAW_EVENTS_DDL = """
-CREATE TABLE IF NOT EXISTS raw_events (
-    partition_date DATE NOT NULL,
-    source_file VARCHAR NOT NULL,
-    source_row BIGINT NOT NULL,
-    user_id VARCHAR, item_id VARCHAR, event_type VARCHAR, ts VARCHAR,
-    quantity VARCHAR, price VARCHAR, rating VARCHAR, review_text VARCHAR,
-    session_id VARCHAR, flag VARCHAR,
-    parse_error VARCHAR,
-    raw_line VARCHAR
-)
-"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -533,8 +521,7 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     select = ", ".join(
         f"CAST({_ident(c)} AS VARCHAR) AS {_ident(c.strip().lower())}" for c in rel.columns
     )
-    # a view, not a copy: the INSERT into raw_events streams straight from the file, and
-    # file_row_number is the record's 0-based row in the file
+    # a view, not a copy; file_row_number is the record's 0-based row in the file
     con.execute(
         f"""
         CREATE OR REPLACE TEMP VIEW _day_accepted AS
@@ -550,10 +537,50 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     return cols
 
 
-def load_event_day(con: duckdb.DuckDBPyConnection, raw_dir: Path, day: dt.date, path: Path) -> int:
-    """Replace the ``raw_events`` rows of ``day`` with the records of ``path`` (one transaction).
+RAW_SOURCES = "raw_sources"
+"""Lake dataset: one row per landed day (which file, its format, records, size and mtime)."""
+RAW_LANDED = "raw_events"
+"""Lake dataset: the records of CSV day files, landed once as text (what a CSV delivers), with
+the reader's error and the raw line of records that could not be split. Parquet day files are
+not copied: they are read where they lie."""
 
-    Returns the number of records landed (accepted + unparseable)."""
+_RAW_SOURCES_EMPTY = (
+    "SELECT NULL::DATE AS partition_date, NULL::VARCHAR AS source_file, NULL::VARCHAR AS path, "
+    "NULL::VARCHAR AS format, NULL::BIGINT AS records, NULL::BIGINT AS size, "
+    "NULL::BIGINT AS mtime_ns, NULL::VARCHAR[] AS columns WHERE false"
+)
+RAW_EVENTS_EMPTY = (
+    "SELECT NULL::DATE AS partition_date, NULL::VARCHAR AS source_file, "
+    "NULL::BIGINT AS source_row, "
+    + ", ".join(f"NULL::VARCHAR AS {c}" for c in EVENT_COLUMNS)
+    + ", NULL::VARCHAR AS parse_error, NULL::VARCHAR AS raw_line WHERE false"
+)
+
+
+@dataclass(frozen=True)
+class RawSource:
+    """Where the records of one day are read from (a row of the lake dataset ``raw_sources``)."""
+
+    day: dt.date
+    source_file: str  # as shown in source_file (relative to the raw data directory)
+    path: str  # the file's absolute path
+    format: str  # "parquet" (read where it lies) or "csv" (landed in the lake)
+    records: int
+    size: int
+    mtime_ns: int
+    columns: tuple[str, ...]  # the file's column names as delivered
+
+
+def load_event_day(
+    con: duckdb.DuckDBPyConnection, raw_dir: Path, day: dt.date, path: Path, *, lake_dir: Path
+) -> int:
+    """Land the records of ``path`` as partition ``day`` (replacing what the day held).
+
+    A Parquet day file is read where it lies: its columns and row count (from its footer) are
+    checked and recorded in ``raw_sources``, nothing is copied. A CSV day file is read once (a
+    record that cannot be split is kept with the reader's error and its raw line) and landed in
+    the lake dataset ``raw_events`` as text. ``con`` is a working connection (an in-memory one is
+    enough): nothing is written into its database. Returns the number of records."""
     path = Path(path)
     raw_dir = Path(raw_dir)
     rel_file = str(path.relative_to(raw_dir)) if path.is_relative_to(raw_dir) else str(path)
@@ -563,52 +590,177 @@ def load_event_day(con: duckdb.DuckDBPyConnection, raw_dir: Path, day: dt.date, 
             f"no events file for partition {day}",
             f"deliver {EVENTS_DIRNAME}/{day}.csv or .parquet, or materialize another partition",
         )
-    check_inside(path, raw_dir)
+    real = check_inside(path, raw_dir)
     if path.stat().st_size == 0:
         raise InputFileError(
             path, "is empty (0 bytes)", "deliver the day's file again with a header row"
         )
     is_parquet = path.suffix.lower() == ".parquet"
-    cols = _stage_parquet(con, path) if is_parquet else _stage_csv(con, path)
-    select = ", ".join(
-        f"CAST({_ident(c)} AS VARCHAR)" if c in cols else "NULL::VARCHAR" for c in EVENT_COLUMNS
-    )
-    names = ", ".join(EVENT_COLUMNS)
-    con.execute(RAW_EVENTS_DDL)
+    staged: list[lake.StagedPartition] = []
     try:
-        with replace_atomically(con, Rows("raw_events", "partition_date = ?", [day])):
-            con.execute(
+        if is_parquet:
+            columns = _parquet_columns(con, path)
+            n = count_records(path)
+            if n is None:
+                raise InputFileError(
+                    path,
+                    "cannot be read as PARQUET (its footer is unreadable)",
+                    "check that the file is complete (not truncated); deliver it again",
+                )
+        else:
+            cols = _stage_csv(con, path)
+            header = read_csv_header(path)
+            columns = tuple(header)
+            select = ", ".join(
+                f"CAST({_ident(c)} AS VARCHAR) AS {c}" if c in cols else f"NULL::VARCHAR AS {c}"
+                for c in EVENT_COLUMNS
+            )
+            nulls = ", ".join("NULL::VARCHAR" for _ in EVENT_COLUMNS)
+            landed = lake.stage_partition(
+                con,
                 f"""
-                INSERT INTO raw_events (partition_date, source_file, source_row, {names})
-                SELECT ?::DATE, ?, source_row, {select} FROM _day_accepted
+                SELECT ?::DATE AS partition_date, ?::VARCHAR AS source_file, source_row,
+                       {select},
+                       NULL::VARCHAR AS parse_error, NULL::VARCHAR AS raw_line
+                FROM _day_accepted
+                UNION ALL
+                SELECT ?::DATE, ?::VARCHAR, source_row, {nulls}, parse_error, raw_line
+                FROM _day_rejected
+                ORDER BY source_row
                 """,
-                [day, rel_file],
+                lake_dir,
+                RAW_LANDED,
+                day,
+                [day, rel_file, day, rel_file],
             )
-            con.execute(
-                """
-                INSERT INTO raw_events (partition_date, source_file, source_row, parse_error, raw_line)
-                SELECT ?::DATE, ?, source_row, parse_error, raw_line FROM _day_rejected
-                """,
-                [day, rel_file],
-            )
+            staged.append(landed)
             n, distinct, lo, hi = con.execute(
                 "SELECT count(*), count(DISTINCT source_row), min(source_row), max(source_row) "
-                "FROM raw_events WHERE partition_date = ?",
-                [day],
+                f"FROM read_parquet('{landed.sql_path}', hive_partitioning = false)"
             ).fetchall()[0]
-            _check_landed(path, day, is_parquet, int(n), int(distinct), lo, hi)
+            _check_landed(path, day, False, int(n), int(distinct), lo, hi)
+        stat = real.stat()
+        staged.append(
+            lake.stage_partition(
+                con,
+                "SELECT ?::DATE AS partition_date, ?::VARCHAR AS source_file, ?::VARCHAR AS path, "
+                "?::VARCHAR AS format, ?::BIGINT AS records, ?::BIGINT AS size, "
+                "?::BIGINT AS mtime_ns, ?::VARCHAR[] AS columns",
+                lake_dir,
+                RAW_SOURCES,
+                day,
+                [
+                    day,
+                    rel_file,
+                    str(real),
+                    "parquet" if is_parquet else "csv",
+                    int(n),
+                    stat.st_size,
+                    stat.st_mtime_ns,
+                    list(columns),
+                ],
+            )
+        )
+        lake.commit_partitions(staged, lake_dir)
+        if is_parquet:  # a CSV landing of the day from an earlier delivery is stale now
+            lake.remove_partition(lake_dir, RAW_LANDED, day)
+    finally:
+        lake.discard_partitions(staged)
+        if not is_parquet:
+            con.execute("DROP TABLE IF EXISTS _day_accepted; DROP TABLE IF EXISTS _day_rejected;")
+    return int(n)
+
+
+def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, ...]:
+    """The column names of a Parquet day file (from its footer), checked like a CSV header."""
+    try:
+        rel = con.read_parquet(str(path))
+        names = list(rel.columns)
     except duckdb.Error as exc:
-        if is_parquet:  # the file is read during the INSERT: a damaged file fails here
+        raise InputFileError(
+            path,
+            f"cannot be read as PARQUET ({str(exc).splitlines()[0]})",
+            "check that the file is complete (not truncated); deliver it again",
+        ) from exc
+    cols = [c.strip().lower() for c in names]
+    require_columns(path, cols, EVENT_REQUIRED_COLUMNS, EVENT_COLUMNS)
+    dupes = sorted({c for c in cols if cols.count(c) > 1})
+    if dupes:
+        raise InputFileError(
+            path, f"has duplicated column names {dupes}", "keep one column of each name"
+        )
+    return tuple(names)
+
+
+def raw_sources(
+    con: duckdb.DuckDBPyConnection, lake_dir: Path, days: Iterable[dt.date] | None = None
+) -> dict[dt.date, RawSource]:
+    """The landed days (all, or those of ``days`` that were landed) and where they are read."""
+    files = lake.partition_files(lake_dir, RAW_SOURCES, None if days is None else list(days))
+    if not files:
+        return {}
+    rows = con.execute(
+        f"SELECT * FROM ({lake.dataset_relation_sql(files, _RAW_SOURCES_EMPTY)})"
+    ).fetchall()
+    out = {}
+    for r in rows:
+        src = RawSource(
+            day=r[0], source_file=r[1], path=r[2], format=r[3], records=int(r[4]),
+            size=int(r[5]), mtime_ns=int(r[6]), columns=tuple(r[7]),
+        )  # fmt: skip
+        out[src.day] = src
+    return dict(sorted(out.items()))
+
+
+def raw_day_sql(lake_dir: Path, source: RawSource, *, check_unchanged: bool = True) -> str:
+    """SQL for the raw records of one landed day, with the columns of ``raw_events``
+    (``partition_date``, ``source_file``, ``source_row``, every event field as text,
+    ``parse_error``, ``raw_line``): the landed CSV records, or the Parquet file where it lies.
+
+    ``check_unchanged``: an :class:`InputFileError` when the Parquet file was replaced or
+    changed since it was landed (its size or modification time differ)."""
+    if source.format == "csv":
+        data = lake.partition_dir(lake_dir, RAW_LANDED, source.day) / lake.DATA_FILE
+        return f"SELECT * FROM read_parquet({_sql_str(data)}, hive_partitioning = false)"
+    path = Path(source.path)
+    if check_unchanged:
+        try:
+            stat = path.stat()
+            same = stat.st_size == source.size and stat.st_mtime_ns == source.mtime_ns
+        except OSError:
+            same = False
+        if not same:
             raise InputFileError(
                 path,
-                f"cannot be read as Parquet ({str(exc).splitlines()[0]})",
-                "check that the file is complete (not truncated); deliver it again",
-            ) from exc
-        raise
-    finally:
-        kind = "VIEW" if is_parquet else "TABLE"
-        con.execute(f"DROP {kind} IF EXISTS _day_accepted; DROP {kind} IF EXISTS _day_rejected;")
-    return int(n)
+                f"changed or disappeared since partition {source.day} was landed",
+                f"materialize raw_events for {source.day} again (then clean it again)",
+            )
+    by_name = {c.strip().lower(): c for c in source.columns}
+    fields = ", ".join(
+        f"CAST({_ident(by_name[c])} AS VARCHAR) AS {c}" if c in by_name else f"NULL::VARCHAR AS {c}"
+        for c in EVENT_COLUMNS
+    )
+    return (
+        f"SELECT DATE '{source.day.isoformat()}' AS partition_date, "
+        f"{_sql_str(source.source_file)}::VARCHAR AS source_file, "
+        f"file_row_number::BIGINT AS source_row, {fields}, "
+        "NULL::VARCHAR AS parse_error, NULL::VARCHAR AS raw_line "
+        f"FROM read_parquet({_sql_str(path)}, file_row_number = true, hive_partitioning = false)"
+    )
+
+
+def raw_events_sql(con: duckdb.DuckDBPyConnection, lake_dir: Path) -> str:
+    """SQL for every landed day's raw records (the ``raw_events`` view; see
+    :func:`raw_day_sql`). Built from the landings as they are now: recreate the view after a
+    landing."""
+    parts = [
+        raw_day_sql(lake_dir, src, check_unchanged=False)
+        for src in raw_sources(con, lake_dir).values()
+        # a day file deleted since it was landed is left out here (a view over a missing file
+        # cannot be created); cleaning that day again says what happened
+        if src.format == "csv" or Path(src.path).is_file()
+    ]
+    return "\nUNION ALL\n".join(parts) if parts else RAW_EVENTS_EMPTY
 
 
 def _check_landed(

@@ -45,6 +45,29 @@ def duckdb_memory_limit_from_env() -> str:
     return os.environ.get(ENV_DUCKDB_MEMORY_LIMIT) or DEFAULT_DUCKDB_MEMORY_LIMIT
 
 
+ENV_PARTITION_WORKERS = "LAUNCH_PIPELINE_PARTITION_WORKERS"
+DEFAULT_PARTITION_WORKERS = 2
+
+
+def partition_workers_from_env() -> int:
+    """``LAUNCH_PIPELINE_PARTITION_WORKERS``, default 2: how many days one partition step (raw
+    landing, cleaning) works on at once, each on its own DuckDB cursor and files. A
+    :class:`~launch_pipeline.errors.ConfigurationError` when it is not a whole number >= 1."""
+    from launch_pipeline.errors import ConfigurationError
+
+    text = os.environ.get(ENV_PARTITION_WORKERS) or str(DEFAULT_PARTITION_WORKERS)
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise ConfigurationError(
+            f"{ENV_PARTITION_WORKERS}={text!r} is not a whole number >= 1: set it to how many "
+            "days a partition step may work on at once (e.g. 2), or unset it"
+        )
+    return workers
+
+
 @dataclass(frozen=True)
 class CleaningRules:
     """Thresholds of the cleaning and noise rules (see ``cleaning.py``)."""
@@ -124,6 +147,11 @@ class Settings:
     @property
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def lake_dir(self) -> Path:
+        """Partition files (``lake.py``): raw landings, clean and quarantined events per day."""
+        return self.data_dir / "lake"
 
     @property
     def models_dir(self) -> Path:

@@ -78,11 +78,11 @@ def _land_and_clean(raw: Path):
     catalog.load_product_catalog(con, raw)
     catalog.load_launch_candidates(con, raw)
     for day, path in raw_io.event_day_files(raw).items():
-        raw_io.load_event_day(con, raw, day, path)
+        raw_io.load_event_day(con, raw, day, path, lake_dir=raw.parent / "lake")
     start, end = raw_io.partition_range(raw)
     # the source's own cleaning thresholds from dataset.json, as the pipeline applies them
     rules = Settings.from_env(data_dir=raw.parent, raw_dir=raw).cleaning
-    stats = cleaning.clean_partitions(con, start, end, rules, now=NOW)
+    stats = cleaning.clean_partitions(con, start, end, rules, now=NOW, lake_dir=raw.parent / "lake")
     return con, stats
 
 

@@ -57,8 +57,8 @@ def land_and_clean(raw, content, suffix="csv"):
     con.execute("SET TimeZone = 'UTC'")
     load_product_catalog(con, raw)
     load_launch_candidates(con, raw)
-    landed = load_event_day(con, raw, DAY, path)
-    stats = clean_partitions(con, DAY, DAY, CleaningRules())
+    landed = load_event_day(con, raw, DAY, path, lake_dir=raw.parent / "lake")
+    stats = clean_partitions(con, DAY, DAY, CleaningRules(), lake_dir=raw.parent / "lake")
     assert stats.raw == landed == stats.clean + stats.quarantined, stats  # no loss
     reasons = dict(
         con.execute("SELECT source_row, reason FROM quarantined_events ORDER BY 1").fetchall()
@@ -141,7 +141,9 @@ def test_truncated_parquet(tiny_catalog):
 def test_missing_partition_file(tiny_catalog):
     con = duckdb.connect()
     with pytest.raises(InputFileError) as info:
-        load_event_day(con, tiny_catalog, DAY, _day_file(tiny_catalog))
+        load_event_day(
+            con, tiny_catalog, DAY, _day_file(tiny_catalog), lake_dir=tiny_catalog.parent / "lake"
+        )
     assert f"no events file for partition {DAY}" in str(info.value)
     assert "deliver events/" in info.value.fix
 
@@ -177,7 +179,7 @@ def test_symlinked_day_file_outside_raw_dir(tiny_catalog, tmp_path):
     link.symlink_to(outside)
     con = duckdb.connect()
     with pytest.raises(InputFileError, match="outside the raw data directory"):
-        load_event_day(con, tiny_catalog, DAY, link)
+        load_event_day(con, tiny_catalog, DAY, link, lake_dir=tiny_catalog.parent / "lake")
 
 
 # --------------------------------------------------------------------------------------------

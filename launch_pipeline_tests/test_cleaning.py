@@ -18,8 +18,10 @@ def _load(con, raw, day=DAY):
     catalog.load_product_catalog(con, raw)
     catalog.load_launch_candidates(con, raw)
     for d, path in raw_io.event_day_files(raw).items():
-        raw_io.load_event_day(con, raw, d, path)
-    return cleaning.clean_partitions(con, day, day, CleaningRules(), now=NOW)
+        raw_io.load_event_day(con, raw, d, path, lake_dir=raw.parent / "lake")
+    return cleaning.clean_partitions(
+        con, day, day, CleaningRules(), now=NOW, lake_dir=raw.parent / "lake"
+    )
 
 
 def _reasons(con) -> dict[int, str]:

@@ -190,10 +190,10 @@ def _land_and_clean(raw: Path):
     catalog.load_product_catalog(con, raw)
     catalog.load_launch_candidates(con, raw)
     for day, path in raw_io.event_day_files(raw).items():
-        raw_io.load_event_day(con, raw, day, path)
+        raw_io.load_event_day(con, raw, day, path, lake_dir=raw.parent / "lake")
     start, end = raw_io.partition_range(raw)
     rules = Settings.from_env(data_dir=raw.parent, raw_dir=raw).cleaning
-    stats = cleaning.clean_partitions(con, start, end, rules, now=NOW)
+    stats = cleaning.clean_partitions(con, start, end, rules, now=NOW, lake_dir=raw.parent / "lake")
     return con, stats
 
 
@@ -424,9 +424,9 @@ def test_real_complete_journey_row_accounting(tmp_path):
     staged = 0
     for day, path in raw_io.event_day_files(raw).items():
         if lo <= day <= hi:
-            staged += raw_io.load_event_day(con, raw, day, path)
+            staged += raw_io.load_event_day(con, raw, day, path, lake_dir=raw.parent / "lake")
     rules = Settings.from_env(data_dir=tmp_path, raw_dir=raw).cleaning
-    cleaning.clean_partitions(con, lo, hi, rules, now=NOW)
+    cleaning.clean_partitions(con, lo, hi, rules, now=NOW, lake_dir=raw.parent / "lake")
     raw_n = con.execute("SELECT count(*) FROM raw_events").fetchall()[0][0]
     clean_n = con.execute("SELECT count(*) FROM clean_events").fetchall()[0][0]
     reasons = dict(

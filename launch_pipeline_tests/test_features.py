@@ -53,8 +53,8 @@ def test_features_do_not_depend_on_row_order_or_threads(cleaned_shop):
         con.execute(f"ATTACH ':memory:' AS {db}")
         for t in INPUTS:
             con.execute(
-                f"CREATE TABLE {db}.main.{t} AS SELECT * FROM memory.main.{t} "
-                f"ORDER BY hash(rowid, {seed})"
+                f"CREATE TABLE {db}.main.{t} AS SELECT * FROM memory.main.{t} AS x "
+                f"ORDER BY hash(CAST(x AS VARCHAR), {seed})"
             )
         con.execute(f"USE {db}")
         con.execute("SET threads = 4")

@@ -308,14 +308,18 @@ def test_fuzzed_raw_directory_lands_and_cleans_with_exact_accounting(
         # the day file: refused at the file level only for a file-level problem
         name, _, expected = day_file
         try:
-            landed = load_event_day(con, raw, DAY, raw / "events" / name)
+            landed = load_event_day(
+                con, raw, DAY, raw / "events" / name, lake_dir=raw.parent / "lake"
+            )
         except LaunchPipelineError as exc:
             assert_one_line_refusal(exc)
             assert expected is None, f"row-level noise refused the file: {exc}"
             return
         if expected is not None:
             assert landed == expected  # every record I wrote landed exactly once
-        stats = clean_partitions(con, DAY, DAY, CleaningRules(), now=NOW)
+        stats = clean_partitions(
+            con, DAY, DAY, CleaningRules(), now=NOW, lake_dir=raw.parent / "lake"
+        )
         assert stats.raw == landed == stats.clean + stats.quarantined
         per_file = stats.per_file
         assert (per_file["raw"] == per_file["distinct_rows"]).all()
@@ -390,8 +394,12 @@ def test_fuzzed_single_events_file_stages_every_record_once(tmp_path_factory, re
         load_product_catalog(con, raw)
         load_launch_candidates(con, raw)
         files = event_day_files(raw)
-        landed = sum(load_event_day(con, raw, d, f) for d, f in files.items())
-        stats = clean_partitions(con, min(files), max(files), CleaningRules(), now=NOW)
+        landed = sum(
+            load_event_day(con, raw, d, f, lake_dir=raw.parent / "lake") for d, f in files.items()
+        )
+        stats = clean_partitions(
+            con, min(files), max(files), CleaningRules(), now=NOW, lake_dir=raw.parent / "lake"
+        )
         assert landed == stats.raw == len(rows_) == stats.clean + stats.quarantined
     finally:
         con.close()

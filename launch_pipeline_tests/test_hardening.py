@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from launch_pipeline import lake
 from launch_pipeline.adapters import stage_source
 from launch_pipeline.catalog import load_launch_candidates, load_product_catalog
 from launch_pipeline.cleaning import clean_partitions, row_accounting
@@ -46,9 +47,9 @@ def land_all(raw, days=None):
     files = event_day_files(raw)
     for day, path in files.items():
         if days is None or day in days:
-            load_event_day(con, raw, day, path)
+            load_event_day(con, raw, day, path, lake_dir=raw.parent / "lake")
     lo, hi = min(files), max(files)
-    return con, clean_partitions(con, lo, hi)
+    return con, clean_partitions(con, lo, hi, lake_dir=raw.parent / "lake")
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,19 +85,23 @@ def test_a_broken_accounting_fails_with_the_file_the_partition_and_the_cause(tin
     (tiny_catalog / "events").mkdir()
     (tiny_catalog / "events" / f"{DAY}.csv").write_text(day_text(DAY, 3))
     con, _ = land_all(tiny_catalog)
-    con.execute("INSERT INTO clean_events SELECT * FROM clean_events LIMIT 1")  # a doubled row
+    lake_dir = tiny_catalog.parent / "lake"
+    doubled = "SELECT * FROM clean_events UNION ALL (SELECT * FROM clean_events LIMIT 1)"
+    lake.write_partition(con, doubled, lake_dir, "clean_events", DAY)  # a doubled row
     with pytest.raises(AccountingError) as info:
         row_accounting(con, DAY, DAY)
     msg = str(info.value)
     assert f"events/{DAY}.csv" in msg and f"partition {DAY}" in msg
     assert "3 raw rows became 4 clean + 0 quarantined rows: 1 rows were counted more" in msg
-    clean_partitions(con, DAY, DAY)  # the same rows again: holds
-    con.execute("DELETE FROM clean_events WHERE source_row = 2")  # a lost row
+    clean_partitions(con, DAY, DAY, lake_dir=lake_dir)  # the same rows again: holds
+    row_accounting(con, DAY, DAY)
+    lost = "SELECT * FROM clean_events WHERE source_row <> 2"
+    lake.write_partition(con, lost, lake_dir, "clean_events", DAY)  # a lost row
     with pytest.raises(AccountingError, match="in neither table"):
         row_accounting(con, DAY, DAY)
 
 
-def test_landing_refuses_a_file_whose_rows_did_not_all_land(tiny_catalog, monkeypatch):
+def test_cleaning_refuses_a_file_whose_rows_did_not_all_land(tiny_catalog, monkeypatch):
     from launch_pipeline import raw_io
 
     path = tiny_catalog / "events" / f"{DAY}.parquet"
@@ -106,10 +111,17 @@ def test_landing_refuses_a_file_whose_rows_did_not_all_land(tiny_catalog, monkey
          "ts": [ts(DAY.isoformat())] * 2}
     ).to_parquet(path)  # fmt: skip
     monkeypatch.setattr(raw_io, "count_records", lambda p: 3)  # the footer says 3 rows
+    lake_dir = tiny_catalog.parent / "lake"
     con = duckdb.connect()
-    with pytest.raises(AccountingError, match="holds 3 rows but 2 were landed"):
-        load_event_day(con, tiny_catalog, DAY, path)
-    assert con.execute("SELECT count(*) FROM raw_events").fetchall() == [(0,)]  # rolled back
+    load_product_catalog(con, tiny_catalog)
+    load_launch_candidates(con, tiny_catalog)
+    assert load_event_day(con, tiny_catalog, DAY, path, lake_dir=lake_dir) == 3
+    with pytest.raises(AccountingError, match="held 3 records when it was landed but 2 were read"):
+        clean_partitions(con, DAY, DAY, lake_dir=lake_dir)
+    # nothing was written: the new files are only renamed into place once the counts hold
+    assert lake.read_stamps(lake_dir, "clean_events") == {}
+    assert lake.read_stamps(lake_dir, "quarantined_events") == {}
+    assert not list(lake_dir.rglob("*.tmp"))
 
 
 def test_purchase_without_price_of_a_product_without_price_is_quarantined(tmp_path):

@@ -5,8 +5,9 @@ to; re-running repairs everything.
 * a real ``launch-pipeline run`` (one process, in-process executor) is SIGKILLed while the model
   step trains; the warehouse still opens with consistent tables, and a re-run succeeds, with
   the same deterministic tables and a champion that loads in Keras safe mode;
-* a child process kills itself inside the DuckDB transaction that replaces a day of raw events
-  and inside the one that replaces a day of clean/quarantined events: the day is unchanged;
+* a child process kills itself after writing the new partition file of a day of raw events, and
+  after writing the new clean and quarantined files of a day, before they replace the old ones:
+  the day is unchanged and no temporary file is read;
 * a child process kills itself half-way through writing a model file (``save_model``) and a
   registry version (``LocalModelStore.register``): the registry and the final paths are intact.
 """
@@ -29,6 +30,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from launch_pipeline import lake
 from launch_pipeline.model_store import REGISTRY_FILE, LocalModelStore
 from launch_pipeline.runner import run_pipeline, write_instance_yaml
 from launch_pipeline_tests.support.checksums import warehouse_checksums
@@ -198,8 +200,8 @@ def landed_week(tmp_path):
         load_launch_candidates(con, settings.raw_dir)
         files = event_day_files(settings.raw_dir)
         for day, path in files.items():
-            load_event_day(con, settings.raw_dir, day, path)
-        clean_partitions(con, min(files), max(files), settings.cleaning)
+            load_event_day(con, settings.raw_dir, day, path, lake_dir=settings.lake_dir)
+        clean_partitions(con, min(files), max(files), settings.cleaning, lake_dir=settings.lake_dir)
     finally:
         con.close()
     return settings
@@ -209,7 +211,9 @@ def landed_week(tmp_path):
 def test_kill_inside_raw_landing_transaction_leaves_day_unchanged(landed_week, tmp_path):
     settings = landed_week
     before = warehouse_checksums(settings.warehouse_path)
-    # the day file changes, then the landing dies after its INSERT, before COMMIT
+    raw_stamps = lake.read_stamps(settings.lake_dir, "raw_events")
+    # the day file changes, then the landing dies after writing the new partition file, before
+    # it replaces the old one
     day_file = settings.raw_dir / "events" / f"{TINY_END}.csv"
     lines = day_file.read_text().splitlines()
     day_file.write_text("\n".join(lines[: len(lines) // 2]) + "\n")
@@ -217,14 +221,16 @@ def test_kill_inside_raw_landing_transaction_leaves_day_unchanged(landed_week, t
         f"""
         from launch_pipeline.raw_io import load_event_day
         con = duckdb.connect({str(settings.warehouse_path)!r})
-        load_event_day(KillAfter(con, "INSERT INTO raw_events"), Path({str(settings.raw_dir)!r}),
-                       dt.date.fromisoformat({TINY_END.isoformat()!r}), Path({str(day_file)!r}))
+        load_event_day(KillAfter(con, "/raw_events/day="), Path({str(settings.raw_dir)!r}),
+                       dt.date.fromisoformat({TINY_END.isoformat()!r}), Path({str(day_file)!r}),
+                       lake_dir=Path({str(settings.lake_dir)!r}))
         sys.exit(3)
         """,
         tmp_path,
     )
     assert rc == -signal.SIGKILL
     assert warehouse_checksums(settings.warehouse_path) == before
+    assert raw_stamps == lake.read_stamps(settings.lake_dir, "raw_events")
     _accounting_holds(settings.warehouse_path)
 
 
@@ -232,12 +238,17 @@ def test_kill_inside_raw_landing_transaction_leaves_day_unchanged(landed_week, t
 def test_kill_inside_cleaning_transaction_leaves_day_unchanged(landed_week, tmp_path):
     settings = landed_week
     before = warehouse_checksums(settings.warehouse_path)
+    stamps = {
+        d: lake.read_stamps(settings.lake_dir, d) for d in ("clean_events", "quarantined_events")
+    }
     rc = _run_child(
         f"""
         from launch_pipeline.cleaning import clean_partitions
         con = duckdb.connect({str(settings.warehouse_path)!r})
         day = dt.date.fromisoformat({TINY_END.isoformat()!r})
-        clean_partitions(KillAfter(con, "INSERT INTO clean_events"), day, day)
+        # dies after writing both new files of the day, before they replace the old ones
+        clean_partitions(KillAfter(con, "/quarantined_events/day="), day, day,
+                         lake_dir=Path({str(settings.lake_dir)!r}))
         sys.exit(3)
         """,
         tmp_path,
@@ -245,6 +256,10 @@ def test_kill_inside_cleaning_transaction_leaves_day_unchanged(landed_week, tmp_
     assert rc == -signal.SIGKILL
     after = warehouse_checksums(settings.warehouse_path)
     assert after == before
+    # the old files are still the committed ones (same versions); the new ones were left as
+    # temporary files that no reader matches
+    assert stamps == {d: lake.read_stamps(settings.lake_dir, d) for d in stamps}
+    assert list(settings.lake_dir.rglob("*.tmp"))
     _accounting_holds(settings.warehouse_path)
 
 

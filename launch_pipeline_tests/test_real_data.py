@@ -49,9 +49,9 @@ def _land_and_clean(raw: Path, rules: CleaningRules | None = None):
     catalog.load_launch_candidates(con, raw)
     raw_rows = 0
     for day, path in raw_io.event_day_files(raw).items():
-        raw_rows += raw_io.load_event_day(con, raw, day, path)
+        raw_rows += raw_io.load_event_day(con, raw, day, path, lake_dir=raw.parent / "lake")
     start, end = raw_io.partition_range(raw)
-    stats = cleaning.clean_partitions(con, start, end, rules)
+    stats = cleaning.clean_partitions(con, start, end, rules, lake_dir=raw.parent / "lake")
     return con, raw_rows, stats
 
 

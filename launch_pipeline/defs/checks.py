@@ -1,15 +1,16 @@
 """Blocking Great Expectations checks on ``clean_events``: quality rules and noise rules.
 
 Each rule is its own Dagster asset check (so the UI shows which rule failed); each suite runs
-once per run for the partitions the run materialized. A failing rule blocks everything
+once per run for the partitions the run materialized, on an in-memory DuckDB connection over
+those days' partition files (not in the warehouse pool). A failing rule blocks everything
 downstream of ``clean_events`` in the same run."""
 
 import datetime as dt
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
-from launch_pipeline.defs.raw import WAREHOUSE_POOL
+from launch_pipeline.cleaning import create_event_views
+from launch_pipeline.defs.raw import partition_connection
 from launch_pipeline.defs.resources import LaunchPipelineConfig
 from launch_pipeline.quality import NOISE_RULES, QUALITY_RULES, validate_noise, validate_quality
 
@@ -71,16 +72,11 @@ def _specs(rules) -> list[dg.AssetCheckSpec]:
 def _suite_check(name: str, rules, validate, description: str):
     """One multi-asset check per GX suite, one check result per rule of the suite."""
 
-    @dg.multi_asset_check(
-        name=name, specs=_specs(rules), description=description, pool=WAREHOUSE_POOL
-    )
-    def _check(
-        context: dg.AssetCheckExecutionContext,
-        pipeline: LaunchPipelineConfig,
-        warehouse: DuckDBResource,
-    ):
+    @dg.multi_asset_check(name=name, specs=_specs(rules), description=description)
+    def _check(context: dg.AssetCheckExecutionContext, pipeline: LaunchPipelineConfig):
         settings = pipeline.settings()
-        with warehouse.get_connection() as con:
+        with partition_connection() as con:
+            create_event_views(con, settings.lake_dir, raw=False)
             span = _validated_range(context, con)
             results = [] if span is None else validate(con, span[0], span[1], settings.cleaning)
         yield from _results(results, rules, "clean_events")

@@ -1,15 +1,23 @@
-"""Cleaning assets: ``clean_events`` and ``quarantined_events`` (one SQL pass per run)."""
+"""Cleaning assets: ``clean_events`` and ``quarantined_events``, one Parquet file per day each
+(``lake/clean_events/day=.../``), written by the step itself on an in-memory DuckDB connection:
+not in the warehouse pool, so partition runs clean side by side."""
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from launch_pipeline.cleaning import clean_partitions, degenerate_warnings
 from launch_pipeline.defs.metadata import markdown_table, png_markdown, table_metadata
 from launch_pipeline.defs.partitions import partition_dates
-from launch_pipeline.defs.raw import WAREHOUSE_POOL, launch_candidates, product_catalog
+from launch_pipeline.defs.raw import (
+    catalog_views,
+    fail_on_input_error,
+    launch_candidates,
+    partition_connection,
+    product_catalog,
+)
 from launch_pipeline.defs.resources import LaunchPipelineConfig
-from launch_pipeline.errors import AccountingError
+from launch_pipeline.errors import AccountingError, InputFileError
+from launch_pipeline.settings import partition_workers_from_env
 
 
 def _reasons_plot(reasons: dict) -> dg.MetadataValue | None:
@@ -40,17 +48,18 @@ def build_cleaning_assets(
                 "clean_events",
                 deps=deps,
                 group_name="cleaning",
-                kinds={"duckdb"},
+                kinds={"parquet", "duckdb"},
                 description=(
-                    "Typed, valid, de-duplicated behaviour events without bots or fake reviews. "
-                    "Re-materializing a day replaces that day."
+                    "Typed, valid, de-duplicated behaviour events without bots or fake reviews, "
+                    "one Parquet file per day (a view in the warehouse). Re-materializing a day "
+                    "replaces that day's file."
                 ),
             ),
             dg.AssetSpec(
                 "quarantined_events",
                 deps=deps,
                 group_name="cleaning",
-                kinds={"duckdb"},
+                kinds={"parquet", "duckdb"},
                 description=(
                     "Every raw row that did not make it into clean_events, as delivered, with a "
                     "`reason` (see cleaning.py for the list); nothing is dropped silently."
@@ -59,16 +68,25 @@ def build_cleaning_assets(
         ],
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
     )
     def clean_and_quarantine_events(
-        context: dg.AssetExecutionContext, pipeline: LaunchPipelineConfig, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext, pipeline: LaunchPipelineConfig
     ):
         settings = pipeline.settings()
         start, end = partition_dates(context)
-        with warehouse.get_connection() as con:
+        with partition_connection() as con:
+            catalog_views(con, settings.lake_dir)
             try:
-                stats = clean_partitions(con, start, end, settings.cleaning)
+                stats = clean_partitions(
+                    con,
+                    start,
+                    end,
+                    settings.cleaning,
+                    lake_dir=settings.lake_dir,
+                    workers=partition_workers_from_env(),
+                )
+            except InputFileError as exc:
+                raise fail_on_input_error(exc) from exc
             except AccountingError as exc:
                 raise dg.Failure(
                     description=str(exc),

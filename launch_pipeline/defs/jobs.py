@@ -24,7 +24,8 @@ MULTIPROCESS_RUN_CONFIG: dict = {
     "execution": {
         "config": {
             "multiprocess": {
-                # 2 step processes per run; the DuckDB pool (limit 1) serialises the writers
+                # 2 step processes per run; the DuckDB pool (limit 1) serialises the warehouse
+                # writers, partition steps (own files, in-memory DuckDB) are not in the pool
                 "max_concurrent": 2,
                 # forked from a server that imported the code location (and Great Expectations,
                 # which the check steps need) once, instead of a fresh interpreter and fresh
@@ -54,7 +55,8 @@ def celery_run_config(broker: object, backend: object) -> dict:
     ``broker`` / ``backend``: URLs (``redis://127.0.0.1:6379/0``) or ``{"env": NAME}``. The
     DuckDB writers stay one at a time through the pool ``duckdb_warehouse``: the Celery loop
     claims a pool slot in the Dagster instance before it submits a step, across runs and
-    executors, so the workers may run several tasks each without two warehouse writers."""
+    executors, so the workers may run several tasks each without two warehouse writers; partition
+    steps write their own files and are not in the pool."""
     return {"execution": {"config": {"celery": {"broker": broker, "backend": backend}}}}
 
 
@@ -117,8 +119,9 @@ launch_executor = dg.ExecutorDefinition(
         "In-process by default (one TensorFlow import, steps one after another); "
         "`execution: config: multiprocess: {...}` runs steps in their own processes, e.g. for "
         "backfills; `execution: config: celery: {broker: ..., backend: ...}` sends each step to "
-        "dagster-celery workers. Every DuckDB-writing step is in the pool `duckdb_warehouse` "
-        "(limit 1), whichever executor runs it."
+        "dagster-celery workers. Every step that writes the warehouse file is in the pool "
+        "`duckdb_warehouse` (limit 1), whichever executor runs it; partition steps (raw "
+        "landing, cleaning, their GX checks) write their own partition files and are not."
     ),
 )
 
@@ -129,9 +132,11 @@ def build_launch_job(partitions_def: dg.PartitionsDefinition):
     By default the steps run one after another in one process (``in_process``): TensorFlow is
     imported once instead of once per step process, and nothing is gained from parallel steps on
     a single DuckDB file. Backfills pass :data:`MULTIPROCESS_RUN_CONFIG`: steps then run in their
-    own processes and several runs may run at once; every DuckDB-touching step is in the
-    concurrency pool ``duckdb_warehouse`` (limit 1 in ``dagster.yaml``), so DuckDB never sees two
-    writers."""
+    own processes and several runs may run at once; every step that writes the warehouse file
+    is in the concurrency pool ``duckdb_warehouse`` (limit 1 in ``dagster.yaml``), so DuckDB
+    never sees two writers. Partition steps (raw landing, cleaning, the GX checks of their
+    days) write their own Parquet files (``lake.py``) on in-memory DuckDB connections: they are
+    not in the pool, so the partition runs of a backfill run side by side."""
     return dg.define_asset_job(
         LAUNCH_JOB_NAME,
         selection=dg.AssetSelection.all(),

@@ -156,8 +156,21 @@ class DuckDBWarehouse(DuckDBResource):
         description="DuckDB memory_limit; empty: LAUNCH_PIPELINE_DUCKDB_MEMORY_LIMIT or 2GB",
     )
 
+    lake_dir: str = Field(
+        default="",
+        description="folder of the partition files; empty: 'lake' beside the database file",
+    )
+
     def resolved_database(self) -> str:
         return self.database or str(Settings.from_env().warehouse_path)
+
+    def resolved_lake_dir(self) -> Path | None:
+        database = self.resolved_database()
+        if self.lake_dir:
+            return Path(self.lake_dir)
+        if database == ":memory:" or database.startswith("md:"):
+            return None
+        return Path(database).parent / "lake"
 
     @contextmanager
     def get_connection(self):
@@ -169,6 +182,12 @@ class DuckDBWarehouse(DuckDBResource):
             "memory_limit": self.memory_limit or duckdb_memory_limit_from_env(),
         }
         with DuckDBResource(database=database, connection_config=config).get_connection() as con:
+            lake_dir = self.resolved_lake_dir()
+            if lake_dir is not None:
+                # the partition files as the views raw_events, clean_events, quarantined_events
+                from launch_pipeline.cleaning import create_event_views
+
+                create_event_views(con, lake_dir)
             yield con
 
 
@@ -207,7 +226,9 @@ def build_resources(settings: Settings | None = None) -> dict:
     return {
         "pipeline": LaunchPipelineConfig.from_settings(settings),
         "warehouse": DuckDBWarehouse(
-            database=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit
+            database=str(settings.warehouse_path),
+            memory_limit=settings.duckdb_memory_limit,
+            lake_dir=str(settings.lake_dir),
         ),
         "model_store": LocalModelStoreResource(models_dir=str(settings.models_dir)),
     }

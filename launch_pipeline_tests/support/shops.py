@@ -1,4 +1,5 @@
-"""A small simulated shop landed and cleaned into an in-memory DuckDB, for feature tests."""
+"""A small simulated shop landed and cleaned (partition files beside ``raw``), its clean events
+copied into tables of an in-memory DuckDB, for feature tests."""
 
 from __future__ import annotations
 
@@ -22,8 +23,17 @@ def cleaned_shop_connection(raw: Path, config: SimulatorConfig) -> duckdb.DuckDB
     catalog.load_product_catalog(con, raw)
     catalog.load_launch_candidates(con, raw)
     files = event_day_files(raw)
+    lake_dir = raw.parent / "lake"
     for day, path in sorted(files.items()):
-        load_event_day(con, raw, day, path)
+        load_event_day(con, raw, day, path, lake_dir=lake_dir)
     now = dt.datetime.combine(config.end_date + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
-    cleaning.clean_partitions(con, min(files), max(files), CleaningRules(), now=now)
+    cleaning.clean_partitions(
+        con, min(files), max(files), CleaningRules(), now=now, lake_dir=lake_dir
+    )
+    # the cleaned days as tables (the pipeline reads them through views over the partition
+    # files), so that feature tests can change a day row by row
+    for name in ("clean_events", "quarantined_events"):
+        con.execute(f"CREATE TABLE _{name} AS SELECT * FROM {name}")
+        con.execute(f"DROP VIEW {name}")
+        con.execute(f"ALTER TABLE _{name} RENAME TO {name}")
     return con
