@@ -46,6 +46,7 @@ functions), then one new day through the real Dagster job (``runner.run_pipeline
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
@@ -319,6 +320,127 @@ def pipeline_raw_to_features(
         con.execute("CHECKPOINT")
     finally:
         con.close()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# 3b. a backfill: partition writers one at a time vs side by side
+# --------------------------------------------------------------------------------------------
+BACKFILL_WRITERS = 2
+
+
+def backfill_partition(task: tuple) -> dict:
+    """What the partition steps of one day do (raw landing, cleaning, both GX suites), on an
+    in-memory DuckDB connection of this process, writing that day's own files in ``lake_dir``."""
+    import duckdb
+
+    from launch_pipeline import cleaning, lake, quality, raw_io
+
+    raw_dir, lake_dir, day, path, rules, now = task
+    t0 = time.perf_counter()
+    con = duckdb.connect(config={"memory_limit": duckdb_memory_limit()})
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for name in ("product_catalog", "launch_candidates"):
+            src = str(lake.table_file(lake_dir, name)).replace("'", "''")
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{src}')")
+        rows = raw_io.load_event_day(con, raw_dir, day, path, lake_dir=lake_dir)
+        stats = cleaning.clean_partitions(con, day, day, rules, now=now, lake_dir=lake_dir)
+        results = quality.validate_quality(con, day, day, rules, now=now)
+        results += quality.validate_noise(con, day, day, rules)
+    except Exception as exc:  # noqa: BLE001 - counted and reported by the caller
+        return {"day": day.isoformat(), "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        con.close()
+    return {
+        "day": day.isoformat(),
+        "rows": rows,
+        "clean": stats.clean,
+        "checks_passed": all(r.passed for r in results),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _lake_checksums(lake_dir: Path) -> dict:
+    import duckdb
+
+    from launch_pipeline.cleaning import create_event_views
+
+    con = duckdb.connect()
+    try:
+        create_event_views(con, lake_dir)
+        return {
+            t: list(
+                con.execute(
+                    f"SELECT count(*), md5(coalesce(string_agg(CAST(x AS VARCHAR), chr(30) "
+                    f"ORDER BY CAST(x AS VARCHAR)), '')) FROM {t} AS x"
+                ).fetchall()[0]
+            )
+            for t in ("raw_events", "clean_events", "quarantined_events")
+        }
+    finally:
+        con.close()
+
+
+def backfill_bench(
+    raw_dir: Path, work_dir: Path, writers: int = BACKFILL_WRITERS, rules=None, now=None
+) -> dict:
+    """Every day file of ``raw_dir`` backfilled twice into fresh partition folders: one partition
+    at a time (what the single ``duckdb_warehouse`` pool slot allowed before), then ``writers``
+    partitions at once, each partition in its own process (as the multiprocess executor or
+    parallel runs do). Wall seconds of both, DuckDB lock errors, and whether the raw, clean and
+    quarantined events are equal (checksums)."""
+    import multiprocessing
+
+    import duckdb
+    import great_expectations  # noqa: F401 - imported once, before the workers are forked
+
+    from launch_pipeline import catalog, lake
+    from launch_pipeline.raw_io import event_day_files
+    from launch_pipeline.settings import CleaningRules
+
+    rules = rules or CleaningRules()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    files = event_day_files(raw_dir)
+    out: dict = {"partitions": len(files), "writers": writers}
+    sums = {}
+    for mode, n in (("serial", 1), ("parallel", writers)):
+        lake_dir = Path(work_dir) / f"backfill_{mode}" / "lake"
+        shutil.rmtree(lake_dir.parent, ignore_errors=True)
+        con = duckdb.connect()
+        try:
+            for load, name in (
+                (catalog.load_product_catalog, "product_catalog"),
+                (catalog.load_launch_candidates, "launch_candidates"),
+            ):
+                load(con, raw_dir)
+                lake.write_table(con, f"SELECT * FROM {name}", lake_dir, name)
+        finally:
+            con.close()
+        tasks = [(raw_dir, lake_dir, d, p, rules, now) for d, p in sorted(files.items())]
+        t0 = time.perf_counter()
+        ctx = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+            done = list(pool.map(backfill_partition, tasks))
+        wall = time.perf_counter() - t0
+        errors = [d["error"] for d in done if "error" in d]
+        out[mode] = {
+            "writers": n,
+            "wall_seconds": round(wall, 3),
+            "partition_seconds_sum": round(sum(d.get("seconds", 0) for d in done), 3),
+            "failed_partitions": len(errors),
+            "errors": errors[:5],
+            "lock_errors": sum("Could not set lock" in e for e in errors),
+            "checks_passed": all(d.get("checks_passed", False) for d in done),
+        }
+        sums[mode] = _lake_checksums(lake_dir)
+        shutil.rmtree(lake_dir.parent, ignore_errors=True)
+    out["lock_errors"] = out["serial"]["lock_errors"] + out["parallel"]["lock_errors"]
+    out["checksums_equal"] = sums["serial"] == sums["parallel"]
+    out["checksums"] = sums["parallel"]
+    out["parallel_vs_serial_wall"] = round(
+        out["parallel"]["wall_seconds"] / out["serial"]["wall_seconds"], 3
+    )
     return out
 
 
@@ -635,6 +757,7 @@ def run_bench(
     *,
     keep: bool | None = None,
     model_stages: bool = True,
+    backfill: bool = True,
 ) -> dict:
     """Run the whole benchmark for about ``events`` events; returns a JSON-able dict.
 
@@ -714,6 +837,11 @@ def run_bench(
                 st[k]["peak_rss_mb"] for k in ("raw", "clean", "gx_quality", "gx_noise", *feats)
             ),
         )
+
+        if backfill:
+            with meter.stage("backfill") as rec:
+                rec.update(backfill_bench(raw_dir, work_dir))
+            result["backfill"] = dict(meter.stages["backfill"])
 
         if model_stages:
             with meter.stage("train_model") as rec:
@@ -1168,6 +1296,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--seed", type=int, default=7)
     b.add_argument("--out", type=Path, default=None)
     b.add_argument("--no-model", action="store_true", help="skip training and scoring")
+    b.add_argument("--no-backfill", action="store_true", help="skip the backfill section")
     n = sub.add_parser("nightly", help="one new day through the Dagster job")
     n.add_argument("--work-dir", type=Path, required=True)
     n.add_argument("--events-per-day", type=int, default=1_000_000)
@@ -1203,7 +1332,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.command == "bench":
         res = run_bench(
-            args.events, args.work_dir, args.seed, keep=True, model_stages=not args.no_model
+            args.events,
+            args.work_dir,
+            args.seed,
+            keep=True,
+            model_stages=not args.no_model,
+            backfill=not args.no_backfill,
         )
     else:
         res = run_nightly(

@@ -1,10 +1,14 @@
-"""Cleaning: raw event rows -> ``clean_events`` or ``quarantined_events`` (with a reason).
+"""Cleaning: the raw records of a day -> its ``clean_events`` and ``quarantined_events`` files.
 
-All the work is one DuckDB SQL statement per partition range. Every raw row ends in exactly one
-of the two tables, so ``raw = clean + quarantined`` holds per partition (exact duplicates are
-quarantined with the reason ``exact_duplicate``, the first copy stays clean). Each rule is
-partition-local (it looks only at the day being cleaned and at the catalog), so partitions can
-be cleaned in any order or in parallel and re-cleaning a day gives the same rows.
+All the work is one DuckDB SQL statement per day, read from where the day's records are (the
+Parquet day file in place, or the landed CSV records; ``raw_io.raw_day_sql``), written to two
+Parquet files of that day (``lake.py``): the clean rows typed, the quarantined rows with the
+delivered values as text and a reason. Every raw row ends in exactly one of the two, so
+``raw = clean + quarantined`` holds per partition and file (exact duplicates are quarantined
+with the reason ``exact_duplicate``, the first copy stays clean). Each rule is partition-local
+(it looks only at the day being cleaned and at the catalog), so days are cleaned in any order
+or side by side and re-cleaning a day gives the same rows. Downstream SQL reads the files
+through the views ``clean_events`` / ``quarantined_events`` (:func:`create_event_views`).
 
 Reasons, in the order they are tested (a row gets the first that applies):
 

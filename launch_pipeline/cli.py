@@ -117,10 +117,13 @@ def _source_of(raw_dir: Path) -> tuple | None:
 
 
 def archive_outputs(settings) -> Path | None:
-    """Move the warehouse and models of a previous source aside (never mix two shops)."""
+    """Move the warehouse, partition files and models of a previous source aside (never mix two
+    shops)."""
     import shutil
 
-    moved = [p for p in (settings.warehouse_path, settings.models_dir) if p.exists()]
+    moved = [
+        p for p in (settings.warehouse_path, settings.lake_dir, settings.models_dir) if p.exists()
+    ]
     if not moved:
         return None
     target = settings.data_dir / "archive" / dt.datetime.now().strftime("%Y%m%dT%H%M%S")

@@ -1,10 +1,12 @@
-"""Reading a raw data directory (see ``contract.py``) into the DuckDB warehouse.
+"""Reading a raw data directory (see ``contract.py``): catalog files, and the event day files
+landed as daily partitions (:func:`load_event_day`).
 
-Raw events are landed as text, exactly as delivered, one row per input record, with the file and
-the record's 0-based index in it (``source_file``, ``source_row``). Records that cannot even be
-split into fields (wrong field count, invalid UTF-8, over-long lines) are kept too, with the
-reader's error in ``parse_error`` and the original line in ``raw_line``: the cleaning step
-quarantines them with a reason, so nothing that was delivered silently disappears.
+A Parquet day file is read where it lies; a CSV day file is landed once in the lake, as text,
+one row per input record. Every record keeps the file and its 0-based index in it
+(``source_file``, ``source_row``). Records that cannot even be split into fields (wrong field
+count, invalid UTF-8, over-long lines) are kept too, with the reader's error in ``parse_error``
+and the original line in ``raw_line``: the cleaning step quarantines them with a reason, so
+nothing that was delivered silently disappears.
 
 File-level problems (missing file, unreadable or truncated file, missing required columns) raise
 :class:`~launch_pipeline.errors.InputFileError` naming the file and what to do.
