@@ -1048,9 +1048,9 @@ def _nightly_data_case(
             catalog.load_product_catalog(con, raw_dir)
             catalog.load_launch_candidates(con, raw_dir)
             for d in history:
-                load_event_day(con, raw_dir, d, files[d])
+                load_event_day(con, raw_dir, d, files[d], lake_dir=settings.lake_dir)
             stats = cleaning.clean_partitions(
-                con, history[0], history[-1], settings.cleaning, now=now
+                con, history[0], history[-1], settings.cleaning, now=now, lake_dir=settings.lake_dir
             )
             rec["clean_rows"] = stats.clean
             # the feature state as the previous nightly runs left it

@@ -96,6 +96,17 @@ QUARANTINED_COLUMNS: tuple[tuple[str, str, str], ...] = (
 """The columns of ``quarantined_events``: the delivered values as text, with file and row."""
 
 
+def _ddl(name: str, columns) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {name} (" + ", ".join(f"{c} {t}" for c, t, _ in columns) + ")"
+    )
+
+
+CLEAN_EVENTS_DDL = _ddl(CLEAN_EVENTS, CLEAN_COLUMNS)
+"""A ``clean_events`` *table* with the columns of the view (see :func:`ensure_tables`)."""
+QUARANTINED_EVENTS_DDL = _ddl(QUARANTINED_EVENTS, QUARANTINED_COLUMNS)
+
+
 def _select(columns) -> str:
     return ", ".join(f"CAST({expr} AS {typ}) AS {name}" for name, typ, expr in columns)
 
@@ -304,9 +315,8 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Empty ``clean_events`` / ``quarantined_events`` *tables* with the columns of the views,
     unless something of that name exists: for code and tests that build clean events row by
     row in a connection of their own (the pipeline reads the partition files through views)."""
-    for name, columns in ((CLEAN_EVENTS, CLEAN_COLUMNS), (QUARANTINED_EVENTS, QUARANTINED_COLUMNS)):
-        cols = ", ".join(f"{c} {typ}" for c, typ, _ in columns)
-        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
+    con.execute(CLEAN_EVENTS_DDL)
+    con.execute(QUARANTINED_EVENTS_DDL)
 
 
 def create_event_views(con: duckdb.DuckDBPyConnection, lake_dir: Path, *, raw: bool = True) -> None:
