@@ -217,6 +217,28 @@ def _finish(
     con.execute("INSERT INTO feat_state_info VALUES (?, ?)", [feature, settings])
 
 
+_COMPUTE_DAYS = "(SELECT day FROM _feat_compute)"
+_NO_DAY = dt.date(1, 1, 1)
+
+
+class _DayFilter:
+    """The connection, with the days to compute written into the SQL as constants:
+    ``day IN (DATE '...', ...)`` lets DuckDB skip the row groups of other days in the clean
+    events and in the partial tables (their zone maps), where ``day IN (SELECT ...)`` would
+    read every row. The SQL of this module says ``(SELECT day FROM _feat_compute)``."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, days) -> None:
+        self._con = con
+        listed = ", ".join(f"DATE '{d.isoformat()}'" for d in (sorted(days) or [_NO_DAY]))
+        self._days = f"({listed})"
+
+    def execute(self, sql: str, *args):
+        return self._con.execute(sql.replace(_COMPUTE_DAYS, self._days), *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._con, name)
+
+
 def _run(
     con: duckdb.DuckDBPyConnection,
     feature: str,
@@ -227,7 +249,7 @@ def _run(
     body,
     extra_full_reason=None,
 ) -> MergeResult:
-    """The frame shared by the four updates: find the changed days, run ``body(changes,
+    """The frame shared by the four updates: find the changed days, run ``body(con, changes,
     full)`` in one transaction, record the merged versions."""
     t0 = time.perf_counter()
     con.execute("SET TimeZone = 'UTC'")
@@ -248,7 +270,7 @@ def _run(
         if reason:
             for t in own_tables:
                 con.execute(f"DROP TABLE IF EXISTS {t}")
-        body(changes, bool(reason))
+        body(_DayFilter(con, changes.to_compute), changes, bool(reason))
         _finish(con, feature, current, settings)
         con.execute("COMMIT")
     except BaseException:
@@ -444,7 +466,7 @@ def update_item_features(
     item state (see the module docstring). ``versions``: :func:`clean_day_versions` (read from
     the table when None)."""
 
-    def body(changes: DayChanges, full: bool) -> None:
+    def body(con, changes: DayChanges, full: bool) -> None:
         _prepare(con, changes, "item_id")
         _replace_partials(con, "feat_part_item", _ITEM_PART_SQL, "item_id", "_feat_affected")
         _replace_partials(
@@ -568,7 +590,7 @@ def update_user_features(
     ``item_features`` (categories and price bands), so it runs after
     :func:`update_item_features`."""
 
-    def body(changes: DayChanges, full: bool) -> None:
+    def body(con, changes: DayChanges, full: bool) -> None:
         _prepare(con, changes, "user_id")
         _replace_partials(con, "feat_part_user", _USER_PART_SQL, "user_id", "_feat_affected")
         _replace_partials(
@@ -719,7 +741,7 @@ def update_user_sequences(
     if max_len < 1:
         raise ValueError(f"max_sequence_length must be at least 1, not {max_sequence_length}")
 
-    def body(changes: DayChanges, full: bool) -> None:
+    def body(con, changes: DayChanges, full: bool) -> None:
         _prepare(con, changes, "user_id")
         if full or "user_sequences" not in _tables(con):
             con.execute(
@@ -817,7 +839,7 @@ def update_activity_profile(
 ) -> MergeResult:
     """``activity_profile`` from the user x hour-of-week counts with the changed days merged."""
 
-    def body(changes: DayChanges, full: bool) -> None:
+    def body(con, changes: DayChanges, full: bool) -> None:
         _prepare(con, changes, "user_id")
         _replace_partials(con, "feat_part_user_hour", _HOUR_PART_SQL, "user_id", "_feat_affected")
         _merge_state(
