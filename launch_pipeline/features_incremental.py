@@ -51,12 +51,13 @@ import datetime as dt
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from launch_pipeline import features
+from launch_pipeline import features, lake
 
 STATE_FORMAT = "1"  # bump when a partial or state table changes shape: forces a full rebuild
 INCREMENTAL_TABLES = ("item_features", "user_features", "user_sequences", "activity_profile")
@@ -65,15 +66,18 @@ INCREMENTAL_TABLES = ("item_features", "user_features", "user_sequences", "activ
 # --------------------------------------------------------------------------------------------
 # which days changed
 # --------------------------------------------------------------------------------------------
-def clean_day_versions(con: duckdb.DuckDBPyConnection) -> dict[dt.date, str]:
+def clean_day_versions(
+    con: duckdb.DuckDBPyConnection, lake_dir: Path | None = None
+) -> dict[dt.date, str]:
     """The version of every day of clean events: what tells a run which days changed since the
-    last merge. Computed from the ``clean_events`` table (row count and sums of the source row
-    numbers and timestamps of the day: a re-cleaned day with other rules or another delivery
-    changes them; an identical re-clean keeps them and needs no merge). When the clean partitions
-    live in the lake (``lake.py``), the stamps' ``version`` replaces this::
-
-        {day: s.version for day, s in lake.read_stamps(lake_dir, "clean_events").items()}
-    """
+    last merge. With ``lake_dir`` (clean partitions as files, ``lake.py``): the ``version`` of
+    each partition's stamp, fresh on every write, read without touching the data. Without it:
+    computed from the ``clean_events`` table (row count and sums of the source row numbers and
+    timestamps of the day: a re-cleaned day with other rules or another delivery changes them;
+    an identical re-clean keeps them and needs no merge), one scan of three columns."""
+    if lake_dir is not None:
+        stamps = lake.read_stamps(lake_dir, "clean_events")
+        return {day: stamp.version for day, stamp in stamps.items()}
     rows = con.execute(
         "SELECT partition_date, count(*), coalesce(sum(source_row), 0), "
         "coalesce(sum(epoch_us(ts)), 0) FROM clean_events GROUP BY 1"
@@ -865,9 +869,10 @@ def update_all(
     con: duckdb.DuckDBPyConnection,
     full_rebuild: bool = False,
     max_sequence_length: int = 200,
+    lake_dir: Path | None = None,
 ) -> list[MergeResult]:
     """The four tables in dependency order (one read of the day versions)."""
-    versions = clean_day_versions(con)
+    versions = clean_day_versions(con, lake_dir)
     return [
         update_item_features(con, versions, full_rebuild),
         update_user_features(con, versions, full_rebuild),

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from launch_pipeline import cleaning, features
+from launch_pipeline import cleaning, features, lake
 from launch_pipeline import features_incremental as fi
 from launch_pipeline.simulator import SimulatorConfig
 from launch_pipeline_tests.support.checksums import table_checksum
@@ -205,3 +205,19 @@ def test_a_catalog_change_rebuilds_the_user_attribute_counts(master):
         con.execute("DELETE FROM product_catalog")
         con.execute("INSERT INTO product_catalog SELECT * FROM catalog_before")
         con.execute("DROP TABLE catalog_before")
+
+
+def test_day_versions_from_partition_stamps(master, tmp_path):
+    con, days = master
+    lake_dir = tmp_path / "lake"
+    query = "SELECT * FROM all_clean WHERE partition_date = ?"
+    first = {
+        d: lake.write_partition(con, query, lake_dir, "clean_events", d, [d]) for d in days[:2]
+    }
+    versions = fi.clean_day_versions(con, lake_dir)
+    assert versions == {d: s.version for d, s in first.items()}
+    again = lake.write_partition(con, query, lake_dir, "clean_events", days[1], [days[1]])
+    changes = fi.day_changes(versions, fi.clean_day_versions(con, lake_dir))
+    assert changes.recleaned == (days[1],) and again.version != first[days[1]].version
+    lake.remove_partition(lake_dir, "clean_events", days[0])
+    assert fi.day_changes(versions, fi.clean_day_versions(con, lake_dir)).removed == (days[0],)
