@@ -985,7 +985,14 @@ def run_nightly(
 # --------------------------------------------------------------------------------------------
 # the nightly data stages at two history lengths (incremental features)
 # --------------------------------------------------------------------------------------------
-DATA_ASSETS = ("raw_events", "clean_events", "quarantined_events", *INCREMENTAL_TABLES)
+DATA_ASSETS = (
+    "product_catalog",
+    "launch_candidates",
+    "raw_events",
+    "clean_events",
+    "quarantined_events",
+    *INCREMENTAL_TABLES,
+)
 
 
 def _shop_for_nightly(raw_dir: Path, cfg) -> float:
@@ -1054,7 +1061,10 @@ def _nightly_data_case(
             )
             rec["clean_rows"] = stats.clean
             # the feature state as the previous nightly runs left it
-            rec["features"] = [r.summary() for r in features_incremental.update_all(con)]
+            rec["features"] = [
+                r.summary()
+                for r in features_incremental.update_all(con, lake_dir=settings.lake_dir)
+            ]
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -1080,6 +1090,18 @@ def _nightly_data_case(
         )
         rec["success"] = result.success
     steps = _step_seconds(instance, result.run_id)
+    # what each feature asset did (metadata of its materialization: incremental, 1 day added)
+    out["feature_updates"] = {
+        m.asset_key.to_user_string(): {
+            k: getattr(m.metadata[k], "value", None)
+            for k in ("update_mode", "days_added", "days_recleaned", "update_seconds")
+            if k in m.metadata
+        }
+        for m in (
+            e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+        )
+        if m.asset_key.to_user_string() in INCREMENTAL_TABLES
+    }
     out["failures"] = [
         f"{e.step_key}: {e.message}"
         for e in result.all_events
@@ -1099,7 +1121,7 @@ def _nightly_data_case(
     )
     con = warehouse_connection(settings.warehouse_path)
     try:
-        out["feature_update_modes"] = dict(
+        out["days_merged"] = dict(
             con.execute(
                 "SELECT feature, count(*) FROM feat_merged_days GROUP BY 1 ORDER BY 1"
             ).fetchall()

@@ -252,6 +252,7 @@ def _run(
     settings: str,
     body,
     extra_full_reason=None,
+    lake_dir: Path | None = None,
 ) -> MergeResult:
     """The frame shared by the four updates: find the changed days, run ``body(con, changes,
     full)`` in one transaction, record the merged versions."""
@@ -259,7 +260,7 @@ def _run(
     con.execute("SET TimeZone = 'UTC'")
     for ddl in _BOOKKEEPING_DDL:
         con.execute(ddl)
-    current = dict(versions) if versions is not None else clean_day_versions(con)
+    current = dict(versions) if versions is not None else clean_day_versions(con, lake_dir)
     reason = _needs_full(con, feature, own_tables, settings, full_rebuild)
     if reason is None and extra_full_reason is not None:
         reason = extra_full_reason(con)
@@ -465,10 +466,11 @@ def update_item_features(
     con: duckdb.DuckDBPyConnection,
     versions: Mapping[dt.date, str] | None = None,
     full_rebuild: bool = False,
+    lake_dir: Path | None = None,
 ) -> MergeResult:
     """``price_bands`` and ``item_features`` with the clean days that changed merged into the
-    item state (see the module docstring). ``versions``: :func:`clean_day_versions` (read from
-    the table when None)."""
+    item state (see the module docstring). ``versions``: :func:`clean_day_versions` (read when
+    None: from the stamps under ``lake_dir``, else from the table)."""
 
     def body(con, changes: DayChanges, full: bool) -> None:
         _prepare(con, changes, "item_id")
@@ -505,7 +507,16 @@ def update_item_features(
         _register_int_mean(con)
         con.execute(features.item_features_sql(_ITEM_STATS_FROM_STATE))
 
-    return _run(con, "item_features", ITEM_TABLES, versions, full_rebuild, _settings_key(), body)
+    return _run(
+        con,
+        "item_features",
+        ITEM_TABLES,
+        versions,
+        full_rebuild,
+        _settings_key(),
+        body,
+        lake_dir=lake_dir,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,6 +600,7 @@ def update_user_features(
     con: duckdb.DuckDBPyConnection,
     versions: Mapping[dt.date, str] | None = None,
     full_rebuild: bool = False,
+    lake_dir: Path | None = None,
 ) -> MergeResult:
     """``user_features`` with the clean days that changed merged into the user state; reads
     ``item_features`` (categories and price bands), so it runs after
@@ -659,6 +671,7 @@ def update_user_features(
         _settings_key(),
         body,
         extra_full_reason=_item_attrs_changed,
+        lake_dir=lake_dir,
     )
 
 
@@ -737,6 +750,7 @@ def update_user_sequences(
     versions: Mapping[dt.date, str] | None = None,
     full_rebuild: bool = False,
     max_sequence_length: int = 200,
+    lake_dir: Path | None = None,
 ) -> MergeResult:
     """``user_sequences`` with the clean days that changed merged in: stored lists extended
     when the new days come last, users of a re-cleaned / removed / earlier day recomputed from
@@ -822,6 +836,7 @@ def update_user_sequences(
         full_rebuild,
         _settings_key(f"max_sequence_length={max_len}"),
         body,
+        lake_dir=lake_dir,
     )
 
 
@@ -840,6 +855,7 @@ def update_activity_profile(
     con: duckdb.DuckDBPyConnection,
     versions: Mapping[dt.date, str] | None = None,
     full_rebuild: bool = False,
+    lake_dir: Path | None = None,
 ) -> MergeResult:
     """``activity_profile`` from the user x hour-of-week counts with the changed days merged."""
 
@@ -862,7 +878,16 @@ def update_activity_profile(
             )
         )
 
-    return _run(con, "activity_profile", HOUR_TABLES, versions, full_rebuild, _settings_key(), body)
+    return _run(
+        con,
+        "activity_profile",
+        HOUR_TABLES,
+        versions,
+        full_rebuild,
+        _settings_key(),
+        body,
+        lake_dir=lake_dir,
+    )
 
 
 def update_all(

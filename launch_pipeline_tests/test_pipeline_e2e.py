@@ -14,6 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from launch_pipeline import lake
 from launch_pipeline.definitions import build_definitions
 from launch_pipeline.runner import run_pipeline
 from launch_pipeline.settings import Settings
@@ -337,3 +338,16 @@ def test_what_if_scenarios_side_by_side_without_retraining(shop_run):
     text = report.read_text()
     assert "Scenarios compared" in text and "default" in text and "two_slots" in text
     assert "For analysts" in text and "slot_value.png" in text
+
+
+def test_feature_assets_merged_every_clean_partition_by_its_stamp(shop_run):
+    settings, _, con, _ = shop_run
+    stamps = {d: s.version for d, s in lake.read_stamps(settings.lake_dir, "clean_events").items()}
+    assert len(stamps) == SIM.days
+    for feature in ("item_features", "user_features", "user_sequences", "activity_profile"):
+        merged = dict(
+            con.execute(
+                "SELECT day, version FROM feat_merged_days WHERE feature = ?", [feature]
+            ).fetchall()
+        )
+        assert merged == stamps, feature

@@ -4,6 +4,8 @@ Each asset merges only the clean days that changed since its last run into its s
 (``features_incremental.py``); ``full_rebuild: true`` in the asset's config rebuilds it from
 every day (automatic when the state is missing or was built with other settings)."""
 
+from pathlib import Path
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
@@ -11,6 +13,7 @@ from pydantic import Field
 from launch_pipeline import features_incremental
 from launch_pipeline.defs.metadata import markdown_table, png_markdown, table_metadata
 from launch_pipeline.defs.raw import WAREHOUSE_POOL, launch_candidates, product_catalog
+from launch_pipeline.defs.resources import DuckDBWarehouse
 
 COMMON = {"group_name": "features", "kinds": {"duckdb", "sql"}, "pool": WAREHOUSE_POOL}
 
@@ -23,6 +26,12 @@ class FeatureBuildConfig(dg.Config):
             "(same result; use it after changing the feature SQL)."
         ),
     )
+
+
+def clean_lake_dir(warehouse: DuckDBResource) -> Path | None:
+    """Where the clean partitions' files and stamps are (the warehouse's lake), or None when
+    the clean events are a table (a plain DuckDBResource)."""
+    return warehouse.resolved_lake_dir() if isinstance(warehouse, DuckDBWarehouse) else None
 
 
 def merge_metadata(result: features_incremental.MergeResult) -> dict:
@@ -51,7 +60,9 @@ def item_features(
     context: dg.AssetExecutionContext, config: FeatureBuildConfig, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        update = features_incremental.update_item_features(con, full_rebuild=config.full_rebuild)
+        update = features_incremental.update_item_features(
+            con, full_rebuild=config.full_rebuild, lake_dir=clean_lake_dir(warehouse)
+        )
         context.log.info(update.summary())
         meta = table_metadata(con, "item_features")
         bands = con.execute("SELECT * FROM price_bands ORDER BY band_no").df()
@@ -81,7 +92,9 @@ def user_features(
     context: dg.AssetExecutionContext, config: FeatureBuildConfig, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        update = features_incremental.update_user_features(con, full_rebuild=config.full_rebuild)
+        update = features_incremental.update_user_features(
+            con, full_rebuild=config.full_rebuild, lake_dir=clean_lake_dir(warehouse)
+        )
         context.log.info(update.summary())
         meta = table_metadata(con, "user_features")
         summary = con.execute(
@@ -106,7 +119,9 @@ def user_sequences(
     context: dg.AssetExecutionContext, config: FeatureBuildConfig, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        update = features_incremental.update_user_sequences(con, full_rebuild=config.full_rebuild)
+        update = features_incremental.update_user_sequences(
+            con, full_rebuild=config.full_rebuild, lake_dir=clean_lake_dir(warehouse)
+        )
         context.log.info(update.summary())
         meta = table_metadata(con, "user_sequences")
         lengths = con.execute(
@@ -130,7 +145,9 @@ def activity_profile(
     context: dg.AssetExecutionContext, config: FeatureBuildConfig, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        update = features_incremental.update_activity_profile(con, full_rebuild=config.full_rebuild)
+        update = features_incremental.update_activity_profile(
+            con, full_rebuild=config.full_rebuild, lake_dir=clean_lake_dir(warehouse)
+        )
         context.log.info(update.summary())
         meta = table_metadata(con, "activity_profile")
         overall = con.execute(
