@@ -662,6 +662,7 @@ def scoring_throughput(
             "users_encoded": enc.encoded,
             "user_vectors_reused": enc.reused,
             "score_and_store_seconds": round(t2 - t1, 2),
+            "score_and_store_split_seconds": stored.seconds,
             "checkpoint_seconds": round(t3 - t2, 2),
             "rows": counts,
             "audience_kept": stored.audience_kept,

@@ -15,7 +15,9 @@ The plan itself (valuation, MILP, scenarios, report) is made by
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -50,6 +52,8 @@ from launch_pipeline.warehouse import replace_atomically
 
 ACTIVE_DAYS = 30
 TOP_N = 10
+PREPARE_THREADS = 2
+"""Threads that reduce scored batches while the next ones are scored and the last written."""
 MAX_REPLAY_USERS = 20_000
 """Users replayed per past launch window (a hash sample above it): bounds the calibration's
 cost (Transformer vectors, sequences as of the window start, the fit) on a large shop."""
@@ -97,6 +101,7 @@ class StoredPreferences:
     top_rows: int
     mean_r: float
     summary: CandidateSummary
+    seconds: dict[str, float]  # waiting for batches (scoring), reducing, writing
 
 
 def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -141,43 +146,75 @@ def store_preferences(
     units = np.asarray(user_units, dtype=np.float64)
     reducer = CandidateReducer(n_c, max(1, int(audience_kept)))
     top_rows = 0
-    with replace_atomically(con):
-        _drop_relation(con, "user_top_candidates")
-        _drop_relation(con, "user_preferences")
-        for ddl in PREFERENCE_TABLES_DDL:
-            con.execute(ddl)
-        for b in batches:
-            n = len(b)
-            sl = slice(b.start, b.start + n)
-            reducer.add(b.start, b.r, b.r_model, units[sl])
-            cols, ranks = user_top(b.r, top_n)
-            t = cols.shape[1]
-            if n == 0 or t == 0:
-                continue
-            users = pa.array([str(u) for u in user_ids[sl]], pa.string())
+    seconds = {"scoring": 0.0, "reducing": 0.0, "writing": 0.0}
+    clock = time.perf_counter()
+
+    def lap(what: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[what] += now - clock
+        clock = now
+
+    def prepare(b: ScoredBatch):
+        """The numpy work of one batch (run in a worker thread: numpy releases the GIL)."""
+        n = len(b)
+        sl = slice(b.start, b.start + n)
+        part = reducer.prepare(b.start, b.r, b.r_model, units[sl])
+        cols, ranks = user_top(b.r, top_n)
+        t = cols.shape[1]
+        if n == 0 or t == 0:
+            return part, None
+        users = pa.array([str(u) for u in user_ids[sl]], pa.string())
+        top = pa.table(
+            {
+                "user_id": pa.DictionaryArray.from_arrays(
+                    pa.array(np.repeat(np.arange(n, dtype=np.int32), t)), users
+                ),
+                "item_id": pa.DictionaryArray.from_arrays(
+                    pa.array(cols.astype(np.int32).ravel()), items
+                ),
+                "r": np.take_along_axis(b.r, cols, axis=1).ravel(),
+                "p_next": np.take_along_axis(b.p, cols, axis=1).ravel(),
+                "rank_for_user": np.ascontiguousarray(ranks).ravel(),
+                "r_model": np.take_along_axis(b.r_model, cols, axis=1).ravel(),
+            }
+        )
+        return part, top
+
+    def absorb(future) -> None:
+        nonlocal top_rows
+        part, top = future.result()
+        reducer.absorb(part)
+        lap("reducing")
+        if top is not None:
             _append(
                 con,
                 "user_top_candidates",
-                pa.table(
-                    {
-                        "user_id": pa.DictionaryArray.from_arrays(
-                            pa.array(np.repeat(np.arange(n, dtype=np.int32), t)), users
-                        ),
-                        "item_id": pa.DictionaryArray.from_arrays(
-                            pa.array(cols.astype(np.int32).ravel()), items
-                        ),
-                        "r": np.take_along_axis(b.r, cols, axis=1).ravel(),
-                        "p_next": np.take_along_axis(b.p, cols, axis=1).ravel(),
-                        "rank_for_user": np.ascontiguousarray(ranks).ravel(),
-                        "r_model": np.take_along_axis(b.r_model, cols, axis=1).ravel(),
-                    }
-                ),
+                top,
                 "user_id, item_id, r, p_next, rank_for_user, $version, $horizon, r_model",
                 model_version,
                 horizon_days,
             )
-            top_rows += n * t
+            top_rows += top.num_rows
+        lap("writing")
+
+    with replace_atomically(con), ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
+        _drop_relation(con, "user_top_candidates")
+        _drop_relation(con, "user_preferences")
+        for ddl in PREFERENCE_TABLES_DDL:
+            con.execute(ddl)
+        lap("writing")
+        pending: deque = deque()
+        for b in batches:
+            lap("scoring")
+            pending.append(pool.submit(prepare, b))
+            if len(pending) > PREPARE_THREADS:
+                absorb(pending.popleft())
+        while pending:
+            absorb(pending.popleft())
+        lap("scoring")
         summary = reducer.result()
+        lap("reducing")
         kept = np.arange(summary.k)[None, :] < summary.audience_count[:, None]
         cand, rank = np.nonzero(kept)
         users_at = summary.audience_users[cand, rank]
@@ -220,6 +257,7 @@ def store_preferences(
             model_version,
             horizon_days,
         )
+    lap("writing")
     return StoredPreferences(
         users=summary.users,
         candidates=n_c,
@@ -228,6 +266,7 @@ def store_preferences(
         top_rows=top_rows,
         mean_r=summary.mean_r,
         summary=summary,
+        seconds={k: round(v, 2) for k, v in seconds.items()},
     )
 
 
