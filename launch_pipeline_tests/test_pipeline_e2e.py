@@ -341,13 +341,14 @@ def test_what_if_scenarios_side_by_side_without_retraining(shop_run):
 
 
 def test_feature_assets_merged_every_clean_partition_by_its_stamp(shop_run):
-    settings, _, con, _ = shop_run
+    settings = shop_run[0]  # its own connection: an earlier test closes the module's one
     stamps = {d: s.version for d, s in lake.read_stamps(settings.lake_dir, "clean_events").items()}
     assert len(stamps) == SIM.days
-    for feature in ("item_features", "user_features", "user_sequences", "activity_profile"):
-        merged = dict(
-            con.execute(
-                "SELECT day, version FROM feat_merged_days WHERE feature = ?", [feature]
-            ).fetchall()
-        )
-        assert merged == stamps, feature
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        for feature in ("item_features", "user_features", "user_sequences", "activity_profile"):
+            merged = dict(
+                con.execute(
+                    "SELECT day, version FROM feat_merged_days WHERE feature = ?", [feature]
+                ).fetchall()
+            )
+            assert merged == stamps, feature
