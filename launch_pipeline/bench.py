@@ -393,7 +393,6 @@ def backfill_bench(
     import multiprocessing
 
     import duckdb
-    import great_expectations  # noqa: F401 - imported once, before the workers are forked
 
     from launch_pipeline import catalog, lake
     from launch_pipeline.raw_io import event_day_files
@@ -419,7 +418,11 @@ def backfill_bench(
             con.close()
         tasks = [(raw_dir, lake_dir, d, p, rules, now) for d, p in sorted(files.items())]
         t0 = time.perf_counter()
-        ctx = multiprocessing.get_context("fork")
+        # forkserver, not fork: a fork of a process that already runs TensorFlow's or DuckDB's
+        # threads (the test process, a bench after training) can crash in the child; the
+        # server is a fresh process that imports GX once and forks the workers from there
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["great_expectations", "launch_pipeline.bench"])
         with concurrent.futures.ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
             done = list(pool.map(backfill_partition, tasks))
         wall = time.perf_counter() - t0
