@@ -358,7 +358,13 @@ def cmd_bench(args) -> int:
     _check_outputs(args)
     from launch_pipeline.bench import run_bench
 
-    result = run_bench(events=args.events, work_dir=args.work_dir, seed=args.seed)
+    result = run_bench(
+        events=args.events,
+        work_dir=args.work_dir,
+        seed=args.seed,
+        backfill=args.backfill_partitions != 0,
+        backfill_partitions=args.backfill_partitions,
+    )
     _write_json(result, args.out)
     return 0
 
@@ -453,6 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir", type=Path, default=None, help="scratch folder (default: a temp dir)"
     )
     bn.add_argument("--seed", type=int, default=7)
+    bn.add_argument(
+        "--backfill-partitions",
+        type=int,
+        default=None,
+        help="days in the backfill section (default: every day file; 0 skips it)",
+    )
     bn.set_defaults(func=cmd_bench)
 
     pl = sub.add_parser(

@@ -27,6 +27,7 @@ DOCUMENTED_KEYS = (
     "training",
     "scoring",
     "plan",
+    "backfill",
     "machine",
 )
 
@@ -35,7 +36,17 @@ DOCUMENTED_KEYS = (
 def test_bench_command_writes_the_documented_keys(tmp_path):
     out = tmp_path / "bench.json"
     rc = main(
-        ["bench", "--events", "20000", "--out", str(out), "--work-dir", str(tmp_path / "work")]
+        [
+            "bench",
+            "--events",
+            "20000",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--backfill-partitions",
+            "3",
+        ]
     )
     assert rc == 0
     res = json.loads(out.read_text())
@@ -67,6 +78,12 @@ def test_bench_command_writes_the_documented_keys(tmp_path):
     assert res["raw_to_features_seconds"] == pytest.approx(
         st["raw"]["seconds"] + st["clean"]["seconds"] + res["gx_seconds"] + features, abs=0.01
     )
+    # the backfill section: 3 partitions one at a time, then 2 at once, the same files
+    bf = res["backfill"]
+    assert bf["partitions"] == 3 and bf["parallel"]["writers"] == 2
+    assert bf["lock_errors"] == 0 and bf["checksums_equal"], bf
+    assert bf["serial"]["failed_partitions"] == bf["parallel"]["failed_partitions"] == 0
+    assert bf["checksums"]["raw_events"][0] > 0
     assert res["training"]["sequences_per_second"] > 0
     sc = res["scoring"]
     assert sc["scores_per_second"] > 0
