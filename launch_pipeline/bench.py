@@ -1166,6 +1166,7 @@ def run_nightly_data(
     users: int = 200_000,
     seed: int = 7,
     compare_full: bool = True,
+    progress_path: Path | None = None,
 ) -> dict:
     """``nightly_data_stage_ratio_60_vs_15``: the data stages (raw + clean + GX checks +
     features) of one new day of ``events_per_day`` events with the longest history over the
@@ -1207,11 +1208,11 @@ def run_nightly_data(
             import matplotlib.pyplot  # noqa: F401
 
             gx.get_context(mode="ephemeral")
-        cases = [
-            _nightly_data_case(meter, work_dir, raw_dir, files, h, compare_full)
-            for h in sorted(history_days)
-        ]
-        out["cases"] = cases
+        cases = out["cases"] = []
+        for h in sorted(history_days):
+            cases.append(_nightly_data_case(meter, work_dir, raw_dir, files, h, compare_full))
+            if progress_path is not None:  # what is measured so far, should a later case fail
+                progress_path.write_text(json.dumps(out, indent=2, default=str) + "\n")
         short, long = cases[0], cases[-1]
         out[f"nightly_data_stage_ratio_{long['history_days']}_vs_{short['history_days']}"] = round(
             long["data_stage_seconds"] / short["data_stage_seconds"], 3
@@ -1374,6 +1375,7 @@ def main(argv: list[str] | None = None) -> int:
             args.users,
             args.seed,
             compare_full=not args.no_full_compare,
+            progress_path=args.out.with_suffix(".partial.json") if args.out else None,
         )
     elif args.command == "bench":
         res = run_bench(

@@ -163,16 +163,34 @@ EVENTS_WITH_ITEM_ATTRS = """
 """
 
 
+# a user's shares of interactions per category / price band (from ``cat`` / ``band``)
+CATEGORY_AFFINITY_SQL = """
+    SELECT user_id,
+           map_from_entries(list((category, n / total) ORDER BY n DESC, category)) AS category_affinity,
+           first(category ORDER BY n DESC, category) AS top_category
+    FROM (SELECT *, sum(n) OVER (PARTITION BY user_id) AS total FROM cat) GROUP BY user_id
+"""
+BAND_AFFINITY_SQL = """
+    SELECT user_id,
+           map_from_entries(list((price_band, n / total) ORDER BY price_band)) AS price_band_affinity,
+           first(price_band ORDER BY n DESC, price_band) AS preferred_price_band
+    FROM (SELECT *, sum(n) OVER (PARTITION BY user_id) AS total FROM band) GROUP BY user_id
+"""
+
+
 def user_features_sql(
     snapshot: str = USER_SNAPSHOT_FROM_EVENTS,
     base: str = USER_BASE_FROM_EVENTS,
     cat: str = USER_CATEGORY_FROM_EVENTS,
     band: str = USER_BAND_FROM_EVENTS,
     ev: str = EVENTS_WITH_ITEM_ATTRS,
+    cat_agg: str = CATEGORY_AFFINITY_SQL,
+    band_agg: str = BAND_AFFINITY_SQL,
 ) -> str:
     """``CREATE OR REPLACE TABLE user_features`` from its parts: ``snapshot`` (one row,
     ``as_of``), ``base`` (one row per user), ``cat`` / ``band`` (interactions per user and
-    category / price band, column ``n``); ``ev`` is what the default parts read."""
+    category / price band, column ``n``) or directly their affinities ``cat_agg`` /
+    ``band_agg``; ``ev`` is what the default parts read."""
     return f"""
 CREATE OR REPLACE TABLE user_features AS
 WITH snapshot AS ({snapshot}),
@@ -180,17 +198,8 @@ ev AS ({ev}),
 base AS ({base}),
 cat AS ({cat}),
 band AS ({band}),
-cat_agg AS (
-    SELECT user_id,
-           map_from_entries(list((category, n / total) ORDER BY n DESC, category)) AS category_affinity,
-           first(category ORDER BY n DESC, category) AS top_category
-    FROM (SELECT *, sum(n) OVER (PARTITION BY user_id) AS total FROM cat) GROUP BY user_id
-), band_agg AS (
-    SELECT user_id,
-           map_from_entries(list((price_band, n / total) ORDER BY price_band)) AS price_band_affinity,
-           first(price_band ORDER BY n DESC, price_band) AS preferred_price_band
-    FROM (SELECT *, sum(n) OVER (PARTITION BY user_id) AS total FROM band) GROUP BY user_id
-)
+cat_agg AS ({cat_agg}),
+band_agg AS ({band_agg})
 SELECT b.user_id, b.first_seen_at, b.last_seen_at,
        date_diff('hour', b.last_seen_at, a.as_of) / 24.0 AS recency_days,
        date_diff('hour', b.first_seen_at, b.last_seen_at) / 24.0 AS tenure_days,
@@ -248,25 +257,32 @@ ACTIVITY_PER_USER_FROM_EVENTS = """
 """
 
 
-def activity_profile_sql(per_user: str = ACTIVITY_PER_USER_FROM_EVENTS) -> str:
-    """``CREATE OR REPLACE TABLE activity_profile`` from ``per_user`` (``user_id``,
-    ``hour_of_week``, ``events``, ``purchases``; only non-zero hours); the overall scope is
-    their sum per hour of week (all 168 hours)."""
+def activity_rows_sql(per_user: str, overall_from: str | None = None) -> str:
+    """The rows of ``activity_profile``: the user scope from ``per_user`` (``user_id``,
+    ``hour_of_week``, ``events``, ``purchases``; only non-zero hours) and the overall scope,
+    their sum per hour of week (all 168 hours) over ``overall_from`` (default ``per_user``;
+    the incremental path writes only some users' rows but the overall ones over all)."""
     return f"""
-CREATE OR REPLACE TABLE activity_profile AS
 WITH per_user AS (
     SELECT 'user' AS scope, user_id, hour_of_week, events, purchases FROM ({per_user})
 ), overall AS (
     SELECT 'overall' AS scope, NULL::VARCHAR AS user_id, h.hour_of_week,
            CAST(coalesce(sum(p.events), 0) AS BIGINT) AS events,
            CAST(coalesce(sum(p.purchases), 0) AS BIGINT) AS purchases
-    FROM range(168) h(hour_of_week) LEFT JOIN per_user p USING (hour_of_week) GROUP BY ALL
+    FROM range(168) h(hour_of_week) LEFT JOIN ({overall_from or per_user}) p USING (hour_of_week)
+    GROUP BY ALL
 ), both_scopes AS (SELECT * FROM overall UNION ALL SELECT * FROM per_user)
 SELECT scope, user_id, hour_of_week, hour_of_week // 24 AS weekday, hour_of_week % 24 AS hour,
        events, purchases,
        events / greatest(sum(events) OVER (PARTITION BY scope, user_id), 1) AS event_share
 FROM both_scopes ORDER BY scope, user_id, hour_of_week
 """
+
+
+def activity_profile_sql(per_user: str = ACTIVITY_PER_USER_FROM_EVENTS) -> str:
+    """``CREATE OR REPLACE TABLE activity_profile`` from ``per_user`` (see
+    :func:`activity_rows_sql`)."""
+    return f"CREATE OR REPLACE TABLE activity_profile AS {activity_rows_sql(per_user)}"
 
 
 ACTIVITY_PROFILE_SQL = activity_profile_sql()

@@ -330,9 +330,11 @@ def _merge_state(
     state_cols: str,
     part_cols: str,
 ) -> None:
-    """``state`` := its rows of owners not affected, plus the new days' partials of those
-    owners, plus every partial row of the affected owners, combined by ``aggs``
-    (``state_cols`` / ``part_cols``: the columns ``aggs`` reads, from each side)."""
+    """The rows of ``state`` of the owners touched (with rows in the new days' partials, or
+    affected by a dropped day) are replaced: an unaffected owner's rows combined with its new
+    partial rows, an affected owner's rows recomputed from all its partial rows, by ``aggs``
+    (``state_cols`` / ``part_cols``: the columns ``aggs`` reads, from each side). The other
+    owners' rows are not rewritten. ``_feat_touched`` holds the touched owners afterwards."""
     if state not in _tables(con):
         con.execute(
             f"CREATE TABLE {state} AS SELECT {keys}, {aggs} "
@@ -340,9 +342,17 @@ def _merge_state(
         )
     con.execute(
         f"""
-        CREATE OR REPLACE TABLE {state} AS
+        CREATE OR REPLACE TEMP TABLE _feat_touched AS
+        SELECT DISTINCT {owner} FROM {part} WHERE day IN (SELECT day FROM _feat_compute)
+        UNION SELECT {owner} FROM _feat_affected
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _feat_new_state AS
         SELECT {keys}, {aggs} FROM (
-            SELECT {keys}, {state_cols} FROM {state} ANTI JOIN _feat_affected USING ({owner})
+            SELECT {keys}, {state_cols} FROM {state}
+            SEMI JOIN _feat_touched USING ({owner}) ANTI JOIN _feat_affected USING ({owner})
             UNION ALL
             SELECT {keys}, {part_cols} FROM {part} ANTI JOIN _feat_affected USING ({owner})
             WHERE day IN (SELECT day FROM _feat_compute)
@@ -351,6 +361,9 @@ def _merge_state(
         ) GROUP BY ALL
         """
     )
+    con.execute(f"DELETE FROM {state} WHERE {owner} IN (SELECT {owner} FROM _feat_touched)")
+    con.execute(f"INSERT INTO {state} BY NAME SELECT * FROM _feat_new_state")
+    con.execute("DROP TABLE _feat_new_state")
 
 
 def _distinct_counts(
@@ -577,8 +590,17 @@ USER_TABLES = (
     "feat_state_user",
     "feat_state_user_category",
     "feat_state_user_band",
+    "feat_user_category_affinity",
+    "feat_user_band_affinity",
     "feat_item_attrs",
 )
+
+
+# per state: the name the affinity SQL reads it by, and that SQL (features.user_features_sql)
+_AFFINITY = {
+    "category": ("cat", features.CATEGORY_AFFINITY_SQL),
+    "band": ("band", features.BAND_AFFINITY_SQL),
+}
 
 
 def _item_attrs_changed(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -648,13 +670,28 @@ def update_user_features(
                 "n",
                 "n",
             )
+            # the affinities of the users whose counts changed (the others keep theirs)
+            agg_table = f"feat_user_{part}_affinity"
+            cte, agg_sql = _AFFINITY[part]
+            fresh = (
+                f"WITH {cte} AS (SELECT user_id, {attr}, n FROM feat_state_user_{part} "
+                f"SEMI JOIN _feat_touched USING (user_id)) {agg_sql}"
+            )
+            if agg_table not in _tables(con):
+                con.execute(f"CREATE TABLE {agg_table} AS {fresh} LIMIT 0")
+            con.execute(
+                f"DELETE FROM {agg_table} WHERE user_id IN (SELECT user_id FROM _feat_touched)"
+            )
+            con.execute(f"INSERT INTO {agg_table} {fresh}")
         con.execute(
             features.user_features_sql(
                 snapshot="SELECT max(last_seen_at) AS as_of FROM feat_state_user",
                 base=_USER_BASE_FROM_STATE,
-                cat="SELECT user_id, category, n FROM feat_state_user_category",
-                band="SELECT user_id, price_band, n FROM feat_state_user_band",
+                cat="SELECT 1 AS unused",
+                band="SELECT 1 AS unused",
                 ev="SELECT 1 AS unused",
+                cat_agg="SELECT * FROM feat_user_category_affinity",
+                band_agg="SELECT * FROM feat_user_band_affinity",
             )
         )
         con.execute(
@@ -707,8 +744,10 @@ _NAME_STRENGTH = "CASE {x} WHEN 'view' THEN 1 WHEN 'cart' THEN 2 ELSE 3 END"
 
 def _collapsed_lists_sql(source: str, max_len: int) -> str:
     """SQL: per user, the day steps of ``source`` (``user_id, day, step, item_id, strength,
-    ts``) collapsed again across day boundaries, as ``user_id, n, first_item, items,
-    strengths, ts`` (the last ``max_len`` steps; ``n`` counts them all)."""
+    ts``) collapsed again across day boundaries, as ``user_id, n, first_item, first_strength,
+    items, strengths, ts`` (the last ``max_len`` steps; ``n`` counts them all). One list of
+    step structs per user, sorted by step number (unique), instead of three ordered list
+    aggregates."""
     return f"""
         WITH src AS ({source}),
         o AS (
@@ -722,19 +761,17 @@ def _collapsed_lists_sql(source: str, max_len: int) -> str:
             SELECT user_id, g, any_value(item_id) AS item_id, max(strength) AS strength,
                    min(ts) AS ts
             FROM s GROUP BY user_id, g
-        ), counts AS (
-            SELECT user_id, CAST(max(g) AS BIGINT) AS n,
-                   arg_min(item_id, g) AS first_item, arg_min(strength, g) AS first_strength
+        ), lists AS (
+            SELECT user_id,
+                   list_sort(list({{'g': g, 'item': item_id, 's': strength, 'ts': ts}})) AS l
             FROM steps GROUP BY user_id
         )
-        SELECT st.user_id, any_value(c.n) AS n, any_value(c.first_item) AS first_item,
-               any_value(c.first_strength) AS first_strength,
-               list(st.item_id ORDER BY st.g) AS items,
-               list(st.strength ORDER BY st.g) AS strengths,
-               list(st.ts ORDER BY st.g) AS ts
-        FROM steps st JOIN counts c USING (user_id)
-        WHERE st.g > c.n - {max_len}
-        GROUP BY st.user_id
+        SELECT user_id, CAST(len(l) AS BIGINT) AS n, l[1].item AS first_item,
+               l[1].s AS first_strength,
+               list_transform(l[-{max_len}:], lambda x: x.item) AS items,
+               list_transform(l[-{max_len}:], lambda x: x.s) AS strengths,
+               list_transform(l[-{max_len}:], lambda x: x.ts) AS ts
+        FROM lists
     """
 
 
@@ -825,7 +862,7 @@ def update_user_sequences(
             "DELETE FROM user_sequences WHERE user_id IN (SELECT user_id FROM _feat_affected "
             "UNION ALL SELECT user_id FROM _feat_new_sequences)"
         )
-        con.execute("INSERT INTO user_sequences SELECT * FROM _feat_new_sequences ORDER BY user_id")
+        con.execute("INSERT INTO user_sequences SELECT * FROM _feat_new_sequences")
         con.execute("DROP TABLE _feat_new_sequences")
 
     return _run(
@@ -872,9 +909,19 @@ def update_activity_profile(
             "events, purchases",
             "events, purchases",
         )
+        every_user = "SELECT user_id, hour_of_week, events, purchases FROM feat_state_user_hour"
+        if full or "activity_profile" not in _tables(con):
+            con.execute(features.activity_profile_sql(every_user))
+            return
+        # only the touched users' rows (their shares changed) and the 168 overall rows
         con.execute(
-            features.activity_profile_sql(
-                "SELECT user_id, hour_of_week, events, purchases FROM feat_state_user_hour"
+            "DELETE FROM activity_profile WHERE scope = 'overall' "
+            "OR user_id IN (SELECT user_id FROM _feat_touched)"
+        )
+        con.execute(
+            "INSERT INTO activity_profile "
+            + features.activity_rows_sql(
+                f"{every_user} SEMI JOIN _feat_touched USING (user_id)", every_user
             )
         )
 
