@@ -279,6 +279,9 @@ def test_rejected_challenger_still_yields_a_plan_made_with_the_champion(shop_run
 
     prefs = result.asset_materializations_for_node("user_preferences")[0].metadata
     assert prefs["model_version"].value == champion.label
+    # the same champion and no new event since the night's run: every user vector is reused
+    assert prefs["users_encoded"].value == 0
+    assert prefs["user_vectors_reused"].value == prefs["users_scored"].value > 0
     with connect() as con:
         used = con.execute(
             "SELECT DISTINCT model_version FROM candidate_preferences UNION "
