@@ -434,12 +434,26 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser(
         "backtest", help="plan launches at past cutoffs and score them on real sales"
     )
-    b.add_argument("--source", required=True)
-    b.add_argument("--path", required=True, type=Path)
-    b.add_argument("--cutoff", required=True, action="append", type=_date, help="repeatable")
-    b.add_argument("--horizon-days", type=int, default=90)
-    b.add_argument("--slots", type=int, default=20)
-    b.add_argument("--category-cap", type=int, default=None)
+    b.add_argument(
+        "--source", required=True, help="the shop's format: online_retail or complete_journey"
+    )
+    b.add_argument(
+        "--path", required=True, type=Path, help="the shop's file (online_retail) or folder"
+    )
+    b.add_argument(
+        "--cutoff",
+        required=True,
+        action="append",
+        type=_date,
+        help="YYYY-MM-DD: plan with the history before it, score on the horizon after (repeatable)",
+    )
+    b.add_argument(
+        "--horizon-days", type=int, default=90, help="days after a cutoff whose sales are scored"
+    )
+    b.add_argument("--slots", type=int, default=20, help="products launched per cutoff")
+    b.add_argument(
+        "--category-cap", type=int, default=None, help="at most this many picks per category"
+    )
     b.add_argument(
         "--work-dir", type=Path, default=None, help="scratch folder (default: a temp dir)"
     )
@@ -449,7 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=120.0,
         help="the Transformer's training budget per cutoff (the as-of model gets a quarter)",
     )
-    b.add_argument("--out", type=Path, required=True)
+    b.add_argument(
+        "--out", type=Path, required=True, help="the JSON file with every cutoff's result"
+    )
     b.set_defaults(func=cmd_backtest)
 
     bn = sub.add_parser("bench", help="scale benchmark of every stage against bare DuckDB")
