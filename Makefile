@@ -33,4 +33,6 @@ ui: install
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean-data:
-	rm -rf $(DATA_DIR)/raw $(DATA_DIR)/warehouse.duckdb* $(DATA_DIR)/models $(DATA_DIR)/reports $(DATA_DIR)/dagster_home
+	rm -rf $(DATA_DIR)/raw $(DATA_DIR)/warehouse.duckdb* $(DATA_DIR)/lake $(DATA_DIR)/models \
+		$(DATA_DIR)/model_inputs $(DATA_DIR)/user_vectors $(DATA_DIR)/reports $(DATA_DIR)/logs \
+		$(DATA_DIR)/dagster_home
