@@ -64,6 +64,33 @@ def partition_dir(lake_dir: Path, dataset: str, day: dt.date) -> Path:
     return Path(lake_dir) / dataset / f"day={day.isoformat()}"
 
 
+def _copy_to_temp(
+    con: duckdb.DuckDBPyConnection, query: str, folder: Path, params: Sequence | None = None
+) -> Path:
+    """The rows of ``query`` in a fresh temporary Parquet file in ``folder`` (created if
+    needed); the file is removed again when the COPY fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".part-{uuid.uuid4().hex}.parquet.tmp"
+    try:
+        con.execute(
+            f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)",
+            list(params or ()),
+        )
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _replace_file(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> None:
+    """Replace ``target`` by the rows of ``query``, atomically (temporary file + rename)."""
+    tmp = _copy_to_temp(con, query, target.parent)
+    try:
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _write_text_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -96,14 +123,8 @@ def stage_partition(
 ) -> StagedPartition:
     """Write the rows of ``query`` (SQL written in code; values in ``params``) to a temporary
     file in the folder of partition ``day`` of ``dataset`` (see :class:`StagedPartition`)."""
-    folder = partition_dir(lake_dir, dataset, day)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".part-{uuid.uuid4().hex}.parquet.tmp"
+    tmp = _copy_to_temp(con, query, partition_dir(lake_dir, dataset, day), params)
     try:
-        con.execute(
-            f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)",
-            list(params or ()),
-        )
         rows = con.execute(f"SELECT count(*) FROM read_parquet('{_sql_path(tmp)}')").fetchone()[0]
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -222,13 +243,7 @@ def write_table(con: duckdb.DuckDBPyConnection, query: str, lake_dir: Path, name
     """Write the rows of ``query`` as the unpartitioned table ``name``, replacing the old file
     atomically (a reader sees the old rows or the new ones)."""
     target = table_file(lake_dir, name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".part-{uuid.uuid4().hex}.parquet.tmp")
-    try:
-        con.execute(f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _replace_file(con, query, target)
     return target
 
 
@@ -239,13 +254,7 @@ def ensure_schema_file(
     unless it is there."""
     target = Path(lake_dir) / validate_identifier(dataset, "dataset name") / SCHEMA_DIR / DATA_FILE
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".part-{uuid.uuid4().hex}.parquet.tmp")
-        try:
-            con.execute(f"COPY ({empty_select}) TO '{_sql_path(tmp)}' (FORMAT parquet)")
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _replace_file(con, empty_select, target)
     return target
 
 

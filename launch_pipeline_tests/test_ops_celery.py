@@ -16,7 +16,6 @@ launch_pipeline_tests/test_ops_celery.py`` (prints both wall times). Skips with 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import dagster as dg
@@ -34,7 +33,6 @@ from launch_pipeline.defs.jobs import (
     launch_executor,
 )
 from launch_pipeline.runner import write_instance_yaml
-from launch_pipeline.settings import Settings
 from launch_pipeline_tests.support.celery import (
     CeleryWorkers,
     LocalRedis,
@@ -44,8 +42,11 @@ from launch_pipeline_tests.support.celery import (
 from launch_pipeline_tests.support.checksums import DETERMINISTIC_TABLES, warehouse_checksums
 from launch_pipeline_tests.support.testing import (
     TINY_END,
+    instance_env,
     lock_errors_in_instance,
     partition_keys,
+    partition_range_tags,
+    run_sequential_reference,
     tiny_shop,
 )
 
@@ -57,10 +58,7 @@ KEYS = partition_keys(TINY_END, DAYS)
 FEATURE_ASSETS = ("item_features", "user_features", "user_sequences", "activity_profile")
 ASSETS = [*BACKFILL_ASSETS, *FEATURE_ASSETS]
 TABLES = (*DETERMINISTIC_TABLES, *FEATURE_ASSETS, "price_bands")
-RANGE_TAGS = {
-    "dagster/asset_partition_range_start": KEYS[0],
-    "dagster/asset_partition_range_end": KEYS[-1],
-}
+RANGE_TAGS = partition_range_tags(KEYS)
 WORKERS = 2
 
 
@@ -135,34 +133,14 @@ def test_backfill_on_celery_workers_equals_sequential_run(tmp_path):
     settings = tiny_shop(tmp_path / "data", days=DAYS, users=120, events_per_day=250)
 
     # the reference: the same raw data, one in-process run, steps one after another
-    ref_dir = tmp_path / "sequential"
-    shutil.copytree(settings.raw_dir, ref_dir / "raw")
-    ref = Settings.from_env(data_dir=ref_dir)
     t0 = time.monotonic()
-    result = (
-        build_definitions(ref)
-        .resolve_job_def(LAUNCH_JOB_NAME)
-        .execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
-            tags=RANGE_TAGS,
-            asset_selection=[dg.AssetKey(a) for a in ASSETS],
-        )
-    )
+    ref = run_sequential_reference(settings.raw_dir, tmp_path / "sequential", KEYS, ASSETS)
     in_process_s = time.monotonic() - t0
-    assert result.success
     expected = warehouse_checksums(ref.warehouse_path, TABLES)
 
     home = tmp_path / "dagster_home"
     write_instance_yaml(home)  # SQLite storage + the duckdb_warehouse pool (limit 1)
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "LAUNCH_PIPELINE_DATA_DIR": str(settings.data_dir),
-        "GX_ANALYTICS_ENABLED": "false",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("LAUNCH_PIPELINE_RAW_DIR", None)
+    env = instance_env(home, settings.data_dir, PYTHONUNBUFFERED="1")
     logs = tmp_path / "logs"
     with LocalRedis() as redis:
         run_config = celery_run_config(redis.url(0), redis.url(1))

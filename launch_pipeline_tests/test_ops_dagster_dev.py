@@ -16,24 +16,26 @@ One server for the module (started once, its process group always killed in tear
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import time
 
-import dagster as dg
 import pytest
 
-from launch_pipeline.definitions import build_definitions
 from launch_pipeline.defs.jobs import (
     BACKFILL_ASSETS,
     LAUNCH_JOB_NAME,
     MULTIPROCESS_RUN_CONFIG,
     NIGHTLY_SCHEDULE_NAME,
 )
-from launch_pipeline.settings import Settings
 from launch_pipeline_tests.support.checksums import warehouse_checksums
 from launch_pipeline_tests.support.devserver import DagsterDev, process_group_alive
 from launch_pipeline_tests.support.screenshot import PAGES, find_chromium, take_screenshot
-from launch_pipeline_tests.support.testing import LOCK_ERROR, TINY_END, partition_keys, tiny_shop
+from launch_pipeline_tests.support.testing import (
+    LOCK_ERROR,
+    TINY_END,
+    partition_keys,
+    run_sequential_reference,
+    tiny_shop,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -62,19 +64,9 @@ def dev(tmp_path_factory):
 def sequential_reference(tmp_path_factory, dev):
     """The same raw data landed and cleaned by one in-process run (steps one after another)."""
     _, settings = dev
-    data_dir = tmp_path_factory.mktemp("sequential")
-    shutil.copytree(settings.raw_dir, data_dir / "raw")
-    ref = Settings.from_env(data_dir=data_dir)
-    job = build_definitions(ref).resolve_job_def(LAUNCH_JOB_NAME)
-    result = job.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        tags={
-            "dagster/asset_partition_range_start": KEYS[0],
-            "dagster/asset_partition_range_end": KEYS[-1],
-        },
-        asset_selection=[dg.AssetKey(a) for a in BACKFILL_ASSETS],
+    ref = run_sequential_reference(
+        settings.raw_dir, tmp_path_factory.mktemp("sequential"), KEYS, BACKFILL_ASSETS
     )
-    assert result.success
     return warehouse_checksums(ref.warehouse_path)
 
 

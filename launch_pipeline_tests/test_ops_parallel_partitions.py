@@ -13,8 +13,6 @@ sequential run writes.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 import threading
 
 import dagster as dg
@@ -25,13 +23,16 @@ from launch_pipeline import catalog, cleaning, lake, raw_io
 from launch_pipeline.definitions import build_definitions
 from launch_pipeline.defs.jobs import BACKFILL_ASSETS, LAUNCH_JOB_NAME, MULTIPROCESS_RUN_CONFIG
 from launch_pipeline.runner import write_instance_yaml
-from launch_pipeline.settings import ENV_PARTITION_WORKERS, Settings
+from launch_pipeline.settings import ENV_PARTITION_WORKERS
 from launch_pipeline_tests.support.celery import run_job_in_subprocess
 from launch_pipeline_tests.support.checksums import DETERMINISTIC_TABLES, warehouse_checksums
 from launch_pipeline_tests.support.testing import (
     TINY_END,
+    instance_env,
     lock_errors_in_instance,
     partition_keys,
+    partition_range_tags,
+    run_sequential_reference,
     tiny_shop,
 )
 
@@ -83,44 +84,16 @@ def test_partition_runs_side_by_side_equal_a_sequential_run(tmp_path, monkeypatc
     settings = tiny_shop(tmp_path / "data", days=DAYS, users=120, events_per_day=250)
 
     # the reference: one in-process run, one partition step after another, one worker
-    ref_dir = tmp_path / "sequential"
-    shutil.copytree(settings.raw_dir, ref_dir / "raw")
-    ref = Settings.from_env(data_dir=ref_dir)
     monkeypatch.setenv(ENV_PARTITION_WORKERS, "1")
-    result = (
-        build_definitions(ref)
-        .resolve_job_def(LAUNCH_JOB_NAME)
-        .execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
-            tags={
-                "dagster/asset_partition_range_start": KEYS[0],
-                "dagster/asset_partition_range_end": KEYS[-1],
-            },
-            asset_selection=[dg.AssetKey(a) for a in BACKFILL_ASSETS],
-        )
-    )
-    assert result.success
+    ref = run_sequential_reference(settings.raw_dir, tmp_path / "sequential", KEYS, BACKFILL_ASSETS)
     expected = warehouse_checksums(ref.warehouse_path, DETERMINISTIC_TABLES)
 
     home = tmp_path / "dagster_home"
     write_instance_yaml(home)  # SQLite storage + the duckdb_warehouse pool (limit 1)
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "LAUNCH_PIPELINE_DATA_DIR": str(settings.data_dir),
-        ENV_PARTITION_WORKERS: "1",  # one day at a time inside a step: the runs are the writers
-        "GX_ANALYTICS_ENABLED": "false",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    env.pop("LAUNCH_PIPELINE_RAW_DIR", None)
+    # one day at a time inside a step: the runs are the writers
+    env = instance_env(home, settings.data_dir, **{ENV_PARTITION_WORKERS: "1"})
     logs = tmp_path / "logs"
     logs.mkdir()
-
-    def tags(keys):
-        return {
-            "dagster/asset_partition_range_start": keys[0],
-            "dagster/asset_partition_range_end": keys[-1],
-        }
 
     # the catalog once (the unpartitioned assets a backfill materializes once), in this process
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -129,7 +102,7 @@ def test_partition_runs_side_by_side_equal_a_sequential_run(tmp_path, monkeypatc
             .resolve_job_def(LAUNCH_JOB_NAME)
             .execute_in_process(
                 instance=instance,
-                tags=tags(KEYS[:1]),
+                tags=partition_range_tags(KEYS[:1]),
                 asset_selection=[dg.AssetKey("product_catalog"), dg.AssetKey("launch_candidates")],
             )
         )
@@ -145,7 +118,7 @@ def test_partition_runs_side_by_side_equal_a_sequential_run(tmp_path, monkeypatc
             env,
             LAUNCH_JOB_NAME,
             MULTIPROCESS_RUN_CONFIG,
-            tags(halves[k]),
+            partition_range_tags(halves[k]),
             partition_assets,
             logs / f"run{k}.log",
             timeout_s=300,
