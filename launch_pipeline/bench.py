@@ -13,9 +13,13 @@
    work dir, in the order and with the calls of the Dagster assets (which are thin wrappers):
    ``catalog.load_product_catalog`` / ``load_launch_candidates``, ``raw_io.load_event_day`` per day,
    ``cleaning.clean_partitions`` over the whole range, ``quality.validate_quality`` and
-   ``quality.validate_noise`` (the GX checks), ``features.build_*``. Each stage is reported with
-   its seconds, its peak RSS and its ratio to the bare reference; ``gx_share_of_clean_stage``
-   is the GX time over (cleaning + GX).
+   ``quality.validate_noise`` (the GX checks), ``features_incremental.update_*`` (what the
+   feature assets run: on the fresh warehouse every day's partials are computed and merged, the
+   cost of a first load or a backfill of the range). Each stage is reported with its seconds,
+   its peak RSS and its ratio to the bare reference; ``gx_share_of_clean_stage`` is the GX time
+   over (cleaning + GX). For comparison (not in the ratio) the same tables are then built by
+   the SQL over the whole history (``features.build_*``, stages ``full_sql.*``,
+   ``features_full_sql_seconds``), which is what this benchmark measured before 2026-11-30.
 4. **model training throughput**: ``model.training.train_model`` (the pipeline's model config,
    fixed epochs, no validation) on the sequences of a fixed sample of users (default 5,000,
    chosen by a hash of the user id) read from the bench warehouse with
@@ -270,7 +274,7 @@ def pipeline_raw_to_features(
     and check results. Stages go into ``meter`` as raw, clean, gx_quality, gx_noise and one
     ``features.<table>`` per feature table."""
 
-    from launch_pipeline import catalog, cleaning, features, quality
+    from launch_pipeline import catalog, cleaning, features, features_incremental, quality
     from launch_pipeline.raw_io import event_day_files, load_event_day
     from launch_pipeline.settings import CleaningRules, partition_workers_from_env
 
@@ -305,14 +309,29 @@ def pipeline_raw_to_features(
             q = quality.validate_quality(con, start, end, rules, now=now)
         with meter.stage("gx_noise"):
             n = quality.validate_noise(con, start, end, rules)
+        # the feature assets' own path (``features_incremental``): on this fresh warehouse every
+        # day's partials are computed and merged, what a first load or a backfill of the range
+        # costs (a nightly run merges one day: ``run_nightly_data``)
+        versions = features_incremental.clean_day_versions(con, lake_dir)
+        for name in features_incremental.INCREMENTAL_TABLES:
+            update = getattr(features_incremental, f"update_{name}")
+            with meter.stage(f"features.{name}") as rec:
+                rec["mode"] = update(con, versions).mode
+        incremental = {
+            t: table_fingerprint(con, t) for t in features_incremental.INCREMENTAL_TABLES
+        }
+        # for comparison, not in the ratio: the same tables by the SQL over the whole history
         for name, build in (
             ("item_features", features.build_item_features),
             ("user_features", features.build_user_features),
             ("user_sequences", features.build_user_sequences),
             ("activity_profile", features.build_activity_profile),
         ):
-            with meter.stage(f"features.{name}") as rec:
+            with meter.stage(f"full_sql.{name}"):
                 build(con)
+        out["full_sql_tables_equal"] = incremental == {
+            t: table_fingerprint(con, t) for t in features_incremental.INCREMENTAL_TABLES
+        }
         out["accounting_holds"] = stats.accounting_holds
         out["rows"] = {"raw": stats.raw, "clean": stats.clean}
         out["reasons"] = stats.reasons
@@ -835,6 +854,7 @@ def run_bench(
         gx = st["gx_quality"]["seconds"] + st["gx_noise"]["seconds"]
         clean_stage = st["clean"]["seconds"] + gx
         features_s = sum(st[k]["seconds"] for k in feats)
+        full_sql_s = sum(v["seconds"] for k, v in st.items() if k.startswith("full_sql."))
         r2f = st["raw"]["seconds"] + clean_stage + features_s
         r2f_stages = ("raw", "clean", "gx_quality", "gx_noise", *feats)
         r2f_cpu = sum(st[k]["cpu_seconds"] for k in r2f_stages)
@@ -847,6 +867,7 @@ def run_bench(
             clean_stage_seconds=round(clean_stage, 3),
             gx_share_of_clean_stage=round(gx / clean_stage, 4) if clean_stage else None,
             features_seconds=round(features_s, 3),
+            features_full_sql_seconds=round(full_sql_s, 3),
             raw_to_features_seconds=round(r2f, 3),
             raw_to_features_vs_bare_duckdb=round(r2f / bare, 2) if bare else None,
             bare_duckdb_cpu_seconds=bare_cpu,
@@ -1269,10 +1290,14 @@ TABLE_STAGES = (
     ("clean", "clean: classify + write day files (`cleaning.clean_partitions`, 2 workers)"),
     ("gx_quality", "GX quality suite"),
     ("gx_noise", "GX noise suite"),
-    ("features.item_features", "features: item_features + price_bands"),
-    ("features.user_features", "features: user_features"),
-    ("features.user_sequences", "features: user_sequences"),
-    ("features.activity_profile", "features: activity_profile"),
+    ("features.item_features", "features: item_features + price_bands (incremental, all days)"),
+    ("features.user_features", "features: user_features (incremental, all days)"),
+    ("features.user_sequences", "features: user_sequences (incremental, all days)"),
+    ("features.activity_profile", "features: activity_profile (incremental, all days)"),
+    ("full_sql.item_features", "for comparison: item_features by the whole-history SQL"),
+    ("full_sql.user_features", "for comparison: user_features by the whole-history SQL"),
+    ("full_sql.user_sequences", "for comparison: user_sequences by the whole-history SQL"),
+    ("full_sql.activity_profile", "for comparison: activity_profile by the whole-history SQL"),
 )
 
 

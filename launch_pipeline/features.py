@@ -219,7 +219,7 @@ USER_FEATURES_SQL = user_features_sql()
 
 # steps: a new step starts where the item changes (lag over the user's time order); the step
 # number is the running count of starts, so a user's step count is the largest step number and
-# the last $max_len steps are those above n_steps - $max_len (no extra window sort for either)
+# the last $max_len steps are the tail of the sorted list (no extra window sort for either)
 USER_SEQUENCES_SQL = """
 CREATE OR REPLACE {temp} TABLE {table} AS
 WITH ev AS (
@@ -236,18 +236,18 @@ WITH ev AS (
 ), steps AS (
     SELECT user_id, step, any_value(item_id) AS item_id, max(strength) AS strength, min(ts) AS ts
     FROM stepped GROUP BY user_id, step
-), counts AS (
-    SELECT user_id, CAST(max(step) AS BIGINT) AS n_steps FROM steps GROUP BY user_id
-), last_steps AS (
-    SELECT s.*, c.n_steps FROM steps s JOIN counts c USING (user_id)
-    WHERE s.step > c.n_steps - $max_len
+), lists AS (   -- one list of step structs per user, sorted once (step numbers are unique)
+    SELECT user_id, CAST(max(step) AS BIGINT) AS n_steps,
+           list_sort(list({{'step': step, 'item': item_id, 's': strength, 'ts': ts}})) AS l
+    FROM steps GROUP BY user_id
 )
-SELECT user_id, any_value(n_steps) AS n_steps,
-       list(item_id ORDER BY step) AS items,
-       list(CASE strength WHEN 1 THEN 'view' WHEN 2 THEN 'cart' ELSE 'purchase' END ORDER BY step)
+SELECT user_id, n_steps,
+       list_transform(l[-$max_len:], lambda x: x.item) AS items,
+       list_transform(l[-$max_len:],
+                      lambda x: CASE x.s WHEN 1 THEN 'view' WHEN 2 THEN 'cart' ELSE 'purchase' END)
          AS event_types,
-       list(ts ORDER BY step) AS ts
-FROM last_steps GROUP BY user_id ORDER BY user_id
+       list_transform(l[-$max_len:], lambda x: x.ts) AS ts
+FROM lists ORDER BY user_id
 """
 
 ACTIVITY_PER_USER_FROM_EVENTS = """

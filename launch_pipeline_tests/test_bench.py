@@ -10,6 +10,7 @@ import json
 import pytest
 
 from launch_pipeline.cli import main
+from launch_pipeline.features_incremental import INCREMENTAL_TABLES
 from launch_pipeline.quality import NOISE_RULES, QUALITY_RULES
 
 DOCUMENTED_KEYS = (
@@ -66,6 +67,11 @@ def test_bench_command_writes_the_documented_keys(tmp_path):
     assert set(res["pipeline"]["checks"]) == set(QUALITY_RULES) | set(NOISE_RULES)
     assert res["pipeline"]["checks_failing_rows"]["event_key_unique"] == 0
     st = res["stages"]
+    # the feature stages are the assets' incremental path (every day merged on the fresh
+    # warehouse), and give the tables of the whole-history SQL measured after them
+    assert {st[f"features.{t}"]["mode"] for t in INCREMENTAL_TABLES} == {"full rebuild"}
+    assert all(f"full_sql.{t}" in st for t in INCREMENTAL_TABLES)
+    assert res["pipeline"]["full_sql_tables_equal"]
     for stage in ("generate", "bare_duckdb", "raw", "clean", "gx_quality", "gx_noise", "plan"):
         assert st[stage]["seconds"] > 0 and st[stage]["cpu_seconds"] > 0, (stage, st[stage])
         assert st[stage]["peak_rss_mb"] > 0
