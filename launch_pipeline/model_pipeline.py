@@ -37,10 +37,15 @@ CREATE TABLE IF NOT EXISTS model_evaluation (
 """
 
 
-def pipeline_model_config(time_budget_s: float):
+def pipeline_model_config(time_budget_s: float, work_gcells: float = 0.0):
+    """The preference model's training settings: stops on ``work_gcells`` (the work cap, see
+    :attr:`launch_pipeline.model.config.ModelConfig.work_gcells`; 0 = none), with the time
+    budget as a safety stop."""
     from launch_pipeline.model.config import ModelConfig
 
-    return ModelConfig(n_event_types=3, time_budget_s=time_budget_s, seed=42)
+    return ModelConfig(
+        n_event_types=3, time_budget_s=time_budget_s, work_gcells=work_gcells, seed=42
+    )
 
 
 # --------------------------------------------------------------------------- training inputs
@@ -187,7 +192,8 @@ def train_new_version(
 
     log(
         f"training on {inputs.training_users} users, {inputs.catalog_items} catalog items "
-        f"(events before {inputs.cutoff}), time budget {config.time_budget_s:.0f}s"
+        f"(events before {inputs.cutoff}), work cap {config.work_gcells:g} Gcells, "
+        f"time budget {config.time_budget_s:.0f}s"
     )
     result = train_model(inputs.train, config, log=log)
     store.clean_stale_temporaries()
@@ -200,6 +206,7 @@ def train_new_version(
         "epochs": result.epochs,
         "train_seconds": result.train_seconds,
         "stopped": result.stopped,
+        "training": result.summary(),
         "valid_metrics": result.valid_metrics,
         "blend": result.blend,
         "cutoff": inputs.cutoff,

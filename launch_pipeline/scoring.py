@@ -6,7 +6,8 @@
   ``user_top_candidates``), never every pair; and
   ``launch_history_buyers``: the same model's expected buyers ``sum_i r_ij`` of the products the
   shop launched in the past, scored from their attributes only as if they were new, which the
-  demand model relates to what they really sold.
+  demand model relates to what they really sold; and ``transformer_training``: how the
+  two Transformers' training ended (epochs, why it stopped, whether that is reproducible).
 
 The plan itself (valuation, MILP, scenarios, report) is made by
 :mod:`launch_pipeline.launch_planner` from the tables written here.
@@ -65,6 +66,16 @@ CREATE OR REPLACE TABLE launch_history_buyers (
     transformer_units DOUBLE
 )
 """
+
+
+TRANSFORMER_TRAINING_DDL = """
+CREATE OR REPLACE TABLE transformer_training (
+    model VARCHAR, model_version VARCHAR, stopped VARCHAR, reproducible BOOLEAN, summary VARCHAR
+)
+"""
+"""One row per Transformer behind the plan: ``pipeline`` (the champion preference model) and
+``as_of`` (the valuation's model trained before the oldest past window); ``summary`` is the JSON
+of :meth:`launch_pipeline.model.training.TrainResult.summary`."""
 
 
 PREFERENCE_TABLES_DDL = (
@@ -325,8 +336,13 @@ def score_preferences(
     flat = shop.flat_sequences()
     active = np.flatnonzero((as_of - flat.last_ts()) <= np.timedelta64(ACTIVE_DAYS, "D"))
     horizon = settings.planning.horizon_days
-    calibration, history = calibrate_on_past_launches(
-        con, model, shop, horizon, as_of_budget_s=settings.model_time_budget_s * AS_OF_BUDGET_SHARE
+    calibration, history, as_of_training = calibrate_on_past_launches(
+        con,
+        model,
+        shop,
+        horizon,
+        as_of_budget_s=settings.model_time_budget_s * AS_OF_BUDGET_SHARE,
+        as_of_work_gcells=settings.model_work_gcells * AS_OF_BUDGET_SHARE,
     )
     n_c = len(shop.candidates)
     active_ids = [str(u) for u in shop.user_ids[active]]
@@ -370,6 +386,8 @@ def score_preferences(
     )
     score_seconds = time.perf_counter() - t0
     _store_history_buyers(con, history, version.label, horizon)
+    training = {"pipeline": pipeline_training(meta), "as_of": as_of_training}
+    _store_transformer_training(con, training, version.label)
     return {
         "model_version": version.label,
         "users_scored": int(len(active)),
@@ -388,7 +406,42 @@ def score_preferences(
         "horizon_days": horizon,
         "past_launches_scored": int(len(history)),
         "calibration": calibration.to_dict() if calibration is not None else None,
+        "transformer_training": training,
     }
+
+
+def pipeline_training(meta: dict) -> dict:
+    """How the champion's training ended, from its model-store metadata (a version saved before
+    the work cap existed has only ``epochs`` and ``stopped``)."""
+    if meta.get("training"):
+        return dict(meta["training"])
+    stopped = meta.get("stopped")
+    return {
+        "epochs": meta.get("epochs"),
+        "best_epoch": meta.get("best_epoch"),
+        "stopped": stopped,
+        "reproducible": stopped is not None and stopped != "time_budget",
+        "train_seconds": meta.get("train_seconds"),
+    }
+
+
+def _store_transformer_training(con, training: dict, version: str) -> None:
+    import json
+
+    con.execute(TRANSFORMER_TRAINING_DDL)
+    for name, summary in training.items():
+        if summary is None:
+            continue
+        con.execute(
+            "INSERT INTO transformer_training VALUES (?, ?, ?, ?, ?)",
+            [
+                name,
+                version,
+                summary.get("stopped"),
+                bool(summary.get("reproducible")),
+                json.dumps(summary, default=str),
+            ],
+        )
 
 
 def calibrate_on_past_launches(
@@ -398,12 +451,14 @@ def calibrate_on_past_launches(
     horizon: int,
     max_users: int = MAX_REPLAY_USERS,
     as_of_budget_s: float = 0.0,
-) -> tuple[PurchaseCalibration | None, pd.DataFrame]:
+    as_of_work_gcells: float = 0.0,
+) -> tuple[PurchaseCalibration | None, pd.DataFrame, dict | None]:
     """Score the products launched in every past launch window of the demand model
     (:func:`launch_pipeline.demand.launch_windows`) as candidates would have been scored at the
     window start (attributes known then, users' histories up to then), fit the purchase
     calibration on who really bought them in the window, and return it with the past launches'
-    expected buyers ``sum_i r_ij`` (calibrated when possible) and real buyers.
+    expected buyers ``sum_i r_ij`` (calibrated when possible) and real buyers, and how the
+    as-of Transformer's training ended (``None`` when none was trained).
 
     Bounded: a shop with more than ``max_users`` users is replayed on a deterministic sample of
     about ``max_users`` of them (by a hash of the id, the same users in every window); the fit
@@ -413,7 +468,8 @@ def calibrate_on_past_launches(
     With ``as_of_budget_s > 0`` a second Transformer is trained on the behaviour before the
     oldest window's start (:mod:`launch_pipeline.transformer_signal`) and scores every past
     launch for the demand model (``transformer_buyers``, ``transformer_units``): a model that
-    never saw them sell, unlike ``model``."""
+    never saw them sell, unlike ``model``; it stops on ``as_of_work_gcells`` (its work cap)
+    with ``as_of_budget_s`` as a safety stop."""
     from launch_pipeline.model.training import item_vectors
 
     hist = load_history(con)
@@ -434,7 +490,13 @@ def calibrate_on_past_launches(
     blocks, meta = [], []
     as_of_model = (
         train_as_of(
-            con, shop, catalog_launched, windows[-1][0], as_of_budget_s, sample_fraction=fraction
+            con,
+            shop,
+            catalog_launched,
+            windows[-1][0],
+            as_of_budget_s,
+            sample_fraction=fraction,
+            work_gcells=as_of_work_gcells,
         )
         if windows and as_of_budget_s > 0
         else None
@@ -519,7 +581,7 @@ def calibrate_on_past_launches(
             ]
         )
     )
-    return calibration, history
+    return calibration, history, (as_of_model.training if as_of_model is not None else None)
 
 
 USER_ACTIVITY_SQL = """

@@ -17,9 +17,16 @@ from pathlib import Path
 ENV_DATA_DIR = "LAUNCH_PIPELINE_DATA_DIR"
 ENV_RAW_DIR = "LAUNCH_PIPELINE_RAW_DIR"
 ENV_MODEL_TIME_BUDGET_S = "LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S"
+ENV_MODEL_WORK_GCELLS = "LAUNCH_PIPELINE_MODEL_WORK_GCELLS"
 ENV_DUCKDB_MEMORY_LIMIT = "LAUNCH_PIPELINE_DUCKDB_MEMORY_LIMIT"
 ENV_AUDIENCE_KEPT = "LAUNCH_PIPELINE_AUDIENCE_KEPT"
 DEFAULT_MODEL_TIME_BUDGET_S = 180.0
+"""The preference model's wall-clock safety stop (seconds); training normally stops on work."""
+DEFAULT_MODEL_WORK_GCELLS = 30.0
+"""The preference model's work cap: billions of softmax cells (real targets trained x catalogue
+items), so ``30e9 / (targets x catalogue)`` epochs at most; the same rule for every shop, so
+the same data and settings give the same model at any machine load (``ModelConfig.work_gcells``;
+how it was chosen: docs/backtest.md, "Reproducible training")."""
 DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"
 TRAINING_INPUTS_FILE = "training_inputs.npz"
 DEFAULT_AUDIENCE_KEPT = 1000
@@ -141,6 +148,7 @@ class Settings:
     cleaning: CleaningRules = field(default_factory=CleaningRules)
     planning: PlanningSettings = field(default_factory=PlanningSettings)
     model_time_budget_s: float = DEFAULT_MODEL_TIME_BUDGET_S
+    model_work_gcells: float = DEFAULT_MODEL_WORK_GCELLS
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     audience_kept: int = DEFAULT_AUDIENCE_KEPT
 
@@ -197,11 +205,13 @@ class Settings:
             known = {k: v for k, v in overrides.items() if k in CleaningRules.__dataclass_fields__}
             cleaning = replace(cleaning, **known)
         budget = float(os.environ.get(ENV_MODEL_TIME_BUDGET_S) or DEFAULT_MODEL_TIME_BUDGET_S)
+        work = float(os.environ.get(ENV_MODEL_WORK_GCELLS) or DEFAULT_MODEL_WORK_GCELLS)
         return cls(
             data_dir=data,
             raw_dir=raw,
             cleaning=cleaning,
             model_time_budget_s=budget,
+            model_work_gcells=work,
             duckdb_memory_limit=duckdb_memory_limit_from_env(),
             audience_kept=int(os.environ.get(ENV_AUDIENCE_KEPT) or DEFAULT_AUDIENCE_KEPT),
         )

@@ -4,8 +4,8 @@ The demand model (:mod:`launch_pipeline.demand`) is fitted on the shop's past la
 applied to the candidates. A feature of a past launch must be computed from what was known at
 its window start, or the regression learns from information a candidate will never have. The
 pipeline's Transformer is trained on everything before the plan date, the past launches' own
-sales included, so its scores of them are not honest. This module trains a second, short-budget
-Transformer **as of the oldest past window's start** (the behaviour before it, the attributes
+sales included, so its scores of them are not honest. This module trains a second, smaller
+Transformer (a quarter of the pipeline model's work cap, ``AS_OF_BUDGET_SHARE``) **as of the oldest past window's start** (the behaviour before it, the attributes
 and title words known then) and scores every past launch with it; every window starts at or
 after that date, so no past launch's own sales were seen. Candidates are scored by the current
 model (``user_preferences``), which has likewise never seen them sell.
@@ -30,8 +30,8 @@ from launch_pipeline.shop_data import PURCHASE, ShopData, attributes_known_at_la
 
 MIN_TRAINING_USERS = 20
 AS_OF_BUDGET_SHARE = 0.25
-"""The as-of model's time budget, as a share of the pipeline model's (it trains on less data,
-without the kNN blend)."""
+"""The as-of model's work cap and time budget, as a share of the pipeline model's (it trains on
+less data, without the kNN blend)."""
 
 
 @dataclass
@@ -45,6 +45,7 @@ class AsOfModel:
     training_users: int
     seconds: float
     epochs: int
+    training: dict  # TrainResult.summary(): epochs, why training stopped, reproducible, ...
 
 
 def train_as_of(
@@ -55,10 +56,12 @@ def train_as_of(
     budget_s: float,
     max_len: int = 200,
     sample_fraction: float | None = None,
+    work_gcells: float = 0.0,
 ) -> AsOfModel | None:
     """Train a Transformer on the events before ``as_of`` only, items numbered as ``shop``'s,
     attributes as known at ``as_of`` (``attributes_known_at_launch``); ``None`` when fewer than
-    ``MIN_TRAINING_USERS`` users have two steps before it or the budget is 0."""
+    ``MIN_TRAINING_USERS`` users have two steps before it or the budget is 0. Training stops
+    on ``work_gcells`` (the work cap, 0 = none) with ``budget_s`` as a safety stop."""
     from launch_pipeline.features import build_user_sequences
     from launch_pipeline.model.config import ModelConfig
     from launch_pipeline.model.data import SequenceData
@@ -95,7 +98,13 @@ def train_as_of(
         user_ids=flat.user_ids,
         attribute_names=shop.data.attribute_names,
     )
-    config = ModelConfig(n_event_types=3, time_budget_s=budget_s, seed=42, knn_blend=False)
+    config = ModelConfig(
+        n_event_types=3,
+        time_budget_s=budget_s,
+        work_gcells=work_gcells,
+        seed=42,
+        knn_blend=False,
+    )
     result = train_model(data, config, catalog_items=np.union1d(on_sale, np.unique(flat.items)))
     return AsOfModel(
         result.model,
@@ -104,6 +113,7 @@ def train_as_of(
         flat.n_users,
         time.perf_counter() - t0,
         result.epochs,
+        {**result.summary(), "as_of": str(as_of), "training_users": int(flat.n_users)},
     )
 
 

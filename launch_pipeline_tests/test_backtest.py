@@ -363,6 +363,15 @@ def test_tiny_backtest_output_shape(tiny_backtests):
     for name in ("without_transformer", "full_valuation_top_k"):
         assert set(c["ablations"][name]) >= {"captured_revenue_share", "spearman", "picks"}
     assert "without_transformer" in result["summary"]["ablations"]
+    # how both Transformers' training ended: epochs and why it stopped (on work, not the clock)
+    training = c["transformer_training"]
+    assert set(training) == {"pipeline", "as_of"}
+    for t in training.values():
+        assert t["epochs"] >= 1 and t["epochs_trained"] > 0 and t["targets_trained"] > 0
+        assert t["stopped"] in ("patience", "work_cap", "max_epochs")
+        assert t["reproducible"] is True and t["work_cap_targets"] > 0
+    assert result["settings"]["model_work_gcells"] == bt.MODEL_WORK_GCELLS
+    assert result["summary"]["reproducible"] is True
 
 
 @pytest.mark.slow
@@ -440,3 +449,29 @@ def test_forecast_ratio_and_summary():
     assert s["cutoffs_ahead_of_text_knn"] == 1
     assert not s["beats_text_knn_at_every_cutoff"]
     assert s["interval_coverage_units_pooled"] == pytest.approx((90 + 210) / 400)
+    assert s["reproducible"] is False  # no training reported: nothing to vouch for
+
+
+def test_summary_and_log_say_when_a_training_stopped_on_the_clock():
+    def one(pipeline_stop, as_of_stop):
+        def t(stop, epochs):
+            return {"epochs": epochs, "epochs_trained": epochs - 0.5, "stopped": stop,
+                    "reproducible": stop != "time_budget"}  # fmt: skip
+
+        return {
+            "candidates": 10,
+            "metrics": {"captured_revenue_share": 0.5, "interval_coverage_units": 0.8},
+            "baselines": {"text_knn": {"captured_revenue_share": 0.4}},
+            "transformer_training": {"pipeline": t(pipeline_stop, 12), "as_of": t(as_of_stop, 30)},
+        }
+
+    ok = bt.summarise([one("work_cap", "patience"), one("patience", "work_cap")])
+    assert ok["reproducible"] is True and ok["transformer_trainings_stopped_by_the_clock"] == 0
+    bad = bt.summarise([one("work_cap", "patience"), one("work_cap", "time_budget")])
+    assert bad["reproducible"] is False and bad["transformer_trainings_stopped_by_the_clock"] == 1
+    line = bt.training_line(one("work_cap", "time_budget")["transformer_training"])
+    assert line == (
+        "pipeline Transformer 11.5 epochs (work_cap), "
+        "as_of Transformer 29.5 epochs (time_budget, NOT reproducible)"
+    )
+    assert bt.training_line({}) == "no Transformer trained"

@@ -103,9 +103,11 @@ def test_resources_resolve_folders_when_a_step_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("LAUNCH_PIPELINE_DATA_DIR", str(data))
     monkeypatch.delenv("LAUNCH_PIPELINE_RAW_DIR", raising=False)
     monkeypatch.setenv("LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S", "7")
+    monkeypatch.setenv("LAUNCH_PIPELINE_MODEL_WORK_GCELLS", "2.5")
     settings = LaunchPipelineConfig().settings()
     assert settings.data_dir == data and settings.raw_dir == data / "raw"
-    assert settings.model_time_budget_s == 7.0
+    assert settings.model_time_budget_s == 7.0 and settings.model_work_gcells == 2.5
+    assert LaunchPipelineConfig(model_work_gcells=0.0).settings().model_work_gcells == 0.0
     # a value set on the resource wins over the environment
     assert LaunchPipelineConfig(model_time_budget_s=3.0, slots=4).settings().planning.slots == 4
     assert not data.exists()  # nothing created until a connection is opened

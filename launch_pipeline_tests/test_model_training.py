@@ -214,6 +214,46 @@ def test_event_types_change_the_prediction():
     assert int(np.argmax(logits[1, 1:])) + 1 == 8
 
 
+def _weights_digest(model) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+def test_work_capped_training_is_reproducible():
+    """Two runs of the same work-capped training give the same weights, bit for bit, and so the
+    same scores; the stop is on the work cap, which a different seed does not change."""
+    from launch_pipeline.model.training import score_users, train_model
+
+    data = cyclic_data(n_items=30, n_users=120, seed=3)
+    train, valid, test = leave_one_out(data)
+    # about 8 epochs of work: 0.0002e9 cells / 30 classes = 6,667 targets of ~840 per epoch
+    cfg = ModelConfig(**{**SMALL, "patience": 1_000, "work_gcells": 0.0002, "knn_neighbors": 5})
+    first, second = (train_model(data, cfg, train, valid) for _ in range(2))
+    for res in (first, second):
+        assert res.stopped == "work_cap" and res.reproducible
+        assert res.targets_trained >= res.work_targets > res.targets_trained - 2 * 64 * 14
+        assert res.history[-1]["partial"] == 1.0
+    assert first.epochs == second.epochs and first.targets_trained == second.targets_trained
+    assert _weights_digest(first.model) == _weights_digest(second.model)
+    np.testing.assert_array_equal(
+        score_users(first.model, test.inputs), score_users(second.model, test.inputs)
+    )
+    assert first.blend["alpha"] == second.blend["alpha"]
+    summary = first.summary()
+    assert summary["stopped"] == "work_cap" and summary["reproducible"] is True
+    assert summary["work_cap_epochs"] == pytest.approx(
+        first.work_targets / first.targets_per_epoch, abs=1e-3
+    )
+    # another seed: other weights, the same amount of work
+    other = train_model(data, cfg.replace(seed=7), train, valid)
+    assert other.targets_trained == first.targets_trained
+    assert _weights_digest(other.model) != _weights_digest(first.model)
+
+
 def test_time_budget_is_respected():
     from launch_pipeline.model.training import train_model
 
@@ -222,7 +262,7 @@ def test_time_budget_is_respected():
     # a budget smaller than one step: exactly one step is trained, then validation and stop
     tiny = ModelConfig(**{**SMALL, "max_epochs": 10_000, "patience": 10_000, "time_budget_s": 0.01})
     res = train_model(data, tiny, train, valid)
-    assert res.stopped == "time_budget" and res.epochs == 1
+    assert res.stopped == "time_budget" and res.epochs == 1 and not res.reproducible
     assert res.history[0]["steps"] == 1 and res.history[0]["partial"] == 1.0
     # a budget of a few seconds: stops on the budget, far before max_epochs (how the budget
     # decides, with a fake clock: test_training_loop.py; no wall-clock limit asserted here)

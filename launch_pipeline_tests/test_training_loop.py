@@ -1,5 +1,5 @@
 """The pieces of the training loop on their own: batching and padding, the learning-rate
-schedule, the time budget (a fake clock, no waiting) and early stopping."""
+schedule, the work cap, the time budget (a fake clock, no waiting) and early stopping."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from launch_pipeline.model.config import ModelConfig
 from launch_pipeline.model.training_loop import (
     EarlyStopping,
     TimeBudget,
+    WorkCap,
     anneal_factor,
     blend_search_cost,
     catalog_labels,
@@ -77,6 +78,22 @@ def test_time_budget_decisions_follow_the_clock():
     assert budget.lr_factor(0.2) == pytest.approx(1.0 - 0.9 * 7.0 / 12.0)
     clock.now += 5.5
     assert budget.spent()
+
+
+def test_work_cap_counts_targets_not_seconds():
+    cfg = ModelConfig(work_gcells=2.0)
+    assert cfg.work_targets(4_000) == pytest.approx(500_000.0)  # 2e9 cells / 4,000 classes
+    assert ModelConfig(work_gcells=0.0).work_targets(4_000) is None  # no cap: the clock decides
+    work = WorkCap(cfg.work_targets(4_000))
+    work.add(300_000)
+    assert not work.spent() and work.progress() == pytest.approx(0.6)
+    assert work.lr_factor(0.2) == 1.0
+    work.add(150_000)  # 90% of the work: half-way through the anneal
+    assert work.lr_factor(0.2) == pytest.approx(0.55)
+    work.add(50_000)
+    assert work.spent() and work.progress() == 1.0
+    with pytest.raises(ValueError):
+        WorkCap(0.0)
 
 
 def test_blend_search_cost_counts_the_ranking_passes():

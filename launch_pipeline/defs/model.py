@@ -69,7 +69,16 @@ class PreferenceModelConfig(dg.Config):
         default=None,
         description=(
             "wall-clock budget of the training loop in seconds; empty: the pipeline resource's "
-            "model_time_budget_s (LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S, default 180)"
+            "model_time_budget_s (LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S, default 180). A safety "
+            "stop: training normally ends on the work cap or early stopping"
+        ),
+    )
+    work_gcells: float | None = Field(
+        default=None,
+        description=(
+            "work cap: billions of softmax cells (targets trained x catalogue items); empty: "
+            "the pipeline resource's model_work_gcells (LAUNCH_PIPELINE_MODEL_WORK_GCELLS, "
+            "default 30); 0: no cap, training stops on the time budget (not reproducible)"
         ),
     )
 
@@ -83,7 +92,8 @@ class PreferenceModelConfig(dg.Config):
         "A Keras 3 Transformer (causal self-attention over a user's recent items; an item is its "
         "id embedding plus embeddings of category, brand, price band and title words, so a "
         "brand-new product gets a vector from its attributes). Trained on model_training_data "
-        "with early stopping and a time budget, without holding the warehouse; saved as a new "
+        "with early stopping and a work cap (the time budget is a safety stop), without "
+        "holding the warehouse; saved as a new "
         "version (a challenger) in the model store (data/models/preference_model/); "
         "champion_model decides whether it is used."
     ),
@@ -98,9 +108,13 @@ def preference_model(
     budget = (
         config.time_budget_s if config.time_budget_s is not None else settings.model_time_budget_s
     )
+    work = config.work_gcells if config.work_gcells is not None else settings.model_work_gcells
     inputs = read_training_inputs(settings.training_inputs_path)
     outcome = train_new_version(
-        inputs, model_store.store(settings), pipeline_model_config(budget), log=context.log.info
+        inputs,
+        model_store.store(settings),
+        pipeline_model_config(budget, work),
+        log=context.log.info,
     )
     history = pd.DataFrame(outcome.history)
     meta = {
@@ -111,6 +125,7 @@ def preference_model(
         "epochs": outcome.epochs,
         "best_epoch": outcome.best_epoch,
         "stopped_because": outcome.stopped,
+        "reproducible": outcome.stopped != "time_budget",
         "training_users": outcome.training_users,
         "catalog_items": outcome.catalog_items,
         "valid_ndcg@10": outcome.valid_metrics.get("ndcg@10", float("nan")),

@@ -76,7 +76,8 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
     A field left empty (``""`` / ``None``) is resolved when a step runs, not when the code
     location loads: folders from ``LAUNCH_PIPELINE_DATA_DIR`` / ``LAUNCH_PIPELINE_RAW_DIR``
     (defaults ``./data``, ``<data>/raw``), cleaning thresholds from the source's ``dataset.json``
-    or the defaults of :class:`~launch_pipeline.settings.CleaningRules`, the model time budget from
+    or the defaults of :class:`~launch_pipeline.settings.CleaningRules`, the model's work cap from
+    ``LAUNCH_PIPELINE_MODEL_WORK_GCELLS`` (30) and its time budget (a safety stop) from
     ``LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S`` (180 s); see :meth:`Settings.from_env`."""
 
     data_dir: str = ""
@@ -103,6 +104,7 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
     scenario: str = PlanningSettings.scenario
     plan_details: bool = PlanningSettings.plan_details
     model_time_budget_s: float | None = None
+    model_work_gcells: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LaunchPipelineConfig:
@@ -112,6 +114,7 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
             **{f: getattr(settings.cleaning, f) for f in CleaningRules.__dataclass_fields__},
             **{f: getattr(settings.planning, f) for f in PlanningSettings.__dataclass_fields__},
             model_time_budget_s=settings.model_time_budget_s,
+            model_work_gcells=settings.model_work_gcells,
         )
 
     def _set(self, fields) -> dict:
@@ -137,7 +140,7 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
             planning=PlanningSettings(
                 **{f: getattr(self, f) for f in PlanningSettings.__dataclass_fields__}
             ),
-            **self._set(["model_time_budget_s"]),
+            **self._set(["model_time_budget_s", "model_work_gcells"]),
         )
 
 

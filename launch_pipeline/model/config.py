@@ -32,8 +32,8 @@ class ModelConfig:
     lr: float = 2e-3
     # learning-rate schedule: halve the rate after ``lr_plateau_patience`` epochs without a better
     # validation NDCG@10 (0 = never), and decay it linearly to 10% over the last
-    # ``lr_anneal_fraction`` of the time budget (0 = never), so a run that is stopped by the
-    # clock still ends annealed
+    # ``lr_anneal_fraction`` of the work cap (``work_gcells``), or of the time budget when there
+    # is none (0 = never), so a run that is stopped by the cap still ends annealed
     lr_plateau_patience: int = 3
     lr_plateau_factor: float = 0.5
     lr_anneal_fraction: float = 0.2
@@ -42,6 +42,13 @@ class ModelConfig:
     max_epochs: int = 200
     patience: int = 8  # epochs without a better validation NDCG@10 before stopping
     time_budget_s: float = 1200.0  # wall clock for the whole training loop incl. validation
+    # work cap (0 = none): training stops after ``work_gcells`` billion softmax cells (real
+    # targets trained x classes of the catalogue softmax), i.e. after
+    # ``work_gcells * 1e9 / (targets x catalogue)`` epochs, the last one possibly partial.
+    # Unlike the time budget it does not depend on the machine's load: with a work cap the
+    # learning-rate anneal follows the work done, and the time budget is only a safety stop
+    # (a run stopped by it says ``stopped="time_budget"``: not reproducible).
+    work_gcells: float = 0.0
     min_delta: float = 0.0
     seed: int = 42
     # numerics: "auto" = bfloat16 matmuls for the catalogue softmax when the CPU has AMX/AVX512-BF16
@@ -75,6 +82,12 @@ class ModelConfig:
             if key in d:
                 d[key] = tuple(float(x) for x in d[key])
         return cls(**d)
+
+    def work_targets(self, n_classes: int) -> float | None:
+        """Real targets to train on under the work cap (``None``: no work cap)."""
+        if self.work_gcells <= 0:
+            return None
+        return self.work_gcells * 1e9 / max(int(n_classes), 1)
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)

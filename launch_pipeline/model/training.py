@@ -3,8 +3,10 @@
 Training (:func:`train_model`): full softmax cross-entropy over the catalogue at every real
 (non-padding) position, batches cut to their longest sequence, a hand-written softmax-CE gradient
 (softmax computed once, fused by XLA; bfloat16 matmuls where the CPU has AMX/AVX512-BF16),
-id dropout for cold start, early stopping on validation NDCG@10 under a wall-clock budget, best
-weights restored.  Afterwards the kNN blend (``logit + alpha * sim(last item, candidate)``) is
+id dropout for cold start, early stopping on validation NDCG@10, best weights restored. Training
+stops on work (``ModelConfig.work_gcells``: a number of real targets trained, the same rule for
+every catalogue) or, without a work cap, on a wall-clock budget; with a work cap the budget is
+only a safety stop, and ``TrainResult.stopped`` says which one ended the run.  Afterwards the kNN blend (``logit + alpha * sim(last item, candidate)``) is
 tuned on the validation split only and stored in the model.
 
 Scoring: :func:`user_vectors`, :func:`item_vectors`, :func:`score_items` (plain logits: what a
@@ -31,6 +33,7 @@ from .data import EvalSplit, SequenceData, holdout_last
 from .training_loop import (
     EarlyStopping,
     TimeBudget,
+    WorkCap,
     blend_search_cost,
     catalog_labels,
     length_batches,
@@ -47,10 +50,42 @@ class TrainResult:
     best_epoch: int
     epochs: int
     train_seconds: float
-    stopped: str  # "patience" | "time_budget" | "max_epochs"
+    stopped: str  # "patience" | "work_cap" | "max_epochs" | "time_budget" (load-dependent)
     valid_metrics: dict[str, float] = field(default_factory=dict)  # best epoch, model only
     blend: dict[str, Any] = field(default_factory=dict)  # alpha, beta, valid metrics with blend
     config: dict[str, Any] = field(default_factory=dict)
+    targets_trained: int = 0  # real targets trained on, all epochs together
+    targets_per_epoch: int = 0
+    work_targets: float | None = None  # the work cap in targets (None: no work cap)
+
+    @property
+    def epochs_trained(self) -> float:
+        """Epochs of work done (the last one possibly partial)."""
+        return self.targets_trained / max(self.targets_per_epoch, 1)
+
+    @property
+    def reproducible(self) -> bool:
+        """Whether the run ended on something other than the clock, so that the same data,
+        settings and seed give the same model on another machine load."""
+        return self.stopped != "time_budget"
+
+    def summary(self) -> dict[str, Any]:
+        """What a report needs to tell how training ended (JSON-ready)."""
+        return {
+            "epochs": self.epochs,
+            "epochs_trained": round(self.epochs_trained, 3),
+            "best_epoch": self.best_epoch,
+            "stopped": self.stopped,
+            "reproducible": self.reproducible,
+            "targets_trained": self.targets_trained,
+            "targets_per_epoch": self.targets_per_epoch,
+            "work_cap_targets": None if self.work_targets is None else round(self.work_targets),
+            "work_cap_epochs": None
+            if self.work_targets is None
+            else round(self.work_targets / max(self.targets_per_epoch, 1), 3),
+            "time_budget_s": self.config.get("time_budget_s"),
+            "train_seconds": round(self.train_seconds, 1),
+        }
 
 
 # --------------------------------------------------------------------------- array helpers
@@ -493,25 +528,34 @@ def _train_epoch(
     budget: TimeBudget,
     lr_scale: float,
     keep_back: float,
-) -> tuple[float, int, bool]:
+    work: WorkCap | None = None,
+) -> tuple[float, int, int, str | None]:
     """One pass over the training windows ``(inputs, labels, events, lengths)`` in length
-    batches; stops early when the budget less ``keep_back`` is spent. Returns the mean loss per
-    real target, the steps taken and whether the epoch was cut short."""
+    batches; stops early when the work cap is reached or the time budget less ``keep_back`` is
+    spent. Returns the mean loss per real target, the steps and real targets trained and why
+    the epoch was cut short (``"work_cap"``, ``"time_budget"`` or ``None``). The learning-rate anneal follows
+    the work cap where there is one, else the clock."""
     inputs, labels, events, lens = windows
     losses, weights_n, steps = 0.0, 0, 0
     for idx in length_batches(lens, target_tokens, rng):
         b = pad_batch(inputs, labels, events, lens, idx)
         keep = (rng.random(n_items + 1) >= config.id_dropout).astype(np.float32)
+        schedule = work if work is not None else budget
         optimizer.learning_rate.assign(
-            config.lr * lr_scale * budget.lr_factor(config.lr_anneal_fraction)
+            config.lr * lr_scale * schedule.lr_factor(config.lr_anneal_fraction)
         )
         loss = step(b.inputs, b.events, b.positions, b.labels, b.weights, keep)
         losses += float(loss) * b.n_real
         weights_n += b.n_real
         steps += 1
+        if work is not None:
+            work.add(b.n_real)
+            if work.spent():
+                return losses / max(weights_n, 1), steps, weights_n, "work_cap"
         if budget.spent(keep_back=keep_back):
-            return losses / max(weights_n, 1), steps, True  # validate what we have and stop
-    return losses / max(weights_n, 1), steps, False
+            # validate what we have
+            return losses / max(weights_n, 1), steps, weights_n, "time_budget"
+    return losses / max(weights_n, 1), steps, weights_n, None
 
 
 def train_model(
@@ -574,6 +618,15 @@ def train_model(
 
     # batches hold about batch_size * (mean row length) targets, rows of similar length together
     target_tokens = max(1, int(round(config.batch_size * float(lens.mean()))))
+    targets_per_epoch = int((y_all > 0).sum())
+    cap = config.work_targets(len(catalog_ids))
+    work = WorkCap(cap) if cap is not None else None
+    if work is not None:
+        say(
+            f"work cap {config.work_gcells:g} Gcells = {cap:,.0f} targets = "
+            f"{cap / targets_per_epoch:.2f} epochs (time budget {config.time_budget_s:.0f}s "
+            "as a safety stop)"
+        )
     history: list[dict[str, float]] = []
     stopper = EarlyStopping.from_config(config)
     stopped = "max_epochs"
@@ -587,15 +640,16 @@ def train_model(
             stopped = "time_budget"
             break
         te = time.perf_counter()
-        loss, steps, cut = _train_epoch(
+        loss, steps, n_targets, cut = _train_epoch(
             step, optimizer, (x_all, y_lab, e_all, lens), target_tokens, rng, data.n_items,
-            config, budget, stopper.lr_scale, keep_back=reserve + valid_secs,
+            config, budget, stopper.lr_scale, keep_back=reserve + valid_secs, work=work,
         )  # fmt: skip
         rec: dict[str, float] = {
             "epoch": epoch,
             "loss": loss,
             "steps": steps,
-            "partial": float(cut),
+            "targets": n_targets,
+            "partial": float(cut is not None),
         }
         if valid is not None:
             tv = time.perf_counter()
@@ -622,7 +676,10 @@ def train_model(
         if valid is not None and stopper.should_stop(epoch):
             stopped = "patience"
             break
-        if cut or budget.spent():
+        if cut is not None:
+            stopped = cut
+            break
+        if budget.spent():
             stopped = "time_budget"
             break
 
@@ -648,6 +705,9 @@ def train_model(
         valid_metrics=best_metrics,
         blend=blend_info,
         config=config.to_dict(),
+        targets_trained=int(sum(rec["targets"] for rec in history)),
+        targets_per_epoch=targets_per_epoch,
+        work_targets=cap,
     )
 
 

@@ -1,6 +1,7 @@
 """The pieces of the training loop of :func:`launch_pipeline.model.training.train_model`, each
 testable on its own: length-bucketed batches and their padding, the learning-rate schedule,
-early stopping with plateau halvings, and the wall-clock time budget (with an injectable clock).
+early stopping with plateau halvings, the work cap (targets trained) and the wall-clock time
+budget (with an injectable clock).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def pad_batch(
 
 # --------------------------------------------------------------------------- learning rate
 def anneal_factor(elapsed: float, budget: float, fraction: float) -> float:
-    """Learning-rate factor: 1, then linear to 0.1 over the last ``fraction`` of the budget."""
+    """Learning-rate factor: 1, then linear to 0.1 over the last ``fraction`` of the budget
+    (``elapsed`` and ``budget`` in seconds, or in targets trained under a work cap)."""
     if fraction <= 0 or budget <= 0:
         return 1.0
     start = budget * (1.0 - fraction)
@@ -126,6 +128,30 @@ class TimeBudget:
 
     def lr_factor(self, anneal_fraction: float) -> float:
         return anneal_factor(self.elapsed(), self.seconds, anneal_fraction)
+
+
+class WorkCap:
+    """The work cap of one training run: how many real targets may be trained on (from
+    :meth:`.config.ModelConfig.work_targets`), and how many have been. Everything it decides
+    depends on the data only, never on the clock, so a run stopped by it is reproducible."""
+
+    def __init__(self, targets: float):
+        if targets <= 0:
+            raise ValueError("a work cap needs a positive number of targets")
+        self.targets = float(targets)
+        self.done = 0
+
+    def add(self, n_targets: int) -> None:
+        self.done += int(n_targets)
+
+    def spent(self) -> bool:
+        return self.done >= self.targets
+
+    def progress(self) -> float:
+        return min(1.0, self.done / self.targets)
+
+    def lr_factor(self, anneal_fraction: float) -> float:
+        return anneal_factor(self.done, self.targets, anneal_fraction)
 
 
 def blend_search_cost(config: ModelConfig) -> float:
