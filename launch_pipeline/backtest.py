@@ -66,6 +66,7 @@ import pandas as pd
 
 from launch_pipeline.demand import SIMILARITY_CHUNK, has_table
 from launch_pipeline.errors import ConfigurationError
+from launch_pipeline.settings import DEFAULT_MODEL_WORK_GCELLS
 
 BACKTEST_SOURCES = ("online_retail", "complete_journey")
 AUDIENCE_SIZE = 50
@@ -75,9 +76,9 @@ MODEL_TIME_BUDGET_S = 900.0
 """The Transformer's wall-clock safety stop per cutoff (the as-of model gets a quarter): far
 above what the work cap takes, so that only a machine in trouble reaches it; a cutoff whose
 training it stopped is reported as not reproducible (``transformer_training``)."""
-MODEL_WORK_GCELLS = 30.0
+MODEL_WORK_GCELLS = DEFAULT_MODEL_WORK_GCELLS
 """The Transformer's work cap per cutoff in billions of softmax cells (the as-of model gets a
-quarter): the same as the nightly pipeline's default (``settings.DEFAULT_MODEL_WORK_GCELLS``)."""
+quarter): the nightly pipeline's default."""
 
 
 # --------------------------------------------------------------------------------------------

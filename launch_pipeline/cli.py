@@ -458,10 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--work-dir", type=Path, default=None, help="scratch folder (default: a temp dir)"
     )
+    from launch_pipeline.settings import DEFAULT_MODEL_WORK_GCELLS
+
     b.add_argument(
         "--model-work-gcells",
         type=float,
-        default=30.0,
+        default=DEFAULT_MODEL_WORK_GCELLS,
         help=(
             "the Transformer's work cap per cutoff, billions of softmax cells (targets trained x "
             "catalogue items; the as-of model gets a quarter); 0: stop on the time budget only "

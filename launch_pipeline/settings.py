@@ -22,9 +22,9 @@ ENV_DUCKDB_MEMORY_LIMIT = "LAUNCH_PIPELINE_DUCKDB_MEMORY_LIMIT"
 ENV_AUDIENCE_KEPT = "LAUNCH_PIPELINE_AUDIENCE_KEPT"
 DEFAULT_MODEL_TIME_BUDGET_S = 180.0
 """The preference model's wall-clock safety stop (seconds); training normally stops on work."""
-DEFAULT_MODEL_WORK_GCELLS = 30.0
+DEFAULT_MODEL_WORK_GCELLS = 20.0
 """The preference model's work cap: billions of softmax cells (real targets trained x catalogue
-items), so ``30e9 / (targets x catalogue)`` epochs at most; the same rule for every shop, so
+items), so ``20e9 / (targets x catalogue)`` epochs at most; the same rule for every shop, so
 the same data and settings give the same model at any machine load (``ModelConfig.work_gcells``;
 how it was chosen: docs/backtest.md, "Reproducible training")."""
 DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"

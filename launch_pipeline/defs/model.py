@@ -78,7 +78,7 @@ class PreferenceModelConfig(dg.Config):
         description=(
             "work cap: billions of softmax cells (targets trained x catalogue items); empty: "
             "the pipeline resource's model_work_gcells (LAUNCH_PIPELINE_MODEL_WORK_GCELLS, "
-            "default 30); 0: no cap, training stops on the time budget (not reproducible)"
+            "default 20); 0: no cap, training stops on the time budget (not reproducible)"
         ),
     )
 

@@ -77,7 +77,7 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
     location loads: folders from ``LAUNCH_PIPELINE_DATA_DIR`` / ``LAUNCH_PIPELINE_RAW_DIR``
     (defaults ``./data``, ``<data>/raw``), cleaning thresholds from the source's ``dataset.json``
     or the defaults of :class:`~launch_pipeline.settings.CleaningRules`, the model's work cap from
-    ``LAUNCH_PIPELINE_MODEL_WORK_GCELLS`` (30) and its time budget (a safety stop) from
+    ``LAUNCH_PIPELINE_MODEL_WORK_GCELLS`` (20) and its time budget (a safety stop) from
     ``LAUNCH_PIPELINE_MODEL_TIME_BUDGET_S`` (180 s); see :meth:`Settings.from_env`."""
 
     data_dir: str = ""
