@@ -132,9 +132,6 @@ def estimate_cannibalization(
     np.add.at(daily, (i[ok].astype(int), d[ok].astype(int)), s["revenue"].to_numpy()[ok])
     cum = np.concatenate([np.zeros((len(items), 1)), np.cumsum(daily, axis=1)], axis=1)
 
-    def window(rows, lo, hi):
-        return cum[rows, hi] - cum[rows, lo]
-
     start_day = ((launched - day0).dt.days).to_numpy(dtype=float)
     w = window_days
     is_launch = ~np.isnan(start_day) & (start_day >= w) & (start_day + w <= n_days)
@@ -151,24 +148,34 @@ def estimate_cannibalization(
     idx, strength = _top_k_neighbours(
         items["title"], items["title"].iloc[launches], allowed, k, min_similarity
     )
+    # every product's revenue in the two windows around a launch day, computed once per launch
+    # day (a grocery log has thousands of launches on a few hundred days); per launch, the control
+    # sums take the same values in the same order as summing the control rows of ``cum``
+    shortfall = np.zeros(len(launches))  # neighbours' expected less actual revenue
+    own_revenue = np.zeros(len(launches))
+    counted = np.zeros(len(launches), dtype=bool)  # launch with neighbours and a control
+    for t0 in np.unique(t):
+        on_sale = np.isnan(start_day) | (start_day < t0 - w)  # on sale before the first window
+        rev_before = cum[:, t0] - cum[:, t0 - w]
+        rev_after = cum[:, t0 + w] - cum[:, t0]
+        for row in np.flatnonzero(t == t0):
+            nb = idx[row][idx[row] >= 0]
+            if len(nb) == 0:
+                continue
+            # control: existing products on sale before the first window, not neighbours
+            control = on_sale.copy()
+            control[nb] = False
+            ctrl_before = rev_before[control].sum()
+            if ctrl_before <= 0:
+                continue
+            growth = rev_after[control].sum() / ctrl_before
+            shortfall[row] = rev_before[nb].sum() * growth - rev_after[nb].sum()
+            own_revenue[row] = max(float(rev_after[launches[row]]), 0.0)
+            counted[row] = True
     loss, own, used, strengths = 0.0, 0.0, 0, []
-    for row, (lid, t0) in enumerate(zip(launches, t, strict=True)):
-        nb = idx[row][idx[row] >= 0]
-        if len(nb) == 0:
-            continue
-        # control: existing products on sale before the first window, not neighbours
-        control = np.flatnonzero(
-            (np.isnan(start_day) | (start_day < t0 - w)) & ~np.isin(np.arange(len(items)), nb)
-        )
-        ctrl_before = window(control, t0 - w, t0).sum()
-        ctrl_after = window(control, t0, t0 + w).sum()
-        if ctrl_before <= 0:
-            continue
-        growth = ctrl_after / ctrl_before
-        before = window(nb, t0 - w, t0).sum()
-        after = window(nb, t0, t0 + w).sum()
-        loss += before * growth - after
-        own += max(float(window(np.array([lid]), t0, t0 + w)[0]), 0.0)
+    for row in np.flatnonzero(counted):  # summed in launch order
+        loss += shortfall[row]
+        own += own_revenue[row]
         used += 1
         strengths.append(strength[row])
     if used == 0 or own <= 0:
