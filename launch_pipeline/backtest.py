@@ -594,7 +594,7 @@ def run_backtest(
     import dagster as dg
 
     from launch_pipeline.adapters import stage_source
-    from launch_pipeline.runner import run_pipeline
+    from launch_pipeline.runner import run_pipeline, step_seconds
 
     _check_source(source)
     path = Path(path)
@@ -647,7 +647,8 @@ def run_backtest(
                 data_dir, horizon_days, slots, category_cap, model_time_budget_s, model_work_gcells
             )
             t1 = time.perf_counter()
-            outcome = run_pipeline(settings, instance=dg.DagsterInstance.ephemeral())
+            instance = dg.DagsterInstance.ephemeral()
+            outcome = run_pipeline(settings, instance=instance)
             if not outcome.success:
                 raise RuntimeError(
                     f"the pipeline failed on the history before {cutoff}: "
@@ -663,6 +664,7 @@ def run_backtest(
                 "staging": round(t1 - t0, 1),
                 "pipeline": round(t2 - t1, 1),
                 "scoring": round(time.perf_counter() - t2, 1),
+                "pipeline_steps": step_seconds(instance, outcome.run_id),
             }
             m, b = scored["metrics"], scored["baselines"]
             log(

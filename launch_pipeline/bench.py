@@ -72,6 +72,7 @@ from pathlib import Path
 import numpy as np
 
 from launch_pipeline.features_incremental import INCREMENTAL_TABLES
+from launch_pipeline.runner import step_seconds
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -1006,7 +1007,7 @@ def run_nightly(
             outcome = run_pipeline(settings, first_day=new_day, last_day=new_day, instance=instance)
             rec["success"] = outcome.success
             rec["failures"] = outcome.failures[:5]
-        out["step_seconds"] = _step_seconds(instance, outcome.run_id)
+        out["step_seconds"] = step_seconds(instance, outcome.run_id)
         out.update(
             events_per_day=events_per_day,
             history_days=history_days,
@@ -1130,7 +1131,7 @@ def _nightly_data_case(
             raise_on_error=False,
         )
         rec["success"] = result.success
-    steps = _step_seconds(instance, result.run_id)
+    steps = step_seconds(instance, result.run_id)
     # what each feature asset did (metadata of its materialization: incremental, 1 day added)
     out["feature_updates"] = {
         m.asset_key.to_user_string(): {
@@ -1261,25 +1262,6 @@ def run_nightly_data(
     out["stages"] = meter.stages
     out["peak_rss_mb"] = round(process_peak_rss_mb(), 1)
     out["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    return out
-
-
-def _step_seconds(instance, run_id: str) -> dict:
-    """Seconds per step of a finished run, from its event log."""
-    import dagster as dg
-
-    starts, out = {}, {}
-    for rec in instance.all_logs(run_id):
-        ev = rec.dagster_event
-        if ev is None or not ev.step_key:
-            continue
-        if ev.event_type == dg.DagsterEventType.STEP_START:
-            starts[ev.step_key] = rec.timestamp
-        elif ev.step_key in starts and ev.event_type in (
-            dg.DagsterEventType.STEP_SUCCESS,
-            dg.DagsterEventType.STEP_FAILURE,
-        ):
-            out[ev.step_key] = round(rec.timestamp - starts[ev.step_key], 2)
     return out
 
 

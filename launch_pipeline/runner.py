@@ -388,3 +388,22 @@ def plan_scenario(settings: Settings, instance=None) -> PlanOutcome:
             err = getattr(event.event_specific_data, "error", None)
             failures.append(root_cause(err) if err is not None else (event.message or ""))
     return PlanOutcome(result.success, result.run_id, failures, time.perf_counter() - t0)
+
+
+def step_seconds(instance, run_id: str) -> dict:
+    """Seconds per step of a finished run, from its event log."""
+    import dagster as dg
+
+    starts, out = {}, {}
+    for rec in instance.all_logs(run_id):
+        ev = rec.dagster_event
+        if ev is None or not ev.step_key:
+            continue
+        if ev.event_type == dg.DagsterEventType.STEP_START:
+            starts[ev.step_key] = rec.timestamp
+        elif ev.step_key in starts and ev.event_type in (
+            dg.DagsterEventType.STEP_SUCCESS,
+            dg.DagsterEventType.STEP_FAILURE,
+        ):
+            out[ev.step_key] = round(rec.timestamp - starts[ev.step_key], 2)
+    return out

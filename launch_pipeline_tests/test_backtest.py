@@ -372,6 +372,11 @@ def test_tiny_backtest_output_shape(tiny_backtests):
         assert t["reproducible"] is True and t["work_cap_targets"] > 0
     assert result["settings"]["model_work_gcells"] == bt.MODEL_WORK_GCELLS
     assert result["summary"]["reproducible"] is True
+    # seconds of every pipeline step, from the run's event log
+    steps = c["seconds"]["pipeline_steps"]
+    assert {"preference_model", "user_preferences", "launch_plan"} <= set(steps)
+    assert all(v >= 0 for v in steps.values())
+    assert sum(steps.values()) <= c["seconds"]["pipeline"] * 1.05
 
 
 @pytest.mark.slow
