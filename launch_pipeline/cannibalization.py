@@ -162,13 +162,16 @@ def estimate_cannibalization(
             nb = idx[row][idx[row] >= 0]
             if len(nb) == 0:
                 continue
-            # control: existing products on sale before the first window, not neighbours
-            control = on_sale.copy()
-            control[nb] = False
-            ctrl_before = rev_before[control].sum()
+            # control: existing products on sale before the first window, not neighbours (the
+            # neighbours are taken out of the mask for this launch and put back: no copy of it)
+            kept = on_sale[nb]
+            on_sale[nb] = False
+            ctrl_before = rev_before[on_sale].sum()
+            ctrl_after = rev_after[on_sale].sum()
+            on_sale[nb] = kept
             if ctrl_before <= 0:
                 continue
-            growth = rev_after[control].sum() / ctrl_before
+            growth = ctrl_after / ctrl_before
             shortfall[row] = rev_before[nb].sum() * growth - rev_after[nb].sum()
             own_revenue[row] = max(float(rev_after[launches[row]]), 0.0)
             counted[row] = True
