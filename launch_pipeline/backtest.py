@@ -66,6 +66,7 @@ import pandas as pd
 
 from launch_pipeline.demand import SIMILARITY_CHUNK, has_table
 from launch_pipeline.errors import ConfigurationError
+from launch_pipeline.model.training_loop import STOPPED_BY_THE_CLOCK
 from launch_pipeline.settings import DEFAULT_MODEL_WORK_GCELLS
 
 BACKTEST_SOURCES = ("online_retail", "complete_journey")
@@ -744,7 +745,9 @@ def summarise(results: list[dict]) -> dict:
         for t in (r.get("transformer_training") or {}).values()
         if t is not None
     ]
-    out["transformer_trainings_stopped_by_the_clock"] = int(sum(s == "time_budget" for s in stops))
+    out["transformer_trainings_stopped_by_the_clock"] = int(
+        sum(s == STOPPED_BY_THE_CLOCK for s in stops)
+    )
     out["reproducible"] = bool(stops) and not out["transformer_trainings_stopped_by_the_clock"]
     out["cutoffs_ahead_of_text_knn"] = int(sum(o > k for o, k in zip(ours, knn, strict=True)))
     out["beats_text_knn_at_every_cutoff"] = out["cutoffs_ahead_of_text_knn"] == len(results)

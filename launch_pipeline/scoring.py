@@ -34,6 +34,7 @@ from launch_pipeline.demand import (
     similar_purchases,
 )
 from launch_pipeline.features import build_user_sequences
+from launch_pipeline.model.training_loop import stopped_reproducibly
 from launch_pipeline.model_pipeline import champion_or_fail, load_version
 from launch_pipeline.model_store import LocalModelStore, ModelStore
 from launch_pipeline.planning import audience_pool_needed
@@ -420,7 +421,7 @@ def pipeline_training(meta: dict) -> dict:
         "epochs": meta.get("epochs"),
         "best_epoch": meta.get("best_epoch"),
         "stopped": stopped,
-        "reproducible": stopped is not None and stopped != "time_budget",
+        "reproducible": stopped_reproducibly(stopped),
         "train_seconds": meta.get("train_seconds"),
     }
 

@@ -14,6 +14,7 @@ from launch_pipeline.defs.features import item_features, user_sequences
 from launch_pipeline.defs.metadata import markdown_table, png_markdown
 from launch_pipeline.defs.raw import WAREHOUSE_POOL
 from launch_pipeline.defs.resources import LaunchPipelineConfig, ModelStoreResource
+from launch_pipeline.model.training_loop import stopped_reproducibly
 from launch_pipeline.model_pipeline import (
     champion_or_fail,
     evaluate_version,
@@ -125,7 +126,7 @@ def preference_model(
         "epochs": outcome.epochs,
         "best_epoch": outcome.best_epoch,
         "stopped_because": outcome.stopped,
-        "reproducible": outcome.stopped != "time_budget",
+        "reproducible": stopped_reproducibly(outcome.stopped),
         "training_users": outcome.training_users,
         "catalog_items": outcome.catalog_items,
         "valid_ndcg@10": outcome.valid_metrics.get("ndcg@10", float("nan")),

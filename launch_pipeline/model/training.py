@@ -31,6 +31,7 @@ from . import metrics as mt
 from .config import ModelConfig
 from .data import EvalSplit, SequenceData, holdout_last
 from .training_loop import (
+    STOPPED_BY_THE_CLOCK,
     EarlyStopping,
     TimeBudget,
     WorkCap,
@@ -38,6 +39,7 @@ from .training_loop import (
     catalog_labels,
     length_batches,
     pad_batch,
+    stopped_reproducibly,
 )
 
 _INFER_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -67,7 +69,7 @@ class TrainResult:
     def reproducible(self) -> bool:
         """Whether the run ended on something other than the clock, so that the same data,
         settings and seed give the same model on another machine load."""
-        return self.stopped != "time_budget"
+        return stopped_reproducibly(self.stopped)
 
     def summary(self) -> dict[str, Any]:
         """What a report needs to tell how training ended (JSON-ready)."""
@@ -554,7 +556,7 @@ def _train_epoch(
                 return losses / max(weights_n, 1), steps, weights_n, "work_cap"
         if budget.spent(keep_back=keep_back):
             # validate what we have
-            return losses / max(weights_n, 1), steps, weights_n, "time_budget"
+            return losses / max(weights_n, 1), steps, weights_n, STOPPED_BY_THE_CLOCK
     return losses / max(weights_n, 1), steps, weights_n, None
 
 
@@ -637,7 +639,7 @@ def train_model(
         # stop when another epoch (plus the blend search) would not fit into the budget
         reserve = blend_cost * valid_secs if (config.knn_blend and valid is not None) else 0.0
         if epoch > 1 and not budget.has_room_for(max(epoch_secs[-3:]) + reserve):
-            stopped = "time_budget"
+            stopped = STOPPED_BY_THE_CLOCK
             break
         te = time.perf_counter()
         loss, steps, n_targets, cut = _train_epoch(
@@ -680,7 +682,7 @@ def train_model(
             stopped = cut
             break
         if budget.spent():
-            stopped = "time_budget"
+            stopped = STOPPED_BY_THE_CLOCK
             break
 
     if stopper.best_weights is not None:

@@ -103,6 +103,17 @@ def anneal_factor(elapsed: float, budget: float, fraction: float) -> float:
     return max(0.1, 1.0 - 0.9 * (elapsed - start) / (budget * fraction))
 
 
+STOPPED_BY_THE_CLOCK = "time_budget"
+"""``TrainResult.stopped`` of a training the wall-clock budget ended: its model depends on the
+machine's load."""
+
+
+def stopped_reproducibly(stopped: str | None) -> bool:
+    """Whether a training that ended for ``stopped`` gives the same model for the same data,
+    settings and seed at any machine load (not when the clock ended it, nor when unknown)."""
+    return stopped is not None and stopped != STOPPED_BY_THE_CLOCK
+
+
 # --------------------------------------------------------------------------- time budget
 class TimeBudget:
     """The wall-clock budget of one training run, counted from when it was created.
