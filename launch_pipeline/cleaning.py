@@ -34,6 +34,8 @@ Reasons, in the order they are tested (a row gets the first that applies):
 ``outlier_quantity``            quantity above ``max_quantity``
 ``outlier_price``               price more than ``price_outlier_factor`` off the catalog price
 ``exact_duplicate``             the same record again (every field equal) on the same day
+                                (candidates found by the 64-bit record hash that is also the
+                                ``event_id``, then every field compared)
 ``bot_user``                    the user made more than ``bot_events_per_minute`` events in
                                 one minute that day: all the user's events of the day go
 ``fake_review_duplicate_text``  the same review text from ``fake_review_min_accounts`` or more
@@ -63,7 +65,8 @@ QUARANTINED_EVENTS = "quarantined_events"
 
 CLEAN_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # (column, type, expression over the classified rows of a day)
-    ("event_id", "VARCHAR", "event_id"),
+    # the record's key: its 64-bit hash as 16 hex digits (see _CLASSIFY_SQL)
+    ("event_id", "VARCHAR", "lpad(to_hex(record_hash), 16, '0')"),
     ("partition_date", "DATE", "partition_date"),
     ("user_id", "VARCHAR", "u"),
     ("item_id", "VARCHAR", "i"),
@@ -172,11 +175,10 @@ WITH base AS (
            nullif(trim(r.price), '') AS p_raw,
            TRY_CAST(nullif(trim(r.rating), '') AS DOUBLE) AS rt,
            nullif(trim(r.flag), '') AS fl,
-           md5(concat_ws(chr(31), coalesce(r.user_id, chr(0)), coalesce(r.item_id, chr(0)),
-               coalesce(r.event_type, chr(0)), coalesce(r.ts, chr(0)),
-               coalesce(r.quantity, chr(0)), coalesce(r.price, chr(0)),
-               coalesce(r.rating, chr(0)), coalesce(r.review_text, chr(0)),
-               coalesce(r.session_id, chr(0)), coalesce(r.raw_line, chr(0)))) AS event_id
+           -- the record's key: DuckDB's 64-bit hash of every delivered field (NULL and ''
+           -- hash apart, the order counts); exact duplicates are told by the fields themselves
+           hash(r.user_id, r.item_id, r.event_type, r.ts, r.quantity, r.price, r.rating,
+                r.review_text, r.session_id, r.raw_line) AS record_hash
     FROM _raw_day r
 ), known AS (   -- one row per id (the catalog loaders keep the two tables disjoint, and a
                 -- product wins here anyway): a join that matched twice would double the events
@@ -208,7 +210,7 @@ WITH base AS (
 ), touched AS (
     SELECT DISTINCT partition_date, u, i FROM valid_rows WHERE et IN ('view', 'cart', 'purchase')
 ), cold_fives AS (
-    SELECT v.partition_date, v.u, v.i, v.t, v.event_id, v.source_file, v.source_row
+    SELECT v.partition_date, v.u, v.i, v.t, v.source_file, v.source_row
     FROM valid_rows v
     WHERE v.et = 'review' AND v.rt = 5
       AND NOT EXISTS (SELECT 1 FROM touched x
@@ -226,13 +228,15 @@ WITH base AS (
       ON b.partition_date = c.partition_date AND b.i = c.i
      AND c.t BETWEEN b.window_start AND b.window_start + INTERVAL 1 HOUR
 ), dup_keys AS (   -- (day, hash of the record) seen twice: candidates for exact duplicates
-    SELECT partition_date, hash(event_id) AS h FROM typed GROUP BY ALL HAVING count(*) > 1
+    SELECT partition_date, record_hash FROM typed GROUP BY ALL HAVING count(*) > 1
 ), copies AS (      -- copy number of each candidate row among the equal records of its day
     SELECT t.partition_date, t.source_file, t.source_row,
-           row_number() OVER (PARTITION BY t.partition_date, t.event_id
+           row_number() OVER (PARTITION BY t.partition_date, t.user_id, t.item_id, t.event_type,
+                                           t.ts, t.quantity, t.price, t.rating, t.review_text,
+                                           t.session_id, t.raw_line
                               ORDER BY t.source_file, t.source_row) AS copy_no
     FROM typed t SEMI JOIN dup_keys k
-      ON k.partition_date = t.partition_date AND k.h = hash(t.event_id)
+      ON k.partition_date = t.partition_date AND k.record_hash = t.record_hash
 ), ranked AS (
     SELECT t.*,
            coalesce(cp.copy_no, 1) AS copy_no,
@@ -247,7 +251,7 @@ WITH base AS (
          AND dt.txt = lower(regexp_replace(trim(t.review_text), '\\s+', ' ', 'g'))
     LEFT JOIN bursts bu ON bu.source_file = t.source_file AND bu.source_row = t.source_row
 )
-SELECT event_id, partition_date, source_file, source_row, reason,
+SELECT record_hash, partition_date, source_file, source_row, reason,
        u, i, et, t, q_final, price_final, price_was_imputed, rt, review_text, session_id,
        -- the delivered text is only needed for quarantined rows
        CASE WHEN reason IS NOT NULL THEN user_id END AS user_id,

@@ -73,7 +73,8 @@ def _copy_to_temp(
     tmp = folder / f".part-{uuid.uuid4().hex}.parquet.tmp"
     try:
         con.execute(
-            f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)",
+            f"COPY ({query}) TO '{_sql_path(tmp)}' "
+            "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)",
             list(params or ()),
         )
     except BaseException:
