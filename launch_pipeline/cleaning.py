@@ -464,8 +464,10 @@ def clean_day(
         staged.append(
             lake.stage_partition(
                 con,
-                f"SELECT {_select(CLEAN_COLUMNS)} FROM _classified WHERE reason IS NULL "
-                "ORDER BY t, source_file, source_row",
+                # no ORDER BY: the rows keep the order they are classified in (the delivery
+                # order in practice); readers order what they need, and a sort of every row
+                # cost 1.6 of the 23 CPU-seconds of cleaning at 10M events
+                f"SELECT {_select(CLEAN_COLUMNS)} FROM _classified WHERE reason IS NULL",
                 lake_dir,
                 CLEAN_EVENTS,
                 day,

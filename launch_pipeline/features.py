@@ -164,17 +164,26 @@ EVENTS_WITH_ITEM_ATTRS = """
 
 
 # a user's shares of interactions per category / price band (from ``cat`` / ``band``)
+# one ordered list per user (for categories its first entry is the top one) and the user's
+# total in the same aggregate, instead of a window for the total
 CATEGORY_AFFINITY_SQL = """
     SELECT user_id,
-           map_from_entries(list((category, n / total) ORDER BY n DESC, category)) AS category_affinity,
-           first(category ORDER BY n DESC, category) AS top_category
-    FROM (SELECT *, sum(n) OVER (PARTITION BY user_id) AS total FROM cat) GROUP BY user_id
+           map_from_entries(list_transform(l, lambda x: (x.category, x.n / total)))
+             AS category_affinity,
+           l[1].category AS top_category
+    FROM (SELECT user_id, list({'category': category, 'n': n} ORDER BY n DESC, category) AS l,
+                 sum(n) AS total
+          FROM cat GROUP BY user_id)
 """
 BAND_AFFINITY_SQL = """
     SELECT user_id,
-           map_from_entries(list((price_band, n / total) ORDER BY price_band)) AS price_band_affinity,
-           first(price_band ORDER BY n DESC, price_band) AS preferred_price_band
-    FROM (SELECT *, sum(n) OVER (PARTITION BY user_id) AS total FROM band) GROUP BY user_id
+           map_from_entries(list_transform(l, lambda x: (x.price_band, x.n / total)))
+             AS price_band_affinity,
+           preferred_price_band
+    FROM (SELECT user_id, list({'price_band': price_band, 'n': n} ORDER BY price_band) AS l,
+                 first(price_band ORDER BY n DESC, price_band) AS preferred_price_band,
+                 sum(n) AS total
+          FROM band GROUP BY user_id)
 """
 
 
