@@ -139,64 +139,14 @@ def score_past_launches(
     """``(transformer_buyers, transformer_units)`` of past launches ``item_rows`` (catalog rows
     of ``shop``) for ``users`` (:class:`launch_pipeline.calibration.UsersAsOf` at the window
     start), scored by the as-of model from the attributes it knew."""
-    rows = np.asarray(item_rows, dtype=np.int64)
-    return score_items(
-        as_of_model,
-        shop,
-        users,
-        as_of_model.item_attributes[rows],
-        shop.item_category[rows],
-        user_units,
-        scale,
-    )
-
-
-def score_candidates(
-    as_of_model: AsOfModel,
-    shop: ShopData,
-    users,
-    catalog_launched: np.ndarray,
-    user_units: np.ndarray,
-    scale: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(transformer_buyers, transformer_units)`` of ``shop``'s candidates, computed exactly as
-    a past launch's are, as if the plan date were one more window start: the same as-of model,
-    the candidates' attributes reduced to what that model knew (the rule of
-    :func:`launch_pipeline.shop_data.attributes_known_at_launch` at its ``as_of``), ``users``
-    as of the plan date. So the demand model applies its Transformer coefficients to the signal
-    they were fitted on, not to another model's."""
-    from launch_pipeline.shop_data import known_attributes
-
-    attrs = known_attributes(
-        shop, shop.candidate_attributes, catalog_launched, as_of_model.as_of.to_datetime64()
-    )
-    categories = shop.candidates["category"].to_numpy(dtype=object)
-    return score_items(as_of_model, shop, users, attrs, categories, user_units, scale)
-
-
-def score_items(
-    as_of_model: AsOfModel,
-    shop: ShopData,
-    users,
-    attributes: np.ndarray,
-    categories: np.ndarray,
-    user_units: np.ndarray,
-    scale: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(transformer_buyers, transformer_units)`` of items given by their attribute rows
-    ``(n, slots)`` and categories, for ``users`` as of some date, by the as-of model: each
-    item's next-interaction probability against the as-of model's catalogue (the item itself
-    added to the softmax), ``r_ij = 1 - exp(-n_i p_ij c_j)``."""
     import dataclasses
 
     from launch_pipeline.demand import transformer_features
     from launch_pipeline.model.training import item_vectors
     from launch_pipeline.purchase_scoring import next_probabilities
 
-    n = len(attributes)
-    if n == 0 or len(users.sequences) == 0:
-        return np.zeros(n), np.zeros(n)
-    vecs = item_vectors(as_of_model.model, np.asarray(attributes, dtype=np.int64), None)
+    rows = np.asarray(item_rows, dtype=np.int64)
+    vecs = item_vectors(as_of_model.model, as_of_model.item_attributes[rows], None)
     no_candidates = dataclasses.replace(
         shop,
         candidates=shop.candidates.iloc[:0],
@@ -210,6 +160,6 @@ def score_items(
         vecs.astype(np.float32),
         False,
     )
-    conv = conversion_as_of(shop, users.sequences, users.event_types, categories)
+    conv = conversion_as_of(shop, users.sequences, users.event_types, shop.item_category[rows])
     r = -np.expm1(-np.asarray(users.rates, dtype=float)[:, None] * p * conv[None, :])
     return transformer_features(r, user_units, scale)
