@@ -207,14 +207,17 @@ WITH base AS (
     FROM valid_rows
     WHERE et = 'review' AND nullif(trim(review_text), '') IS NOT NULL
     GROUP BY ALL HAVING count(DISTINCT u) >= $fake_min_accounts
-), touched AS (
-    SELECT DISTINCT partition_date, u, i FROM valid_rows WHERE et IN ('view', 'cart', 'purchase')
+), fives AS (
+    SELECT partition_date, u, i, t, source_file, source_row
+    FROM valid_rows WHERE et = 'review' AND rt = 5
+), touched AS (   -- (day, user, item) of the 5-star reviews also viewed, carted or bought
+    SELECT DISTINCT v.partition_date, v.u, v.i FROM valid_rows v
+    SEMI JOIN fives f ON f.partition_date = v.partition_date AND f.u = v.u AND f.i = v.i
+    WHERE v.et IN ('view', 'cart', 'purchase')
 ), cold_fives AS (
-    SELECT v.partition_date, v.u, v.i, v.t, v.source_file, v.source_row
-    FROM valid_rows v
-    WHERE v.et = 'review' AND v.rt = 5
-      AND NOT EXISTS (SELECT 1 FROM touched x
-                      WHERE x.partition_date = v.partition_date AND x.u = v.u AND x.i = v.i)
+    SELECT f.* FROM fives f
+    WHERE NOT EXISTS (SELECT 1 FROM touched x
+                      WHERE x.partition_date = f.partition_date AND x.u = f.u AND x.i = f.i)
 ), burst_starts AS (   -- windows [t, t + 1 hour) holding >= burst_min cold 5-star reviews
     SELECT partition_date, i, t AS window_start FROM (
         SELECT partition_date, i, t,
