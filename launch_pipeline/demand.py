@@ -35,10 +35,9 @@ collection_size     log1p of how many other products of the same cohort (the can
 transformer_buyers  log1p of the Transformer's expected returning buyers ``sum_i r_ij``
 transformer_units   log1p of their expected units (each buyer weighted by their mean units per
                     purchase line); both from a model that never saw the launch sell:
-                    a second Transformer trained as of the oldest window's start
-                    (``launch_pipeline/transformer_signal.py``) scores the past launches and,
-                    the same way, the candidates (the plan date as one more window start),
-                    so the coefficients meet the signal they were fitted on
+                    past launches are scored by a second Transformer trained as of the
+                    oldest window's start (``launch_pipeline/transformer_signal.py``),
+                    candidates by the pipeline's model (``user_preferences``)
 ==================  =========================================================================
 
 Ranker: the features are standardised *within each cohort* and the target is each launch's
@@ -88,9 +87,8 @@ BASE_FEATURES: tuple[str, ...] = (
 TRANSFORMER_FEATURES: tuple[str, ...] = ("transformer_buyers", "transformer_units")
 """The Transformer's view of a launch: log1p of its expected returning buyers ``sum_i r_ij``
 and of their expected units (each buyer weighted by their mean units per purchase line), with
-``r_ij = 1 - exp(-n_i p_ij c_j)`` from a model that had not seen the launch sell: the as-of
-model trained before the oldest past window, for the past launches and for the candidates alike
-(see ``scoring.calibrate_on_past_launches``)."""
+``r_ij = 1 - exp(-n_i p_ij c_j)`` from a model that had not seen the launch sell (see
+``scoring.calibrate_on_past_launches``)."""
 
 
 @dataclass(frozen=True)
@@ -753,19 +751,19 @@ def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def candidate_signal(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, float]]:
-    """The Transformer's features of the candidates, from ``candidate_transformer_signal``:
-    scored by the same as-of model, with the same users' rule and formula as the past launches
-    the demand model is fitted on (``scoring.calibrate_on_past_launches``, the plan date taken
-    as one more window start), ``item_id -> {transformer_buyers, transformer_units}`` (see
-    :func:`transformer_features`). Empty when no as-of model was trained (then the past
-    launches have no such signal either and the features are not used)."""
-    if not has_table(con, "candidate_transformer_signal"):
+    """The Transformer's features of the candidates, from ``candidate_preferences`` (the
+    current model's sums over the active users of ``r_model = 1 - exp(-n_i p_ij c_j)`` and of
+    ``r_model`` x the user's mean units per purchase line, see ``scoring.store_preferences``):
+    ``item_id -> {transformer_buyers, transformer_units}`` (see :func:`transformer_features`)."""
+    if not has_table(con, "candidate_preferences"):
         return {}
     rows = con.execute(
-        "SELECT item_id, transformer_buyers, transformer_units FROM candidate_transformer_signal"
+        "SELECT item_id, expected_buyers_model, expected_units_model FROM candidate_preferences "
+        "WHERE users_scored > 0"
     ).fetchall()
     return {
-        str(i): {"transformer_buyers": float(b), "transformer_units": float(u)} for i, b, u in rows
+        str(i): {"transformer_buyers": float(np.log1p(b)), "transformer_units": float(np.log1p(u))}
+        for i, b, u in rows
     }
 
 
@@ -792,7 +790,7 @@ def estimate_demand(
 
     ``candidates``: ``item_id, title, category, price``; ``expected_buyers``: ``sum_i r_ij``
     per candidate (kept for the report; the Transformer's features come from
-    ``candidate_transformer_signal``, the same as-of model as the past launches'); ``past_buyers``: ``(window start, item_id) -> {feature: value}`` of
+    ``candidate_preferences``); ``past_buyers``: ``(window start, item_id) -> {feature: value}`` of
     the past launches, scored by the model trained before the oldest window (see
     ``scoring.calibrate_on_past_launches``)."""
     if candidates.empty:

@@ -48,14 +48,7 @@ from launch_pipeline.purchase_scoring import (
 )
 from launch_pipeline.settings import Settings
 from launch_pipeline.shop_data import attributes_known_at_launch, load_shop_data, read_sequences
-from launch_pipeline.transformer_signal import (
-    AS_OF_BUDGET_SHARE,
-    AsOfModel,
-    chain_training,
-    score_candidates,
-    score_past_launches,
-    train_as_of_chain,
-)
+from launch_pipeline.transformer_signal import AS_OF_BUDGET_SHARE, score_past_launches, train_as_of
 from launch_pipeline.user_vector_cache import encode_users
 from launch_pipeline.warehouse import replace_atomically
 
@@ -74,17 +67,6 @@ CREATE OR REPLACE TABLE launch_history_buyers (
     transformer_units DOUBLE
 )
 """
-
-
-CANDIDATE_TRANSFORMER_SIGNAL_DDL = """
-CREATE OR REPLACE TABLE candidate_transformer_signal (
-    item_id VARCHAR, transformer_buyers DOUBLE, transformer_units DOUBLE,
-    as_of_model_trained_before TIMESTAMP, users_scored BIGINT, model_version VARCHAR
-)
-"""
-"""The Transformer's valuation features of the candidates, scored by the same as-of model and
-in the same way as the past launches of ``launch_history_buyers`` (the plan date taken as one
-more window start): the demand model's Transformer coefficients were fitted on this signal."""
 
 
 TRANSFORMER_TRAINING_DDL = """
@@ -355,18 +337,13 @@ def score_preferences(
     flat = shop.flat_sequences()
     active = np.flatnonzero((as_of - flat.last_ts()) <= np.timedelta64(ACTIVE_DAYS, "D"))
     horizon = settings.planning.horizon_days
-    replay = calibrate_on_past_launches(
+    calibration, history, as_of_training = calibrate_on_past_launches(
         con,
         model,
         shop,
         horizon,
         as_of_budget_s=settings.model_time_budget_s * AS_OF_BUDGET_SHARE,
         as_of_work_gcells=settings.model_work_gcells * AS_OF_BUDGET_SHARE,
-    )
-    calibration, history, as_of_training = (
-        replay.calibration,
-        replay.history,
-        replay.as_of_training,
     )
     n_c = len(shop.candidates)
     active_ids = [str(u) for u in shop.user_ids[active]]
@@ -410,7 +387,6 @@ def score_preferences(
     )
     score_seconds = time.perf_counter() - t0
     _store_history_buyers(con, history, version.label, horizon)
-    _store_candidate_signal(con, replay, version.label)
     training = {"pipeline": pipeline_training(meta), "as_of": as_of_training}
     _store_transformer_training(con, training, version.label)
     return {
@@ -469,16 +445,6 @@ def _store_transformer_training(con, training: dict, version: str) -> None:
         )
 
 
-@dataclass(frozen=True)
-class PastLaunchReplay:
-    """What :func:`calibrate_on_past_launches` learnt from the past launch windows."""
-
-    calibration: PurchaseCalibration | None
-    history: pd.DataFrame  # per past launch: expected and real buyers, the Transformer's signal
-    as_of_training: dict | None  # how the as-of Transformer's training ended (None: not trained)
-    candidate_signal: pd.DataFrame  # item_id, transformer_buyers, transformer_units, ...
-
-
 def calibrate_on_past_launches(
     con: duckdb.DuckDBPyConnection,
     model,
@@ -487,7 +453,7 @@ def calibrate_on_past_launches(
     max_users: int = MAX_REPLAY_USERS,
     as_of_budget_s: float = 0.0,
     as_of_work_gcells: float = 0.0,
-) -> PastLaunchReplay:
+) -> tuple[PurchaseCalibration | None, pd.DataFrame, dict | None]:
     """Score the products launched in every past launch window of the demand model
     (:func:`launch_pipeline.demand.launch_windows`) as candidates would have been scored at the
     window start (attributes known then, users' histories up to then), fit the purchase
@@ -500,16 +466,11 @@ def calibrate_on_past_launches(
     is then on the sample's pairs and the expected and real buyers are the sample's, scaled
     up by the sampling share.
 
-    With ``as_of_budget_s > 0`` a chain of as-of Transformers is trained
-    (:func:`launch_pipeline.transformer_signal.train_as_of_chain`), one per window start and one
-    for the plan date, each on the behaviour before its date only; each window's launches are
-    scored by the model of its start for the demand model (``transformer_buyers``,
-    ``transformer_units``): a model that never saw them sell, unlike ``model``. The oldest
-    stops on ``as_of_work_gcells`` (its work cap), each later one, continued from the one
-    before, on a quarter of it, with ``as_of_budget_s`` as a safety stop. The plan date's
-    model scores the candidates the same way (``candidate_signal``,
-    :func:`launch_pipeline.transformer_signal.score_candidates`), so that the valuation applies
-    its Transformer coefficients to a signal made as the one they were fitted on."""
+    With ``as_of_budget_s > 0`` a second Transformer is trained on the behaviour before the
+    oldest window's start (:mod:`launch_pipeline.transformer_signal`) and scores every past
+    launch for the demand model (``transformer_buyers``, ``transformer_units``): a model that
+    never saw them sell, unlike ``model``; it stops on ``as_of_work_gcells`` (its work cap)
+    with ``as_of_budget_s`` as a safety stop."""
     from launch_pipeline.model.training import item_vectors
 
     hist = load_history(con)
@@ -528,18 +489,18 @@ def calibrate_on_past_launches(
     fraction = max_users / n_users if n_users > max_users else None
     scale = 1.0 / fraction if fraction else 1.0
     blocks, meta = [], []
-    as_of_models = (
-        train_as_of_chain(
+    as_of_model = (
+        train_as_of(
             con,
             shop,
             catalog_launched,
-            [start for start, _ in windows] + [hist.plan_start],
+            windows[-1][0],
             as_of_budget_s,
-            as_of_work_gcells,
             sample_fraction=fraction,
+            work_gcells=as_of_work_gcells,
         )
         if windows and as_of_budget_s > 0
-        else {}
+        else None
     )
     units_lines = hist.sales[hist.sales["units"] > 0]
     for start, end in windows:
@@ -573,7 +534,6 @@ def calibrate_on_past_launches(
         )
         blocks.append((users.user_features(), p, conv, similar, bought))
         signal = (np.full(len(ids), np.nan), np.full(len(ids), np.nan))
-        as_of_model = as_of_models.get(start)
         if as_of_model is not None:
             before = units_lines[units_lines["ts"] < start]
             per_user = before.groupby(before["user_id"].astype(str))["units"].mean()
@@ -622,60 +582,7 @@ def calibrate_on_past_launches(
             ]
         )
     )
-    return PastLaunchReplay(
-        calibration,
-        history,
-        chain_training(as_of_models),
-        _candidate_signal(
-            con,
-            shop,
-            as_of_models.get(hist.plan_start),
-            hist,
-            horizon,
-            catalog_launched,
-            fraction,
-        ),
-    )
-
-
-def _candidate_signal(
-    con: duckdb.DuckDBPyConnection,
-    shop,
-    as_of_model: AsOfModel | None,
-    hist,
-    horizon: int,
-    catalog_launched: np.ndarray,
-    fraction: float | None,
-) -> pd.DataFrame:
-    """The candidates' ``transformer_buyers`` / ``transformer_units`` by the as-of model, with
-    the users as of the plan date (the same sample and per-user units as a past window's)."""
-    columns = [
-        "item_id",
-        "transformer_buyers",
-        "transformer_units",
-        "users_scored",
-        "as_of_model_trained_before",
-    ]
-    if as_of_model is None or shop.candidates.empty:
-        return pd.DataFrame(columns=columns)
-    start = hist.plan_start
-    users = users_as_of(con, shop, start, horizon, sample_fraction=fraction)
-    lines = hist.sales[(hist.sales["units"] > 0) & (hist.sales["ts"] < start)]
-    per_user = lines.groupby(lines["user_id"].astype(str))["units"].mean()
-    units = per_user.reindex([str(u) for u in shop.user_ids[users.rows]]).fillna(1.0)
-    scale = 1.0 / fraction if fraction else 1.0
-    buyers, units_signal = score_candidates(
-        as_of_model, shop, users, catalog_launched, units.to_numpy(dtype=float), scale
-    )
-    return pd.DataFrame(
-        {
-            "item_id": shop.candidates["item_id"].astype(str).to_numpy(),
-            "transformer_buyers": buyers,
-            "transformer_units": units_signal,
-            "users_scored": len(users.rows),
-            "as_of_model_trained_before": as_of_model.as_of,
-        }
-    )
+    return calibration, history, (as_of_model.training if as_of_model is not None else None)
 
 
 USER_ACTIVITY_SQL = """
@@ -747,23 +654,6 @@ def users_as_of(
         activity["items_touched"].to_numpy(dtype=float),
         activity["recency_days"].to_numpy(dtype=float),
     )
-
-
-def _store_candidate_signal(con, replay: PastLaunchReplay, version: str) -> None:
-    con.execute(CANDIDATE_TRANSFORMER_SIGNAL_DDL)
-    frame = replay.candidate_signal
-    if frame.empty:
-        return
-    con.register("_cand_signal_df", frame)
-    try:
-        con.execute(
-            "INSERT INTO candidate_transformer_signal SELECT item_id, transformer_buyers, "
-            "transformer_units, as_of_model_trained_before, users_scored, ? "
-            "FROM _cand_signal_df",
-            [version],
-        )
-    finally:
-        con.unregister("_cand_signal_df")
 
 
 def _store_history_buyers(con, history: pd.DataFrame, version: str, horizon: int) -> None:

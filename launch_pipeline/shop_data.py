@@ -273,15 +273,6 @@ def attributes_known_at_launch(
 
     ``catalog_launched_at``: ``(n_items + 1,)`` datetime64 launch times of the catalog rows
     (NaT = on sale before the data starts)."""
-    rows = shop.data.item_attributes[np.asarray(item_rows, dtype=np.int64)]
-    return known_attributes(shop, rows, catalog_launched_at, as_of)
-
-
-def known_attributes(
-    shop: ShopData, attribute_rows: np.ndarray, catalog_launched_at: np.ndarray, as_of
-) -> np.ndarray:
-    """Attribute rows ``(n, slots)`` (of catalog products or of candidates) reduced to the
-    attributes known at ``as_of`` by the rule of :func:`attributes_known_at_launch`."""
     attrs = shop.data.item_attributes
     launched = np.asarray(catalog_launched_at, dtype="datetime64[us]")
     old = np.datetime64("1900-01-01", "us")
@@ -292,12 +283,11 @@ def known_attributes(
     by_attr = pd.DataFrame({"a": attrs[rows, cols], "t": times[rows]}).groupby("a")["t"]
     sorted_times = {int(a): np.sort(g.to_numpy()) for a, g in by_attr}
     before = np.datetime64(as_of, "us")
-    given = np.asarray(attribute_rows, dtype=np.int64)
-    out = np.zeros((len(given), given.shape[1]), dtype=np.int64)
-    for k, row in enumerate(given):
+    out = np.zeros((len(item_rows), attrs.shape[1]), dtype=np.int64)
+    for k, j in enumerate(np.asarray(item_rows, dtype=np.int64)):
         kept = [
             a
-            for a in row
+            for a in attrs[j]
             if a > 0
             and np.searchsorted(sorted_times.get(int(a), np.array([], dtype=times.dtype)), before)
             >= (MIN_WORD_PRODUCTS if names.get(int(a), "").startswith("word=") else 1)

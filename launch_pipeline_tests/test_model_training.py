@@ -269,25 +269,3 @@ def test_time_budget_is_respected():
     cfg = tiny.replace(time_budget_s=3.0)
     res = train_model(data, cfg, train, valid)
     assert res.stopped == "time_budget" and res.epochs < 10_000
-
-
-def test_training_continues_from_initial_weights(cyclic_trained):
-    """``initial_weights`` continues a trained model (as the as-of chain of the valuation does):
-    after a few steps it still knows the successor rule, which a fresh model trained for the
-    same few steps has not learnt; the attribute table is the new data's."""
-    from launch_pipeline.model.training import evaluate_split, train_model
-
-    data, test, trained = cyclic_trained
-    train, valid, _ = leave_one_out(data)
-    few = ModelConfig(**{**SMALL, "work_gcells": 0.000005, "knn_blend": False, "patience": 1_000})
-    attrs = data.item_attributes.copy()
-    attrs[1:, 0] = 4 - attrs[1:, 0] + 1  # another (valid) attribute table
-    moved = SequenceData(data.sequences, None, attrs, 5)
-    warm = train_model(moved, few, train, valid, initial_weights=trained.model.get_weights())
-    fresh = train_model(moved, few, train, valid)
-    assert warm.stopped == fresh.stopped == "work_cap"
-    assert warm.targets_trained == fresh.targets_trained < 500
-    warm_hr = evaluate_split(warm.model, test, blend=False)[0]["hr@10"]
-    fresh_hr = evaluate_split(fresh.model, test, blend=False)[0]["hr@10"]
-    assert warm_hr >= 0.9 and fresh_hr < 0.6, (warm_hr, fresh_hr)
-    np.testing.assert_array_equal(warm.model.item_encoder.item_attributes.numpy(), attrs)

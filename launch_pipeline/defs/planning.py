@@ -29,21 +29,13 @@ PREFERENCE_DESCRIPTIONS = {
     "candidate_preferences": {
         "item_id": "Launch candidate",
         "expected_buyers": "Expected buyers within the horizon: sum of r over the active users",
-        "expected_buyers_model": "The same with the uncalibrated r_model",
+        "expected_buyers_model": "The same with the uncalibrated r_model (a demand feature)",
         "expected_units_model": "Sum of r_model x the user's mean units per purchase line",
         "max_r": "Highest r of any user",
         "users_scored": "Active users scored (an event in the last 30 days)",
         "audience_kept": "Best users kept per candidate in candidate_audiences",
         "model_version": "Recommender version that scored it",
         "horizon_days": "Horizon of r, days",
-    },
-    "candidate_transformer_signal": {
-        "item_id": "Launch candidate",
-        "transformer_buyers": "log1p of its expected returning buyers by the as-of model",
-        "transformer_units": "log1p of their expected units by the as-of model",
-        "as_of_model_trained_before": "The as-of model saw only the behaviour before this",
-        "users_scored": "Users active in the 30 days before the plan date (sample)",
-        "model_version": "Champion version of the same run",
     },
     "candidate_audiences": {
         "item_id": "Launch candidate",
@@ -77,9 +69,8 @@ PREFERENCE_DESCRIPTIONS = {
         "from the champion model (candidates scored from their attributes and title words "
         "alone), calibrated on who bought the shop's past launches (user activity, similar "
         "products bought). Stored as what the plan needs, never every pair: "
-        "candidate_preferences (per candidate: expected buyers = sum of r), "
-        "candidate_transformer_signal (the valuation's Transformer features of each candidate, "
-        "by the same as-of model as the past launches'), candidate_audiences (each candidate's best users by r, the pool of "
+        "candidate_preferences (per candidate: expected buyers = sum of r, the Transformer's "
+        "demand features), candidate_audiences (each candidate's best users by r, the pool of "
         "its promotion audience), user_top_candidates (each user's top 10). User vectors are "
         "reused from the last run for users without new events (data/user_vectors/). "
         "launch_history_buyers: the past launches scored as they would have been at their "

@@ -568,13 +568,8 @@ def train_model(
     *,
     catalog_items: np.ndarray | None = None,
     log: Callable[[str], None] | None = None,
-    initial_weights: list | None = None,
 ) -> TrainResult:
     """Train a :class:`~.transformer.SequentialRecommender` on ``data``'s catalogue.
-
-    ``initial_weights``: start from these weights (``model.get_weights()`` of a model of the
-    same catalogue and configuration, e.g. one trained as of an earlier date) instead of a
-    fresh initialisation; the attribute table is ``data``'s either way.
 
     ``train_inputs``: the training sequences (e.g. ``leave_one_out(data)[0]``); ``valid``: the
     split for early stopping and the blend weight.  With neither, the last item of every user
@@ -615,9 +610,6 @@ def train_model(
         raise ValueError("no training sequence has two or more items")
 
     model = build_model(data, config)
-    if initial_weights is not None:
-        model.set_weights(initial_weights)
-        model.item_encoder.item_attributes.assign(data.item_attributes.astype(np.int32))
     optimizer = _make_optimizer(keras, model, config)
     logits_dtype = _resolve_dtype(config.logits_dtype)
     step = _make_train_step(model, optimizer, catalog_ids, logits_dtype)
