@@ -46,7 +46,8 @@ transfers is which products of a cohort sell more). A Poisson regression (log li
 is fitted on all cohorts: it estimates the *expected* revenue, which is what the plan maximises
 and what a captured revenue share rewards (a model of log revenue would rank by the typical,
 not the expected, revenue and under-weight the few launches that sell in bulk). The penalty is
-chosen from a fixed grid by leave-one-window-out (held-out Poisson deviance): validated across
+chosen from a fixed grid by purged leave-one-window-out (held-out Poisson deviance; the held-out
+window's launches are also left out of the windows that overlap it): validated across
 past windows, never on the cohort being planned. The same fit without the Transformer's
 features is the ablation ``without_transformer`` (``launch_valuation``); the Transformer's
 features are kept only when they lower the held-out deviance by at least 1%
@@ -487,14 +488,35 @@ class _Ranker:
         return np.exp(self.intercept + z.fillna(0.0).to_numpy() @ self.coef)
 
 
-def _design(data: pd.DataFrame, features: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per window (0 = newest): within-window standardised features, revenue / window mean."""
+def _design(
+    data: pd.DataFrame, features: list[str]
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per window (0 = newest): within-window standardised features, revenue / window mean and
+    the launches' item ids (``data``'s index)."""
     out = []
     for _, g in data.groupby("window", sort=True):
         mean = float(g["target"].mean())
         out.append(
-            (_zscore(g[features]).to_numpy(), g["target"].to_numpy() / (mean if mean > 0 else 1.0))
+            (
+                _zscore(g[features]).to_numpy(),
+                g["target"].to_numpy() / (mean if mean > 0 else 1.0),
+                g.index.to_numpy(),
+            )
         )
+    return out
+
+
+def _purged(blocks, held: int):
+    """The blocks other than ``held`` without the launches of ``held``: the windows overlap
+    (90 days long, 30 days apart), so a launch is in up to three of them with nearly the same
+    features and target; a fit that kept it would be validated on what it was trained on."""
+    items = blocks[held][2]
+    out = []
+    for j, (x, y, ids) in enumerate(blocks):
+        if j != held:
+            keep = ~np.isin(ids, items)
+            if keep.any():
+                out.append((x[keep], y[keep], ids[keep]))
     return out
 
 
@@ -514,7 +536,9 @@ def fit_ranker(data: pd.DataFrame, features: list[str], cfg: DemandConfig) -> _R
     """Poisson regression of each past launch's revenue relative to its window's mean on the
     within-window standardised ``features``. The L2 penalty is chosen from
     ``cfg.poisson_alphas`` by leave-one-window-out (mean Poisson deviance of the held-out
-    windows): never tuned on the cohort being planned. One window: ``cfg.poisson_alpha``."""
+    windows), purged: the launches of the held-out window are left out of the other windows
+    too (:func:`_purged`); never tuned on the cohort being planned. One window:
+    ``cfg.poisson_alpha``."""
     from sklearn.metrics import mean_poisson_deviance
 
     blocks = _design(data, features)
@@ -524,10 +548,15 @@ def fit_ranker(data: pd.DataFrame, features: list[str], cfg: DemandConfig) -> _R
         for a in cfg.poisson_alphas:
             dev = []
             for k in range(len(blocks)):
-                reg = _poisson([b for j, b in enumerate(blocks) if j != k], a)
+                rest = _purged(blocks, k)
+                if not rest:
+                    continue
+                reg = _poisson(rest, a)
                 mu = np.maximum(reg.predict(blocks[k][0]), 1e-9)
                 dev.append(mean_poisson_deviance(blocks[k][1], mu))
-            validation[float(a)] = float(np.mean(dev))
+            if dev:
+                validation[float(a)] = float(np.mean(dev))
+    if validation:
         alpha = min(validation, key=lambda a: (validation[a], -a))
     reg = _poisson(blocks, alpha)
     return _Ranker(
@@ -662,7 +691,10 @@ def fit_demand_model(
             continue
         change, _ = level_change(hist, a, older, length, horizon, cfg)
         g = data[data["window"] == k]
-        rest = data[data["window"] != k]
+        # without window k and without its launches in the windows that overlap it
+        rest = data[(data["window"] != k) & ~data.index.isin(g.index)]
+        if rest.empty:
+            continue
         same = dataclasses.replace(cfg, poisson_alphas=(), poisson_alpha=ranker.alpha)
         held = fit_ranker(rest, ranker.features, same)
         predicted.append(older[0][1] * change * held.relative(g))
