@@ -49,6 +49,11 @@ Ablations, from the same run and the same fitted pieces (``launch_valuation``):
 Transformer-derived feature (same cohorts, level and selection rule; only the ranker differs),
 ``full_valuation_top_k`` by the full valuation with the same top-``slots`` rule, so the two are
 compared like for like.
+
+Hindsight (``hindsight``, :func:`hindsight_fits`): the valuation's own features fitted on the
+candidates' realised revenue, with and without the Transformer's; not a method (it reads the
+outcome) but the room the features leave: a model near it has little to gain from weighting
+the same features differently; beyond it takes new information.
 """
 
 from __future__ import annotations
@@ -208,6 +213,60 @@ def interval_coverage(realised, lo, hi) -> float:
     if len(r) == 0:
         return float("nan")
     return float(((r >= np.asarray(lo, dtype=float)) & (r <= np.asarray(hi, dtype=float))).mean())
+
+
+@dataclasses.dataclass(frozen=True)
+class HindsightFit:
+    """The valuation's features fitted on the candidates' *realised* revenue: what those
+    features could have given with every coefficient known in hindsight. It reads the outcome,
+    so it is no method: it says how much room the features leave, not what a model can reach.
+    Two linear families, each at every penalty of the grid: a Poisson regression (log link) of
+    revenue / mean revenue, as the valuation's ranker, and a ridge regression of the revenue's
+    rank; ``captured_revenue_share`` and ``spearman`` are each the best of all those fits
+    (possibly two different ones). In-sample fits, not exact maxima: another weighting could
+    still do a little better."""
+
+    features: tuple[str, ...]
+    captured_revenue_share: float
+    spearman: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def hindsight_fit(
+    features: pd.DataFrame, realised: pd.Series, k: int, penalties: tuple[float, ...]
+) -> HindsightFit | None:
+    """:class:`HindsightFit` of the standardised ``features`` (columns; missing values: the
+    column mean) on ``realised`` (by the same index), top ``k`` for the captured share.
+    ``None`` without features, with fewer than three candidates or no revenue."""
+    from scipy.stats import rankdata
+    from sklearn.linear_model import PoissonRegressor, Ridge
+    from threadpoolctl import threadpool_limits
+
+    from launch_pipeline.demand import _zscore
+
+    real = realised.reindex(features.index).fillna(0.0).astype(float)
+    y = real.clip(lower=0.0).to_numpy()
+    cols = [c for c in features.columns if features[c].notna().any()]
+    if not cols or y.sum() <= 0 or len(y) < 3:
+        return None
+    x = _zscore(features[cols].astype(float)).to_numpy()
+    shares, rhos = [], []
+    with threadpool_limits(1):
+        for alpha in penalties:
+            models = (
+                (
+                    PoissonRegressor(alpha=alpha, max_iter=1000, solver="newton-cholesky"),
+                    y / y.mean(),
+                ),
+                (Ridge(alpha=alpha * len(y)), rankdata(real.to_numpy())),
+            )
+            for reg, target in models:
+                pred = pd.Series(reg.fit(x, target).predict(x), index=features.index)
+                shares.append(expected_top_k_share(pred, real, k))
+                rhos.append(spearman(pred, real))
+    return HindsightFit(tuple(cols), float(np.nanmax(shares)), float(np.nanmax(rhos)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,12 +560,13 @@ def score_cutoff(
         },
     }
     valuation = _valuation(con, plan_date)
-    ablations = {}
+    ablations, hindsight = {}, {}
     if valuation is not None:
         ablations = {
             "without_transformer": baseline(valuation["expected_revenue_without_transformer"]),
             "full_valuation_top_k": baseline(valuation["expected_revenue"]),
         }
+        hindsight = hindsight_fits(valuation, realised, slots)
     return {
         "cutoff": cutoff.isoformat(),
         "plan_date": str(plan_date),
@@ -524,6 +584,7 @@ def score_cutoff(
         "metrics": metrics,
         "baselines": baselines,
         "ablations": ablations,
+        "hindsight": hindsight,
         "valuation_model": _valuation_model(con),
         "transformer_training": transformer_training(con),
     }
@@ -542,15 +603,41 @@ def transformer_training(con: duckdb.DuckDBPyConnection) -> dict:
 
 
 def _valuation(con: duckdb.DuckDBPyConnection, plan_date) -> pd.DataFrame | None:
-    """The plan's two valuations (with and without the Transformer's features), by item."""
+    """The plan's two valuations (with and without the Transformer's features), by item, and
+    the features they were computed from (one ``feature:<name>`` column each)."""
+    import json
+
     if not has_table(con, "launch_valuation"):
         return None
     df = con.execute(
-        "SELECT item_id, expected_revenue, expected_revenue_without_transformer "
-        "FROM launch_valuation WHERE plan_date = ?",
+        "SELECT item_id, expected_revenue, expected_revenue_without_transformer, "
+        "feature_values FROM launch_valuation WHERE plan_date = ?",
         [plan_date],
     ).df()
-    return df.set_index(df["item_id"].astype(str)) if len(df) else None
+    if not len(df):
+        return None
+    feats = pd.DataFrame([json.loads(v or "{}") for v in df.pop("feature_values")])
+    df = pd.concat([df, feats.add_prefix("feature:")], axis=1)
+    return df.set_index(df["item_id"].astype(str))
+
+
+def hindsight_fits(valuation: pd.DataFrame, realised: pd.Series, k: int) -> dict:
+    """:func:`hindsight_fit` on the valuation's features, with (``all_features``) and without
+    (``without_transformer``) the Transformer's, at the ranker's penalty grid."""
+    from launch_pipeline.demand import TRANSFORMER_FEATURES, DemandConfig
+
+    cols = [c for c in valuation.columns if c.startswith("feature:")]
+    feats = valuation[cols].rename(columns=lambda c: c.removeprefix("feature:"))
+    feats.index = feats.index.astype(str)
+    real = realised.copy()
+    real.index = real.index.astype(str)
+    base = [c for c in feats.columns if c not in TRANSFORMER_FEATURES]
+    out = {}
+    for name, use in (("all_features", list(feats.columns)), ("without_transformer", base)):
+        fit = hindsight_fit(feats[use], real, k, DemandConfig().poisson_alphas)
+        if fit is not None:
+            out[name] = fit.to_dict()
+    return out
 
 
 def _valuation_model(con: duckdb.DuckDBPyConnection) -> dict | None:
@@ -726,7 +813,7 @@ def summarise(results: list[dict]) -> dict:
         return out
     for key in results[0]["metrics"]:
         out["ours"][key] = mean([r["metrics"][key] for r in results])
-    for group in ("baselines", "ablations"):
+    for group in ("baselines", "ablations", "hindsight"):
         out[group] = {}
         for name in results[0].get(group, {}):
             keys = [

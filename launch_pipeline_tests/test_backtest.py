@@ -225,6 +225,47 @@ def test_expected_top_k_share_breaks_ties_in_expectation():
     assert bt.expected_top_k_share(predicted, realised, 2) == pytest.approx(1.0)
 
 
+def test_hindsight_fit_reads_the_outcome_through_the_features():
+    rng = np.random.default_rng(0)
+    n = 200
+    idx = [f"p{i}" for i in range(n)]
+    feats = pd.DataFrame({"f": rng.normal(size=n), "noise": rng.normal(size=n)}, index=idx)
+    feats.iloc[3, 1] = np.nan  # a missing value takes the column mean
+    realised = pd.Series(np.exp(2.0 * feats["f"].to_numpy()), index=idx)
+    fit = bt.hindsight_fit(feats, realised, 20, (0.1, 1.0))
+    # revenue a function of one feature: the fit finds the best 20 and the whole order
+    assert fit.features == ("f", "noise")
+    assert fit.captured_revenue_share == pytest.approx(1.0)
+    assert fit.spearman > 0.99
+    # revenue unrelated to the features: far from the best 20, near random
+    unrelated = pd.Series(rng.permutation(realised.to_numpy()), index=idx)
+    loose = bt.hindsight_fit(feats, unrelated, 20, (0.1, 1.0))
+    assert loose.captured_revenue_share < 0.6 and abs(loose.spearman) < 0.3
+    assert bt.hindsight_fit(feats, realised * 0.0, 20, (1.0,)) is None
+    assert bt.hindsight_fit(feats[[]], realised, 20, (1.0,)) is None
+
+
+def test_hindsight_fits_with_and_without_the_transformer_features():
+    rng = np.random.default_rng(1)
+    n = 60
+    idx = [str(i) for i in range(n)]
+    valuation = pd.DataFrame(
+        {
+            "expected_revenue": rng.random(n),
+            "feature:text_knn5": rng.normal(size=n),
+            "feature:transformer_buyers": rng.normal(size=n),
+        },
+        index=idx,
+    )
+    # only the Transformer's feature knows the outcome
+    realised = pd.Series(np.exp(2.0 * valuation["feature:transformer_buyers"]), index=idx)
+    fits = bt.hindsight_fits(valuation, realised, 10)
+    assert fits["all_features"]["features"] == ("text_knn5", "transformer_buyers")
+    assert fits["without_transformer"]["features"] == ("text_knn5",)
+    assert fits["all_features"]["captured_revenue_share"] == pytest.approx(1.0)
+    assert fits["without_transformer"]["captured_revenue_share"] < 0.8
+
+
 def test_spearman_audience_timing_coverage():
     assert bt.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert bt.spearman([4, 3, 2, 1], [10, 20, 30, 40]) == pytest.approx(-1.0)
@@ -363,6 +404,14 @@ def test_tiny_backtest_output_shape(tiny_backtests):
     for name in ("without_transformer", "full_valuation_top_k"):
         assert set(c["ablations"][name]) >= {"captured_revenue_share", "spearman", "picks"}
     assert "without_transformer" in result["summary"]["ablations"]
+    # the valuation's own features fitted in hindsight: room left by the features
+    for name in ("all_features", "without_transformer"):
+        h = c["hindsight"][name]
+        assert -1.0 <= h["captured_revenue_share"] <= 1.0 and -1.0 <= h["spearman"] <= 1.0
+    assert set(c["hindsight"]["all_features"]["features"]) > set(
+        c["hindsight"]["without_transformer"]["features"]
+    )
+    assert "all_features" in result["summary"]["hindsight"]
     # how both Transformers' training ended: epochs and why it stopped (on work, not the clock)
     training = c["transformer_training"]
     assert set(training) == {"pipeline", "as_of"}
