@@ -140,6 +140,9 @@ class DemandModel:
     transformer_used: bool = False
     transformer_validation: dict = field(default_factory=dict)  # held-out deviance with/without
     interval_from: str = ""
+    # past launches the interval was calibrated on out of sample (replayed as the candidates
+    # are predicted); 0: no past window could be replayed, the interval is in-sample
+    interval_replayed_launches: int = 0
     coefficients_without_transformer: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -752,6 +755,7 @@ def fit_demand_model(
         transformer_used=bool(set(tf) & set(ranker.features)),
         transformer_validation=transformer_validation,
         interval_from=interval_from,
+        interval_replayed_launches=int(len(ratios)) if predicted else 0,
         coefficients_without_transformer={
             f: float(c) for f, c in zip(ablation.features, ablation.coef, strict=True)
         },

@@ -199,8 +199,9 @@ def write_plan_report(
         "",
         plan_table(plan).to_markdown(index=False) if len(chosen) else "_No product qualifies._",
         "",
-        "*Units sold*: expected units over the horizon, at most the stock; the range holds 8 "
-        "launches in 10. *Order*: the recommended first order, assuming unsold units are "
+        "*Units sold*: expected units over the horizon, at most the stock; "
+        + units_range_note(context.get("demand_model"))
+        + " *Order*: the recommended first order, assuming unsold units are "
         + (
             "worth nothing"
             if not context.get("salvage_share")
@@ -267,6 +268,29 @@ def write_plan_report(
     return path
 
 
+def units_range_note(model) -> str:
+    """What the 80% units range of the plan is worth, in a merchandiser's words: checked on the
+    shop's own past launches, only fitted to them, or not checked at all (``model``: the
+    demand model, a ``demand.DemandModel``, or ``None`` when the shop had too few past
+    launches for one)."""
+    if model is None:
+        return (
+            "the range shows how purchases vary around that expectation but not how far the "
+            "expectation itself can be off: the shop has too few past launches to check it."
+        )
+    replayed = int(getattr(model, "interval_replayed_launches", 0) or 0)
+    if replayed:
+        return (
+            f"the range is set so that it held 8 in 10 of the shop's past launches "
+            f"({replayed:,}) when they were forecast the same way, before their sales were known."
+        )
+    return (
+        "the range is fitted to the shop's past launches but could not yet be checked on "
+        "launches it had not seen (less than two launch periods of history), so it is likely "
+        "too narrow: expect fewer than 8 launches in 10 inside it."
+    )
+
+
 def analyst_section(s: dict, context: dict) -> list[str]:
     """Model details (for analysts)."""
     cann = context.get("cannibalization") or {}
@@ -283,18 +307,20 @@ def analyst_section(s: dict, context: dict) -> list[str]:
             if all(k in context for k in ("hr@10", "ndcg@10", "popularity_hr@10"))
             else "."
         ),
-        f"- Value of a candidate: {s['value_source']}. Units over the horizon are a negative "
-        "binomial around that expectation whose spread is fitted to the demand model's errors "
-        "on past launches (the gamma matching its realised / predicted quantiles); without a "
-        "demand model, Poisson around sum_i r_ij x units per purchase. Expected units sold = E[min(units, "
-        "stock)]; buyers = units sold / units per purchase, never above the sum of r_ij.",
+        f"- Value of a candidate: {s['value_source']}. With a demand model the 80% units range "
+        "and the median are its split-conformal bounds (realised / predicted of replayed past "
+        "launches; in-sample when no window could be replayed) times the expected units; the "
+        "order and the expected units sold come from a negative binomial whose spread is the "
+        "gamma matching those quantiles. Without a demand model: Poisson around sum_i r_ij x "
+        "units per purchase. Expected units sold = E[min(units, stock)]; buyers = units sold / "
+        "units per purchase, never above the sum of r_ij.",
     ]
     if model is not None:
         coefs = ", ".join(f"{k} {v:+.3f}" for k, v in model.coefficients.items())
         lines.append(
             f"- Demand model: Poisson regression on {model.launches} past launches; "
             f"coefficients {coefs}; realised / predicted p10 {model.ratio_quantiles['p10']:.2f}, "
-            f"p90 {model.ratio_quantiles['p90']:.2f}."
+            f"p90 {model.ratio_quantiles['p90']:.2f} ({model.interval_from or 'interval'})."
         )
     if cann:
         lines.append(

@@ -50,6 +50,37 @@ def test_report_speaks_to_merchandisers_first(tmp_path):
     assert (tmp_path / "launch_plan_x_slot_value.png").exists()
 
 
+def test_the_units_range_says_how_far_it_was_checked(tmp_path):
+    import dataclasses
+
+    from launch_pipeline.demand import DemandModel
+    from launch_pipeline.report import units_range_note
+
+    model = DemandModel(
+        features=["text_knn5"], coefficients={"text_knn5": 0.3}, windows=[], launches=120,
+        level=10.0, ratio_quantiles={"p10": 0.1, "p50": 1.0, "p90": 4.0}, train_spearman=0.4,
+        interval_from="split-conformal on 1234 replayed past launches",
+        interval_replayed_launches=1234,
+    )  # fmt: skip
+    checked = units_range_note(model)
+    assert "held 8 in 10" in checked and "1,234" in checked
+    in_sample = units_range_note(dataclasses.replace(model, interval_replayed_launches=0))
+    assert "could not yet be checked" in in_sample and "fewer than 8 launches in 10" in in_sample
+    assert "too few past launches" in units_range_note(None)
+    assert len({checked, in_sample, units_range_note(None)}) == 3
+    # the report carries it, and the analysts' section says where the interval came from
+    inp = _inputs()
+    res = lp.build_plan(inp, _settings(slots=3, category_cap=1), CREATED)
+    res.summary.update(run_id="", plan_seconds=0.1)
+    path = write_plan_report(
+        tmp_path / "launch_plan_x.md", res, inp.overall, pd.DataFrame([res.summary]),
+        {"demand_model": model},
+    )  # fmt: skip
+    merch, analysts = path.read_text().split("## For analysts")
+    assert checked in merch and "8 launches in 10. *Order*" not in merch
+    assert "split-conformal on 1234 replayed past launches" in analysts
+
+
 def test_one_progress_line_per_step_and_the_log_in_a_file(tmp_path, capfd):
     @dg.asset
     def first() -> int:

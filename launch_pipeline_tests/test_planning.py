@@ -214,6 +214,12 @@ def test_demand_model_learns_from_past_launches_and_falls_back():
     assert model is not None and model.launches >= 60
     assert model.coefficients["text_knn5"] > 0
     assert model.ratio_quantiles["p10"] < model.ratio_quantiles["p90"]
+    # how the interval was calibrated, for the report: out of sample on replayed launches
+    # (a count) or in-sample (0)
+    replayed = model.interval_from.startswith("split-conformal")
+    assert (model.interval_replayed_launches > 0) == replayed
+    if replayed:
+        assert f"on {model.interval_replayed_launches} replayed" in model.interval_from
     cands = pd.DataFrame(
         {
             "item_id": ["c1", "c2"],
