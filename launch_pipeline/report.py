@@ -286,8 +286,8 @@ def units_range_note(model) -> str:
         )
     return (
         "the range is fitted to the shop's past launches but could not yet be checked on "
-        "launches it had not seen (less than two launch periods of history), so it is likely "
-        "too narrow: expect fewer than 8 launches in 10 inside it."
+        "launches it had not seen (less than two launch periods of history), so it may be too "
+        "narrow: fewer than 8 launches in 10 may fall inside it."
     )
 
 
