@@ -279,10 +279,12 @@ def units_range_note(model) -> str:
             "expectation itself can be off: the shop has too few past launches to check it."
         )
     replayed = int(getattr(model, "interval_replayed_launches", 0) or 0)
-    if replayed:
+    if replayed or str(getattr(model, "interval_from", "")).startswith("split-conformal"):
+        # (a model stored before the count was kept says so only in ``interval_from``)
         return (
-            f"the range is set so that it held 8 in 10 of the shop's past launches "
-            f"({replayed:,}) when they were forecast the same way, before their sales were known."
+            "the range is set so that it held 8 in 10 of the shop's past launches"
+            + (f" ({replayed:,})" if replayed else "")
+            + " when they were forecast the same way, before their sales were known."
         )
     return (
         "the range is fitted to the shop's past launches but could not yet be checked on "

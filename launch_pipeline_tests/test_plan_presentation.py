@@ -64,11 +64,20 @@ def test_the_units_range_says_how_far_it_was_checked(tmp_path):
     )  # fmt: skip
     checked = units_range_note(model)
     assert "held 8 in 10" in checked and "1,234" in checked
-    in_sample = units_range_note(dataclasses.replace(model, interval_replayed_launches=0))
+    in_sample = units_range_note(
+        dataclasses.replace(
+            model,
+            interval_replayed_launches=0,
+            interval_from="in-sample ratios widened by the past level changes",
+        )
+    )
     assert (
         "could not yet be checked" in in_sample and "fewer than 8 launches in 10 may" in in_sample
     )
     assert "too few past launches" in units_range_note(None)
+    # a model stored before the count was kept: checked, without the count
+    stored = dataclasses.replace(model, interval_replayed_launches=0)
+    assert "held 8 in 10 of the shop's past launches when" in units_range_note(stored)
     assert len({checked, in_sample, units_range_note(None)}) == 3
     # the report carries it, and the analysts' section says where the interval came from
     inp = _inputs()
