@@ -715,67 +715,66 @@ def update_user_features(
 # --------------------------------------------------------------------------------------------
 # user_sequences
 # --------------------------------------------------------------------------------------------
+def _collapse_runs_sql(source: str, keys: str, order: str) -> str:
+    """SQL: the rows of ``source`` (``keys``, ``item_id``, ``strength``, ``ts`` and the columns
+    of ``order``) as steps, consecutive rows on the same item collapsed, per ``keys`` in
+    ``order``: ``keys, step, item_id, strength, ts`` (the strongest event, the first time).
+    One window pass numbers the rows and tells, from the neighbours, where a run of same-item
+    rows starts and ends; a row alone in its run (most of them) is a step as it is, and only the
+    rows of longer runs are grouped (by the number of the run's first row, found with a running
+    max over them only). A step's number is the number of its first row: increasing, with gaps,
+    unique per ``keys``."""
+    return f"""
+        WITH _ev AS (
+            SELECT {keys}, item_id, strength, ts, row_number() OVER w AS _rn,
+                   lag(item_id) OVER w IS DISTINCT FROM item_id AS _starts,
+                   lead(item_id) OVER w IS DISTINCT FROM item_id AS _ends
+            FROM ({source}) WINDOW w AS (PARTITION BY {keys} ORDER BY {order})
+        ), _runs AS (
+            SELECT *, max(CASE WHEN _starts THEN _rn END)
+                          OVER (PARTITION BY {keys} ORDER BY _rn ROWS UNBOUNDED PRECEDING) AS _run
+            FROM _ev WHERE NOT (_starts AND _ends)
+        )
+        SELECT {keys}, CAST(_rn AS BIGINT) AS step, item_id, strength, ts
+        FROM _ev WHERE _starts AND _ends
+        UNION ALL
+        SELECT {keys}, CAST(_run AS BIGINT) AS step, any_value(item_id) AS item_id,
+               max(strength) AS strength, min(ts) AS ts
+        FROM _runs GROUP BY {keys}, _run
+    """
+
+
 # a user's steps of one day: consecutive events on the same item collapsed (as in
-# features.USER_SEQUENCES_SQL, partitioned by day as well). One window pass numbers the events
-# and tells, from the neighbours, where a run of same-item events starts and ends; an event
-# alone in its run (most of them) is a step as it is, and only the events of longer runs are
-# grouped (by the number of the run's first event, found with a running max over them only).
-# A step's number is the number of its first event in the user's day: increasing, with gaps.
-_SEQ_PART_SQL = """
-    WITH ev AS (
-        SELECT partition_date AS day, user_id, item_id, ts,
-               CASE event_type WHEN 'view' THEN 1 WHEN 'cart' THEN 2 WHEN 'purchase' THEN 3 END
-                 AS strength,
-               row_number() OVER w AS rn,
-               lag(item_id) OVER w IS DISTINCT FROM item_id AS starts,
-               lead(item_id) OVER w IS DISTINCT FROM item_id AS ends
-        FROM clean_events
-        WHERE event_type IN ('view', 'cart', 'purchase')
-          AND partition_date IN (SELECT day FROM _feat_compute)
-        WINDOW w AS (PARTITION BY partition_date, user_id ORDER BY ts, source_file, source_row)
-    ), runs AS (
-        SELECT *, max(CASE WHEN starts THEN rn END)
-                      OVER (PARTITION BY day, user_id ORDER BY rn ROWS UNBOUNDED PRECEDING) AS step
-        FROM ev WHERE NOT (starts AND ends)
-    )
-    SELECT day, user_id, CAST(rn AS BIGINT) AS step, item_id, strength, ts
-    FROM ev WHERE starts AND ends
-    UNION ALL
-    SELECT day, user_id, CAST(step AS BIGINT) AS step, any_value(item_id) AS item_id,
-           max(strength) AS strength, min(ts) AS ts
-    FROM runs GROUP BY day, user_id, step
-"""
+# features.USER_SEQUENCES_SQL, partitioned by day as well); a step's number is the number of its
+# first event in the user's day
+_SEQ_PART_SQL = _collapse_runs_sql(
+    """
+    SELECT partition_date AS day, user_id, item_id, ts, source_file, source_row,
+           CASE event_type WHEN 'view' THEN 1 WHEN 'cart' THEN 2 WHEN 'purchase' THEN 3 END
+             AS strength
+    FROM clean_events
+    WHERE event_type IN ('view', 'cart', 'purchase')
+      AND partition_date IN (SELECT day FROM _feat_compute)
+    """,
+    keys="day, user_id",
+    order="ts, source_file, source_row",
+)
 _STRENGTH_NAME = "CASE {x} WHEN 1 THEN 'view' WHEN 2 THEN 'cart' ELSE 'purchase' END"
 _NAME_STRENGTH = "CASE {x} WHEN 'view' THEN 1 WHEN 'cart' THEN 2 ELSE 3 END"
 
 
 def _collapsed_lists_sql(source: str, max_len: int) -> str:
     """SQL: per user, the day steps of ``source`` (``user_id, day, step, item_id, strength,
-    ts``) collapsed again across day boundaries, as ``user_id, n, first_item, first_strength,
-    items, strengths, ts`` (the last ``max_len`` steps; ``n`` counts them all). One window pass
-    over (day, step) as in ``_SEQ_PART_SQL`` (a step alone in its run kept as it is, longer
-    runs grouped), then one list of step structs per user, sorted by step number (unique),
-    instead of three ordered list aggregates."""
+    ts``) collapsed again across day boundaries (:func:`_collapse_runs_sql` over (day, step)),
+    as ``user_id, n, first_item, first_strength, items, strengths, ts`` (the last ``max_len``
+    steps; ``n`` counts them all): one list of step structs per user, sorted by step number
+    (unique), instead of three ordered list aggregates."""
+    steps = _collapse_runs_sql(source, keys="user_id", order="day, step")
     return f"""
-        WITH src AS ({source}),
-        o AS (
-            SELECT *, row_number() OVER w AS g0,
-                   lag(item_id) OVER w IS DISTINCT FROM item_id AS starts,
-                   lead(item_id) OVER w IS DISTINCT FROM item_id AS ends
-            FROM src WINDOW w AS (PARTITION BY user_id ORDER BY day, step)
-        ), runs AS (
-            SELECT *, max(CASE WHEN starts THEN g0 END)
-                          OVER (PARTITION BY user_id ORDER BY g0 ROWS UNBOUNDED PRECEDING) AS g
-            FROM o WHERE NOT (starts AND ends)
-        ), steps AS (
-            SELECT user_id, g0 AS g, item_id, strength, ts FROM o WHERE starts AND ends
-            UNION ALL
-            SELECT user_id, g, any_value(item_id) AS item_id, max(strength) AS strength,
-                   min(ts) AS ts
-            FROM runs GROUP BY user_id, g
-        ), lists AS (
+        WITH steps AS ({steps}),
+        lists AS (
             SELECT user_id,
-                   list_sort(list({{'g': g, 'item': item_id, 's': strength, 'ts': ts}})) AS l
+                   list_sort(list({{'g': step, 'item': item_id, 's': strength, 'ts': ts}})) AS l
             FROM steps GROUP BY user_id
         )
         SELECT user_id, CAST(len(l) AS BIGINT) AS n, l[1].item AS first_item,
