@@ -44,6 +44,7 @@ def test_report_speaks_to_merchandisers_first(tmp_path):
     for words in ("Launch 3 new products", "Why these products", "Close alternatives left out",
                   "Scenarios compared", "Value of an extra launch slot", "category cap"):  # fmt: skip
         assert words in merch, words
+    assert "usually sells more" not in merch  # no demand model: nothing learned from launches
     for jargon in ("r_ij", "HiGHS", "MILP", "NDCG", "Status 7"):
         assert jargon not in merch, jargon
     assert "MILP" in analysts and "r_ij" in analysts
@@ -89,6 +90,8 @@ def test_the_units_range_says_how_far_it_was_checked(tmp_path):
     )  # fmt: skip
     merch, analysts = path.read_text().split("## For analysts")
     assert checked in merch and "8 launches in 10. *Order*" not in merch
+    # what the forecasts are learned from (past launches seen to the end of their period)
+    assert "usually sells more" in merch and "Over the next" in merch
     assert "split-conformal on 1234 replayed past launches" in analysts
 
 
