@@ -241,10 +241,10 @@ def hindsight_fit(
     column mean) on ``realised`` (by the same index), top ``k`` for the captured share.
     ``None`` without features, with fewer than three candidates or no revenue."""
     from scipy.stats import rankdata
-    from sklearn.linear_model import PoissonRegressor, Ridge
+    from sklearn.linear_model import Ridge
     from threadpoolctl import threadpool_limits
 
-    from launch_pipeline.demand import _zscore
+    from launch_pipeline.demand import _poisson, _zscore
 
     real = realised.reindex(features.index).fillna(0.0).astype(float)
     y = real.clip(lower=0.0).to_numpy()
@@ -252,20 +252,15 @@ def hindsight_fit(
     if not cols or y.sum() <= 0 or len(y) < 3:
         return None
     x = _zscore(features[cols].astype(float)).to_numpy()
-    shares, rhos = [], []
-    with threadpool_limits(1):
-        for alpha in penalties:
-            models = (
-                (
-                    PoissonRegressor(alpha=alpha, max_iter=1000, solver="newton-cholesky"),
-                    y / y.mean(),
-                ),
-                (Ridge(alpha=alpha * len(y)), rankdata(real.to_numpy())),
-            )
-            for reg, target in models:
-                pred = pd.Series(reg.fit(x, target).predict(x), index=features.index)
-                shares.append(expected_top_k_share(pred, real, k))
-                rhos.append(spearman(pred, real))
+    ranks = rankdata(real.to_numpy())
+    preds = []
+    for alpha in penalties:
+        # the valuation's own Poisson fit, and a ridge regression of the ranks
+        preds.append(_poisson([(x, y / y.mean())], alpha).predict(x))
+        with threadpool_limits(1):
+            preds.append(Ridge(alpha=alpha * len(y)).fit(x, ranks).predict(x))
+    shares = [expected_top_k_share(pd.Series(p, index=features.index), real, k) for p in preds]
+    rhos = [spearman(p, real) for p in preds]
     return HindsightFit(tuple(cols), float(np.nanmax(shares)), float(np.nanmax(rhos)))
 
 

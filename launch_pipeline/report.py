@@ -279,8 +279,8 @@ def units_range_note(model) -> str:
             "the range shows how purchases vary around that expectation but not how far the "
             "expectation itself can be off: the shop has too few past launches to check it."
         )
-    replayed = int(getattr(model, "interval_replayed_launches", 0) or 0)
-    if replayed or str(getattr(model, "interval_from", "")).startswith("split-conformal"):
+    replayed = model.interval_replayed_launches
+    if replayed or model.interval_from.startswith("split-conformal"):
         # (a model stored before the count was kept says so only in ``interval_from``)
         return (
             "the range is set so that it held 8 in 10 of the shop's past launches"
