@@ -341,7 +341,11 @@ def _suspect_frame(
     total = con.execute(f"SELECT count(*) FROM ({source})", params).fetchall()[0][0]
     preds = [f"coalesce(({c.unexpected}), false)" for c in checks if c.unexpected]
     uniq = [c.unique for c in checks if c.unique]
-    ctes = [f"src AS ({source})"]
+    # NOT MATERIALIZED: ``src`` is read twice (the duplicate keys, then the rows), and DuckDB
+    # would otherwise store every row of it first; read twice from the partition files it cost
+    # 6.8-8.7 instead of 16-20 CPU-s at 30M events (the stored copy spilled past the memory
+    # limit), 2.3-2.5 instead of 3.7-4.4 at 10M, with the same frames (benchmarks/scale.md)
+    ctes = [f"src AS NOT MATERIALIZED ({source})"]
     for k, key in enumerate(uniq):
         ctes.append(f"dup{k} AS (SELECT hash({key}) AS h FROM src GROUP BY 1 HAVING count(*) > 1)")
         preds.append(f"hash({key}) IN (SELECT h FROM dup{k})")
