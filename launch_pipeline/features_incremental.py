@@ -225,6 +225,19 @@ _COMPUTE_DAYS = "(SELECT day FROM _feat_compute)"
 _NO_DAY = dt.date(1, 1, 1)
 
 
+ROWS_PER_STATEMENT = 4_000_000
+"""The per-day partials of many new days (a first load, a backfill) are computed in statements of
+about this many clean events each: in one statement, 30M events were sorted and grouped past
+the DuckDB memory limit and cost a quarter more per event (user_sequences' day steps: 25.5
+against 20.3 CPU-s at 30M events; the same 6.8 CPU-s either way at 10M; benchmarks/scale.md).
+A nightly run's one day is one statement."""
+
+
+def _in_list(days) -> str:
+    listed = ", ".join(f"DATE '{d.isoformat()}'" for d in (list(days) or [_NO_DAY]))
+    return f"({listed})"
+
+
 class _DayFilter:
     """The connection, with the days to compute written into the SQL as constants:
     ``day IN (DATE '...', ...)`` lets DuckDB skip the row groups of other days in the clean
@@ -233,11 +246,42 @@ class _DayFilter:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, days) -> None:
         self._con = con
-        listed = ", ".join(f"DATE '{d.isoformat()}'" for d in (sorted(days) or [_NO_DAY]))
-        self._days = f"({listed})"
+        self._day_list = sorted(days)
+        self._days = _in_list(self._day_list)
+        self._chunks: list[str] | None = None
 
     def execute(self, sql: str, *args):
         return self._con.execute(sql.replace(_COMPUTE_DAYS, self._days), *args)
+
+    def day_chunks(self) -> list[str]:
+        """The days to compute as ``IN`` lists of consecutive days that hold about
+        :data:`ROWS_PER_STATEMENT` clean events together (one list when they all fit)."""
+        if self._chunks is None:
+            rows: dict[dt.date, int] = {}
+            if len(self._day_list) > 1:
+                rows = dict(
+                    self._con.execute(
+                        "SELECT partition_date, count(*) FROM clean_events "
+                        f"WHERE partition_date IN {self._days} GROUP BY 1"
+                    ).fetchall()
+                )
+            chunks: list[list[dt.date]] = []
+            held = 0
+            for day in self._day_list:
+                n = int(rows.get(day, 0))
+                if not chunks or held + n > ROWS_PER_STATEMENT:
+                    chunks.append([])
+                    held = 0
+                chunks[-1].append(day)
+                held += n
+            self._chunks = [_in_list(c) for c in chunks] or [self._days]
+        return self._chunks
+
+    def execute_by_day_chunks(self, sql: str) -> None:
+        """``sql`` (which reads ``_feat_compute``) once per chunk of :meth:`day_chunks`: for
+        statements whose rows of one day do not depend on other days (the per-day partials)."""
+        for days in self.day_chunks():
+            self._con.execute(sql.replace(_COMPUTE_DAYS, days))
 
     def __getattr__(self, name: str):
         return getattr(self._con, name)
@@ -296,11 +340,12 @@ def _run(
 
 
 def _replace_partials(
-    con: duckdb.DuckDBPyConnection, part: str, ddl_select: str, owner: str, affected: str
+    con: _DayFilter, part: str, ddl_select: str, owner: str, affected: str
 ) -> None:
     """Record in ``affected`` (a temp table with column ``owner``) the owners that had rows in
     the dropped days' partials, delete those days' (and the recomputed days') rows and insert
-    the partials of the days to compute (``ddl_select`` reads ``_feat_compute``)."""
+    the partials of the days to compute (``ddl_select`` reads ``_feat_compute``; its rows of a
+    day depend on that day only, so it runs by chunks of days: :meth:`_DayFilter.day_chunks`)."""
     if part not in _tables(con):
         con.execute(f"CREATE TABLE {part} AS {ddl_select} LIMIT 0")
     con.execute(
@@ -311,7 +356,7 @@ def _replace_partials(
         f"DELETE FROM {part} WHERE day IN (SELECT day FROM _feat_drop UNION ALL "
         f"SELECT day FROM _feat_compute)"
     )
-    con.execute(f"INSERT INTO {part} {ddl_select}")
+    con.execute_by_day_chunks(f"INSERT INTO {part} {ddl_select}")
 
 
 def _prepare(con: duckdb.DuckDBPyConnection, changes: DayChanges, owner: str) -> None:

@@ -221,3 +221,29 @@ def test_day_versions_from_partition_stamps(master, tmp_path):
     assert changes.recleaned == (days[1],) and again.version != first[days[1]].version
     lake.remove_partition(lake_dir, "clean_events", days[0])
     assert fi.day_changes(versions, fi.clean_day_versions(con, lake_dir)).removed == (days[0],)
+
+
+def test_many_new_days_are_computed_in_chunks_with_the_same_tables(master, monkeypatch):
+    """A first load of every day, its partials computed a few days per statement (a small row
+    budget), gives the tables of the full SQL; the chunks cover the days once, in order, each
+    within the budget unless one day alone is over it."""
+    con, days = master
+    _reset(con)
+    for d in days:
+        _put_day(con, d, 4)
+    per_day = dict(
+        con.execute("SELECT partition_date, count(*) FROM clean_events GROUP BY 1").fetchall()
+    )
+    budget = 2 * max(per_day.values()) - 1  # at most one day and a bit: several chunks
+    monkeypatch.setattr(fi, "ROWS_PER_STATEMENT", budget)
+    chunks = fi._DayFilter(con, days).day_chunks()
+    assert 1 < len(chunks) < len(days) + 1
+    listed = [dt.date.fromisoformat(x) for c in chunks for x in c[7:-2].split("', DATE '")]
+    assert listed == days
+    for c in chunks:
+        in_chunk = [dt.date.fromisoformat(x) for x in c[7:-2].split("', DATE '")]
+        assert len(in_chunk) == 1 or sum(per_day[d] for d in in_chunk) <= budget
+    results = fi.update_all(con)
+    assert all(r.mode == "full rebuild" for r in results)
+    assert _tables_now(con) == _reference(con, 200)
+    assert fi._DayFilter(con, days[:1]).day_chunks() == [f"(DATE '{days[0].isoformat()}')"]
