@@ -866,54 +866,25 @@ def update_user_sequences(
                 "INSERT INTO _feat_affected SELECT DISTINCT user_id FROM feat_part_seq "
                 "WHERE day IN (SELECT day FROM _feat_compute)"
             )
-        recomputed = _collapsed_lists_sql(
-            "SELECT user_id, day, step, item_id, strength, ts FROM feat_part_seq "
-            "SEMI JOIN _feat_affected USING (user_id)",
-            max_len,
-        )
-        block = _collapsed_lists_sql(
-            "SELECT user_id, day, step, item_id, strength, ts FROM feat_part_seq "
-            "ANTI JOIN _feat_affected USING (user_id) "
-            "WHERE day IN (SELECT day FROM _feat_compute)",
-            max_len,
-        )
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _feat_new_sequences AS
-            WITH b AS ({block}),
-            j AS (
-                SELECT b.*, o.n_steps AS o_n, o.items AS o_items, o.event_types AS o_types,
-                       o.ts AS o_ts,
-                       coalesce(o.items[-1] = b.first_item, false) AS merged
-                FROM b LEFT JOIN user_sequences o USING (user_id)
-            ), combined AS (
-                SELECT user_id, coalesce(o_n, 0) + n - CAST(merged AS BIGINT) AS n_steps,
-                       CASE WHEN merged AND n <= {max_len}
-                            THEN list_concat(o_items, items[2:])
-                            ELSE list_concat(coalesce(o_items, []), items) END AS items,
-                       CASE WHEN merged AND n <= {max_len}
-                            THEN list_concat(
-                                o_types[1:len(o_types) - 1],
-                                [{
-                _STRENGTH_NAME.format(
-                    x="greatest(" + _NAME_STRENGTH.format(x="o_types[-1]") + ", first_strength)"
-                )
-            }],
-                                {_names("strengths[2:]")})
-                            ELSE list_concat(coalesce(o_types, []), {_names("strengths")})
-                       END AS event_types,
-                       CASE WHEN merged AND n <= {max_len}
-                            THEN list_concat(o_ts, ts[2:])
-                            ELSE list_concat(coalesce(o_ts, []), ts) END AS ts
-                FROM j
+        # the users' lists are built by buckets of users (a hash of the id) holding about
+        # ROWS_PER_STATEMENT steps each: sorting every step of a first load at once went past
+        # the memory limit at 30M events (one bucket for a nightly day)
+        steps = con.execute(
+            "SELECT count(*) FROM feat_part_seq WHERE day IN (SELECT day FROM _feat_compute)"
+        ).fetchone()[0]
+        if con.execute("SELECT count(*) FROM _feat_affected").fetchone()[0]:
+            steps += con.execute(
+                "SELECT count(*) FROM feat_part_seq SEMI JOIN _feat_affected USING (user_id)"
+            ).fetchone()[0]
+        buckets = max(1, -(-int(steps) // ROWS_PER_STATEMENT))
+        for bucket in range(buckets):
+            in_bucket = f"hash(user_id) % {buckets} = {bucket}" if buckets > 1 else "true"
+            into = (
+                "CREATE OR REPLACE TEMP TABLE _feat_new_sequences AS"
+                if bucket == 0
+                else "INSERT INTO _feat_new_sequences"
             )
-            SELECT user_id, n_steps, items[-{max_len}:] AS items,
-                   event_types[-{max_len}:] AS event_types, ts[-{max_len}:] AS ts
-            FROM combined
-            UNION ALL
-            SELECT user_id, n, items, {_names("strengths")}, ts FROM ({recomputed})
-            """
-        )
+            con.execute(f"{into} {_new_sequences_sql(in_bucket, max_len)}")
         con.execute(
             "DELETE FROM user_sequences WHERE user_id IN (SELECT user_id FROM _feat_affected "
             "UNION ALL SELECT user_id FROM _feat_new_sequences)"
@@ -931,6 +902,57 @@ def update_user_sequences(
         body,
         lake_dir=lake_dir,
     )
+
+
+def _new_sequences_sql(in_bucket: str, max_len: int) -> str:
+    """SQL: the new ``user_sequences`` rows of the users for which ``in_bucket`` holds: a
+    stored list extended by the user's steps of the new days (``_feat_compute``), or, for a user
+    in ``_feat_affected``, the list recomputed from all their day steps."""
+    recomputed = _collapsed_lists_sql(
+        "SELECT user_id, day, step, item_id, strength, ts FROM feat_part_seq "
+        f"SEMI JOIN _feat_affected USING (user_id) WHERE {in_bucket}",
+        max_len,
+    )
+    block = _collapsed_lists_sql(
+        "SELECT user_id, day, step, item_id, strength, ts FROM feat_part_seq "
+        "ANTI JOIN _feat_affected USING (user_id) "
+        f"WHERE day IN (SELECT day FROM _feat_compute) AND {in_bucket}",
+        max_len,
+    )
+    return f"""
+            WITH b AS ({block}),
+            j AS (
+                SELECT b.*, o.n_steps AS o_n, o.items AS o_items, o.event_types AS o_types,
+                       o.ts AS o_ts,
+                       coalesce(o.items[-1] = b.first_item, false) AS merged
+                FROM b LEFT JOIN user_sequences o USING (user_id)
+            ), combined AS (
+                SELECT user_id, coalesce(o_n, 0) + n - CAST(merged AS BIGINT) AS n_steps,
+                       CASE WHEN merged AND n <= {max_len}
+                            THEN list_concat(o_items, items[2:])
+                            ELSE list_concat(coalesce(o_items, []), items) END AS items,
+                       CASE WHEN merged AND n <= {max_len}
+                            THEN list_concat(
+                                o_types[1:len(o_types) - 1],
+                                [{
+        _STRENGTH_NAME.format(
+            x="greatest(" + _NAME_STRENGTH.format(x="o_types[-1]") + ", first_strength)"
+        )
+    }],
+                                {_names("strengths[2:]")})
+                            ELSE list_concat(coalesce(o_types, []), {_names("strengths")})
+                       END AS event_types,
+                       CASE WHEN merged AND n <= {max_len}
+                            THEN list_concat(o_ts, ts[2:])
+                            ELSE list_concat(coalesce(o_ts, []), ts) END AS ts
+                FROM j
+            )
+            SELECT user_id, n_steps, items[-{max_len}:] AS items,
+                   event_types[-{max_len}:] AS event_types, ts[-{max_len}:] AS ts
+            FROM combined
+            UNION ALL
+            SELECT user_id, n, items, {_names("strengths")}, ts FROM ({recomputed})
+            """
 
 
 # --------------------------------------------------------------------------------------------

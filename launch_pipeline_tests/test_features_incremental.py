@@ -224,9 +224,10 @@ def test_day_versions_from_partition_stamps(master, tmp_path):
 
 
 def test_many_new_days_are_computed_in_chunks_with_the_same_tables(master, monkeypatch):
-    """A first load of every day, its partials computed a few days per statement (a small row
-    budget), gives the tables of the full SQL; the chunks cover the days once, in order, each
-    within the budget unless one day alone is over it."""
+    """Partials computed a few days per statement and user lists built by buckets of users
+    (small row budgets) give the tables of the full SQL after a first load, a nightly append
+    and a re-cleaned day; the chunks cover the days once, in order, each within the budget
+    unless one day alone is over it."""
     con, days = master
     _reset(con)
     for d in days:
@@ -238,12 +239,18 @@ def test_many_new_days_are_computed_in_chunks_with_the_same_tables(master, monke
     monkeypatch.setattr(fi, "ROWS_PER_STATEMENT", budget)
     chunks = fi._DayFilter(con, days).day_chunks()
     assert 1 < len(chunks) < len(days) + 1
-    listed = [dt.date.fromisoformat(x) for c in chunks for x in c[7:-2].split("', DATE '")]
-    assert listed == days
-    for c in chunks:
-        in_chunk = [dt.date.fromisoformat(x) for x in c[7:-2].split("', DATE '")]
-        assert len(in_chunk) == 1 or sum(per_day[d] for d in in_chunk) <= budget
-    results = fi.update_all(con)
-    assert all(r.mode == "full rebuild" for r in results)
-    assert _tables_now(con) == _reference(con, 200)
+    split = [[dt.date.fromisoformat(x) for x in c[7:-2].split("', DATE '")] for c in chunks]
+    assert [d for c in split for d in c] == days
+    assert all(len(c) == 1 or sum(per_day[d] for d in c) <= budget for c in split)
     assert fi._DayFilter(con, days[:1]).day_chunks() == [f"(DATE '{days[0].isoformat()}')"]
+
+    monkeypatch.setattr(fi, "ROWS_PER_STATEMENT", 50)  # a statement per day, many buckets
+    con.execute("DELETE FROM clean_events WHERE partition_date = ?", [days[-1]])
+    assert all(r.mode == "full rebuild" for r in fi.update_all(con))
+    assert _tables_now(con) == _reference(con, 200)
+    _put_day(con, days[-1], 4)  # the nightly append: stored lists extended
+    assert all(r.mode == "incremental" for r in fi.update_all(con))
+    assert _tables_now(con) == _reference(con, 200)
+    _put_day(con, days[2], 1)  # a past day cleaned again: its users recomputed
+    assert all(r.mode == "incremental" for r in fi.update_all(con))
+    assert _tables_now(con) == _reference(con, 200)
