@@ -34,6 +34,10 @@ A run computes partials only for the days whose clean partition is new or change
   when an item with events changes category or price band (a new catalog moved the quintiles),
   the user category / band counts, which were taken with the old attributes, are rebuilt in full.
 
+Many new days at once (a first load, a backfill) are computed in statements of about
+:data:`ROWS_PER_STATEMENT` clean events (consecutive days), and the sequences built by buckets of
+users of about as many steps, so that no statement outgrows the DuckDB memory limit.
+
 A full rebuild (asset config ``full_rebuild: true``) drops the state and merges every day;
 it is also automatic when the state is missing or was built with other settings (sequence length,
 state format). Incremental and full give the same tables as the SQL over the whole history
