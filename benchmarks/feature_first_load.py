@@ -14,7 +14,6 @@ compared on the same clean events (the fingerprints must be equal):
 """
 
 import json
-import resource
 import shutil
 import sys
 import time
@@ -22,12 +21,8 @@ import time
 import duckdb
 
 from launch_pipeline import features_incremental as fi
+from launch_pipeline.bench import _cpu_seconds as cpu_seconds
 from launch_pipeline.bench import duckdb_memory_limit, table_fingerprint
-
-
-def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def main(source: str, copy: str) -> None:

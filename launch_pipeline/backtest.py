@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import shutil
 import tempfile
 import time
@@ -69,7 +70,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from launch_pipeline.demand import SIMILARITY_CHUNK, has_table
+from launch_pipeline.demand import (
+    SIMILARITY_CHUNK,
+    TRANSFORMER_FEATURES,
+    DemandConfig,
+    _poisson,
+    _zscore,
+    has_table,
+)
 from launch_pipeline.errors import ConfigurationError
 from launch_pipeline.model.training_loop import STOPPED_BY_THE_CLOCK
 from launch_pipeline.settings import DEFAULT_MODEL_WORK_GCELLS
@@ -243,8 +251,6 @@ def hindsight_fit(
     from scipy.stats import rankdata
     from sklearn.linear_model import Ridge
     from threadpoolctl import threadpool_limits
-
-    from launch_pipeline.demand import _poisson, _zscore
 
     real = realised.reindex(features.index).fillna(0.0).astype(float)
     y = real.clip(lower=0.0).to_numpy()
@@ -589,8 +595,6 @@ def transformer_training(con: duckdb.DuckDBPyConnection) -> dict:
     """How the plan's two Transformers' training ended (``pipeline``: the preference model,
     ``as_of``: the valuation's model), from ``transformer_training``: epochs, why training
     stopped, whether that is reproducible (a stop on the clock is not)."""
-    import json
-
     if not has_table(con, "transformer_training"):
         return {}
     rows = con.execute("SELECT model, summary FROM transformer_training ORDER BY model").fetchall()
@@ -600,8 +604,6 @@ def transformer_training(con: duckdb.DuckDBPyConnection) -> dict:
 def _valuation(con: duckdb.DuckDBPyConnection, plan_date) -> pd.DataFrame | None:
     """The plan's two valuations (with and without the Transformer's features), by item, and
     the features they were computed from (one ``feature:<name>`` column each)."""
-    import json
-
     if not has_table(con, "launch_valuation"):
         return None
     df = con.execute(
@@ -619,11 +621,8 @@ def _valuation(con: duckdb.DuckDBPyConnection, plan_date) -> pd.DataFrame | None
 def hindsight_fits(valuation: pd.DataFrame, realised: pd.Series, k: int) -> dict:
     """:func:`hindsight_fit` on the valuation's features, with (``all_features``) and without
     (``without_transformer``) the Transformer's, at the ranker's penalty grid."""
-    from launch_pipeline.demand import TRANSFORMER_FEATURES, DemandConfig
-
     cols = [c for c in valuation.columns if c.startswith("feature:")]
-    feats = valuation[cols].rename(columns=lambda c: c.removeprefix("feature:"))
-    feats.index = feats.index.astype(str)
+    feats = valuation[cols].rename(columns=lambda c: c.removeprefix("feature:"))  # index: str
     real = realised.copy()
     real.index = real.index.astype(str)
     base = [c for c in feats.columns if c not in TRANSFORMER_FEATURES]
@@ -637,8 +636,6 @@ def hindsight_fits(valuation: pd.DataFrame, realised: pd.Series, k: int) -> dict
 
 def _valuation_model(con: duckdb.DuckDBPyConnection) -> dict | None:
     """What the plan's demand model fitted (coefficients, penalty, level, interval)."""
-    import json
-
     if not has_table(con, "launch_valuation_model"):
         return None
     rows = con.execute("SELECT model FROM launch_valuation_model").fetchall()
