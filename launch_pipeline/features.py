@@ -266,11 +266,13 @@ ACTIVITY_PER_USER_FROM_EVENTS = """
 """
 
 
-def activity_rows_sql(per_user: str, overall_from: str | None = None) -> str:
+def activity_rows_sql(per_user: str, overall_from: str | None = None, ordered: bool = True) -> str:
     """The rows of ``activity_profile``: the user scope from ``per_user`` (``user_id``,
     ``hour_of_week``, ``events``, ``purchases``; only non-zero hours) and the overall scope,
-    their sum per hour of week (all 168 hours) over ``overall_from`` (default ``per_user``;
-    the incremental path writes only some users' rows but the overall ones over all)."""
+    their sum per hour of week (all 168 hours) over ``overall_from`` (rows of ``hour_of_week``,
+    ``events``, ``purchases``; default ``per_user``: the incremental path writes only some
+    users' rows but the overall ones over all). ``ordered``: sorted by scope, user and hour (a
+    full build; the nightly insert of some users' rows is not sorted, readers order)."""
     return f"""
 WITH per_user AS (
     SELECT 'user' AS scope, user_id, hour_of_week, events, purchases FROM ({per_user})
@@ -284,7 +286,7 @@ WITH per_user AS (
 SELECT scope, user_id, hour_of_week, hour_of_week // 24 AS weekday, hour_of_week % 24 AS hour,
        events, purchases,
        events / greatest(sum(events) OVER (PARTITION BY scope, user_id), 1) AS event_share
-FROM both_scopes ORDER BY scope, user_id, hour_of_week
+FROM both_scopes {"ORDER BY scope, user_id, hour_of_week" if ordered else ""}
 """
 
 

@@ -19,8 +19,10 @@ A run computes partials only for the days whose clean partition is new or change
 * **additive parts** (counts, DECIMAL money sums, whole-number rating sums): the new days' partials
   are added to the state;
 * **first/last seen** (min/max) are merged the same way when days are only added;
-* **distinct counts** (an item's users and buyers, a user's sessions): the new days' pairs are
-  counted where no other merged day holds the same pair (an anti-join on the pair partials);
+* **distinct counts** (an item's users and buyers, a user's sessions): each distinct pair of
+  the merged days is kept once (``feat_seen_*``); the new days' pairs are counted where that
+  table does not hold them yet, then added to it (so a night reads the distinct pairs, not every
+  day's pairs again);
 * **a re-cleaned or removed day**: its old partials are dropped first; every item or user that had
   rows in them is recomputed from the remaining per-day partials (no subtraction: min/max and
   distinct counts cannot be undone by subtracting);
@@ -415,37 +417,115 @@ def _merge_state(
     con.execute("DROP TABLE _feat_new_state")
 
 
-def _distinct_counts(
-    con: duckdb.DuckDBPyConnection, part: str, owner: str, member: str, where: str = "true"
-) -> str:
-    """SQL: per owner, how many distinct ``member`` values it gains (owners not affected: pairs
-    of the new days held by no other merged day) or holds (affected owners: a recount), as
-    ``(owner, n)``."""
-    return f"""
-        SELECT {owner}, count(*) AS n FROM (
-            SELECT DISTINCT {owner}, {member} FROM {part} ANTI JOIN _feat_affected USING ({owner})
-            WHERE day IN (SELECT day FROM _feat_compute) AND {where}
-        ) c ANTI JOIN (
-            SELECT {owner}, {member} FROM {part}
-            WHERE day NOT IN (SELECT day FROM _feat_compute) AND {where}
-        ) o USING ({owner}, {member})
-        GROUP BY ALL
-        UNION ALL
-        SELECT {owner}, count(DISTINCT {member}) FROM {part} SEMI JOIN _feat_affected USING ({owner})
-        WHERE {where} GROUP BY ALL
-    """
-
-
-def _add_distinct(
-    con: duckdb.DuckDBPyConnection, state: str, owner: str, column: str, counts_sql: str
+def _merge_sums(
+    con: duckdb.DuckDBPyConnection,
+    state: str,
+    part: str,
+    keys: tuple[str, ...],
+    owner: str,
+    sums: tuple[str, ...],
 ) -> None:
-    """Add the gained distinct counts to ``state.column`` (affected owners were reset to 0)."""
+    """Like :func:`_merge_state` for a state of sums only (``sums``, BIGINT), merged key by
+    key: the new days' partial sums of an unaffected owner are added to its rows of the same
+    ``keys`` (an UPDATE; keys not held yet are inserted), so a night writes about as many rows
+    as the new days have, not every row of the owners touched; an affected owner's rows are
+    recomputed from all its partial rows. ``_feat_touched`` holds the touched owners
+    afterwards. Keys may be NULL (matched as equal)."""
+    key_list = ", ".join(keys)
+    summed = ", ".join(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in sums)
+    if state not in _tables(con):
+        con.execute(
+            f"CREATE TABLE {state} AS SELECT {key_list}, {summed} FROM {part} "
+            "WHERE false GROUP BY ALL"
+        )
     con.execute(
         f"""
-        UPDATE {state} SET {column} = {state}.{column} + g.n
-        FROM ({counts_sql}) g WHERE {state}.{owner} = g.{owner}
+        CREATE OR REPLACE TEMP TABLE _feat_touched AS
+        SELECT DISTINCT {owner} FROM {part} WHERE day IN (SELECT day FROM _feat_compute)
+        UNION SELECT {owner} FROM _feat_affected
         """
     )
+    con.execute(f"DELETE FROM {state} WHERE {owner} IN (SELECT {owner} FROM _feat_affected)")
+    con.execute(
+        f"INSERT INTO {state} SELECT {key_list}, {summed} FROM {part} "
+        f"SEMI JOIN _feat_affected USING ({owner}) GROUP BY ALL"
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _feat_add AS
+        SELECT {key_list}, {summed} FROM {part} ANTI JOIN _feat_affected USING ({owner})
+        WHERE day IN (SELECT day FROM _feat_compute) GROUP BY ALL
+        """
+    )
+    same = " AND ".join(f"{state}.{k} IS NOT DISTINCT FROM a.{k}" for k in keys)
+    con.execute(
+        f"UPDATE {state} SET {', '.join(f'{c} = {state}.{c} + a.{c}' for c in sums)} "
+        f"FROM _feat_add a WHERE {same}"
+    )
+    on = " AND ".join(f"s.{k} IS NOT DISTINCT FROM a.{k}" for k in keys)
+    con.execute(f"INSERT INTO {state} SELECT a.* FROM _feat_add a ANTI JOIN {state} s ON {on}")
+    con.execute("DROP TABLE _feat_add")
+
+
+def _merge_distinct(
+    con: duckdb.DuckDBPyConnection,
+    state: str,
+    part: str,
+    seen: str,
+    owner: str,
+    member: str,
+    column: str,
+    flag: str | None = None,
+    flag_column: str | None = None,
+) -> None:
+    """Distinct counts per owner over all merged days, kept without re-reading every day's
+    pairs: ``seen`` holds each distinct (``owner``, ``member``) pair of the merged days once
+    (twice when ``flag`` turned true on a later day), so a night's new pairs are checked against
+    the distinct pairs only. ``state.column`` gains the owner's pairs not seen before,
+    ``state.flag_column`` those whose ``flag`` (a boolean column of ``part``) is true for the
+    first time; affected owners (reset to 0 by :func:`_merge_state`) are recounted from all
+    their partial rows."""
+    flag_sql = f"bool_or({flag})" if flag else "false"
+    if seen not in _tables(con):
+        con.execute(
+            f"CREATE TABLE {seen} AS SELECT {owner}, {member}, {flag_sql} AS flag "
+            f"FROM {part} WHERE false GROUP BY ALL"
+        )
+    con.execute(f"DELETE FROM {seen} WHERE {owner} IN (SELECT {owner} FROM _feat_affected)")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _feat_pairs AS
+        WITH c AS (
+            SELECT {owner}, {member}, {flag_sql} AS flag FROM {part}
+            ANTI JOIN _feat_affected USING ({owner})
+            WHERE day IN (SELECT day FROM _feat_compute) GROUP BY ALL
+        )
+        SELECT c.{owner}, c.{member}, any_value(c.flag) AS flag,
+               count(s.{member}) > 0 AS was_seen, coalesce(bool_or(s.flag), false) AS was_flagged
+        FROM c LEFT JOIN {seen} s USING ({owner}, {member}) GROUP BY c.{owner}, c.{member}
+        UNION ALL
+        SELECT {owner}, {member}, {flag_sql}, false, false FROM {part}
+        SEMI JOIN _feat_affected USING ({owner}) GROUP BY ALL
+        """
+    )
+    sets = [f"{column} = {state}.{column} + g.n"]
+    if flag_column:
+        sets.append(f"{flag_column} = {state}.{flag_column} + g.n_flag")
+    con.execute(
+        f"""
+        UPDATE {state} SET {", ".join(sets)}
+        FROM (
+            SELECT {owner}, count(*) FILTER (WHERE NOT was_seen) AS n,
+                   count(*) FILTER (WHERE flag AND NOT was_flagged) AS n_flag
+            FROM _feat_pairs GROUP BY ALL
+        ) g WHERE {state}.{owner} = g.{owner}
+        """
+    )
+    con.execute(
+        f"INSERT INTO {seen} SELECT {owner}, {member}, flag FROM _feat_pairs "
+        "WHERE NOT was_seen OR (flag AND NOT was_flagged)"
+    )
+    con.execute("DROP TABLE _feat_pairs")
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,7 +577,7 @@ _ITEM_STATS_FROM_STATE = """
            rating_n, rating_sum, rating_sum_sq, first_event_at, first_sale_at, last_event_at
     FROM feat_state_item
 """
-ITEM_TABLES = ("feat_part_item", "feat_part_item_user", "feat_state_item")
+ITEM_TABLES = ("feat_part_item", "feat_part_item_user", "feat_state_item", "feat_seen_item_user")
 
 
 def _int_mean(sums: pa.Array, counts: pa.Array) -> pa.Array:
@@ -551,19 +631,16 @@ def update_item_features(
             _ITEM_PART_COLS,
         )
         # users / buyers: affected items start from 0 (recount), the others gain new pairs
-        _add_distinct(
+        _merge_distinct(
             con,
             "feat_state_item",
+            "feat_part_item_user",
+            "feat_seen_item_user",
             "item_id",
+            "user_id",
             "users",
-            _distinct_counts(con, "feat_part_item_user", "item_id", "user_id"),
-        )
-        _add_distinct(
-            con,
-            "feat_state_item",
-            "item_id",
-            "buyers",
-            _distinct_counts(con, "feat_part_item_user", "item_id", "user_id", "bought"),
+            flag="bought",
+            flag_column="buyers",
         )
         con.execute(features.PRICE_BANDS_SQL)
         _register_int_mean(con)
@@ -639,6 +716,7 @@ USER_TABLES = (
     "feat_state_user",
     "feat_state_user_category",
     "feat_state_user_band",
+    "feat_seen_user_session",
     "feat_user_category_affinity",
     "feat_user_band_affinity",
     "feat_item_attrs",
@@ -701,23 +779,23 @@ def update_user_features(
             _USER_STATE_COLS,
             _USER_PART_COLS,
         )
-        _add_distinct(
+        _merge_distinct(
             con,
             "feat_state_user",
+            "feat_part_user_session",
+            "feat_seen_user_session",
             "user_id",
+            "session_id",
             "sessions",
-            _distinct_counts(con, "feat_part_user_session", "user_id", "session_id"),
         )
         for attr, part in (("category", "category"), ("price_band", "band")):
-            _merge_state(
+            _merge_sums(
                 con,
                 f"feat_state_user_{part}",
                 f"feat_part_user_{part}",
-                f"user_id, {attr}",
+                ("user_id", attr),
                 "user_id",
-                "CAST(sum(n) AS BIGINT) AS n",
-                "n",
-                "n",
+                ("n",),
             )
             # the affinities of the users whose counts changed (the others keep theirs)
             agg_table = f"feat_user_{part}_affinity"
@@ -881,20 +959,12 @@ def update_user_sequences(
                 "SELECT count(*) FROM feat_part_seq SEMI JOIN _feat_affected USING (user_id)"
             ).fetchone()[0]
         buckets = max(1, -(-int(steps) // ROWS_PER_STATEMENT))
+        con.execute(
+            "DELETE FROM user_sequences WHERE user_id IN (SELECT user_id FROM _feat_affected)"
+        )
         for bucket in range(buckets):
             in_bucket = f"hash(user_id) % {buckets} = {bucket}" if buckets > 1 else "true"
-            into = (
-                "CREATE OR REPLACE TEMP TABLE _feat_new_sequences AS"
-                if bucket == 0
-                else "INSERT INTO _feat_new_sequences"
-            )
-            con.execute(f"{into} {_new_sequences_sql(in_bucket, max_len)}")
-        con.execute(
-            "DELETE FROM user_sequences WHERE user_id IN (SELECT user_id FROM _feat_affected "
-            "UNION ALL SELECT user_id FROM _feat_new_sequences)"
-        )
-        con.execute("INSERT INTO user_sequences SELECT * FROM _feat_new_sequences")
-        con.execute("DROP TABLE _feat_new_sequences")
+            _merge_sequences(con, in_bucket, max_len)
 
     return _run(
         con,
@@ -908,55 +978,58 @@ def update_user_sequences(
     )
 
 
-def _new_sequences_sql(in_bucket: str, max_len: int) -> str:
-    """SQL: the new ``user_sequences`` rows of the users for which ``in_bucket`` holds: a
-    stored list extended by the user's steps of the new days (``_feat_compute``), or, for a user
-    in ``_feat_affected``, the list recomputed from all their day steps."""
-    recomputed = _collapsed_lists_sql(
-        "SELECT user_id, day, step, item_id, strength, ts FROM feat_part_seq "
-        f"SEMI JOIN _feat_affected USING (user_id) WHERE {in_bucket}",
-        max_len,
-    )
+def _merge_sequences(con: duckdb.DuckDBPyConnection, in_bucket: str, max_len: int) -> None:
+    """Merge the new days' steps of the users for which ``in_bucket`` holds into
+    ``user_sequences`` (whose rows of the users in ``_feat_affected`` were deleted): a stored
+    list is extended in place by the user's steps of the new days (``_feat_compute``), the
+    first new step merged into the last stored one when they are the same item; a user with no
+    stored list gets one; a user in ``_feat_affected`` gets the list recomputed from all their
+    day steps. An UPDATE in place, not a rebuilt row: the old lists are read once and the new
+    ones written once."""
     block = _collapsed_lists_sql(
         "SELECT user_id, day, step, item_id, strength, ts FROM feat_part_seq "
         "ANTI JOIN _feat_affected USING (user_id) "
         f"WHERE day IN (SELECT day FROM _feat_compute) AND {in_bucket}",
         max_len,
     )
-    return f"""
-            WITH b AS ({block}),
-            j AS (
-                SELECT b.*, o.n_steps AS o_n, o.items AS o_items, o.event_types AS o_types,
-                       o.ts AS o_ts,
-                       coalesce(o.items[-1] = b.first_item, false) AS merged
-                FROM b LEFT JOIN user_sequences o USING (user_id)
-            ), combined AS (
-                SELECT user_id, coalesce(o_n, 0) + n - CAST(merged AS BIGINT) AS n_steps,
-                       CASE WHEN merged AND n <= {max_len}
-                            THEN list_concat(o_items, items[2:])
-                            ELSE list_concat(coalesce(o_items, []), items) END AS items,
-                       CASE WHEN merged AND n <= {max_len}
-                            THEN list_concat(
-                                o_types[1:len(o_types) - 1],
-                                [{
-        _STRENGTH_NAME.format(
-            x="greatest(" + _NAME_STRENGTH.format(x="o_types[-1]") + ", first_strength)"
-        )
-    }],
-                                {_names("strengths[2:]")})
-                            ELSE list_concat(coalesce(o_types, []), {_names("strengths")})
-                       END AS event_types,
-                       CASE WHEN merged AND n <= {max_len}
-                            THEN list_concat(o_ts, ts[2:])
-                            ELSE list_concat(coalesce(o_ts, []), ts) END AS ts
-                FROM j
-            )
-            SELECT user_id, n_steps, items[-{max_len}:] AS items,
-                   event_types[-{max_len}:] AS event_types, ts[-{max_len}:] AS ts
-            FROM combined
-            UNION ALL
-            SELECT user_id, n, items, {_names("strengths")}, ts FROM ({recomputed})
-            """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _feat_block AS {block}")
+    # merged: the user's first new step is on the item of the last stored step (and the new
+    # list was not cut, so that step is still in it)
+    merged = f"(o.items[-1] = b.first_item AND b.n <= {max_len})"
+    last_type = _STRENGTH_NAME.format(
+        x="greatest(" + _NAME_STRENGTH.format(x="o.event_types[-1]") + ", b.first_strength)"
+    )
+    con.execute(
+        f"""
+        UPDATE user_sequences AS o SET
+            n_steps = o.n_steps + b.n - CAST(coalesce(o.items[-1] = b.first_item, false) AS BIGINT),
+            items = (CASE WHEN {merged} THEN list_concat(o.items, b.items[2:])
+                         ELSE list_concat(o.items, b.items) END)[-{max_len}:],
+            event_types = (CASE WHEN {merged}
+                               THEN list_concat(o.event_types[1:len(o.event_types) - 1],
+                                                [{last_type}], {_names("b.strengths[2:]")})
+                               ELSE list_concat(o.event_types, {_names("b.strengths")})
+                          END)[-{max_len}:],
+            ts = (CASE WHEN {merged} THEN list_concat(o.ts, b.ts[2:])
+                      ELSE list_concat(o.ts, b.ts) END)[-{max_len}:]
+        FROM _feat_block b WHERE o.user_id = b.user_id
+        """
+    )
+    recomputed = _collapsed_lists_sql(
+        "SELECT user_id, day, step, item_id, strength, ts FROM feat_part_seq "
+        f"SEMI JOIN _feat_affected USING (user_id) WHERE {in_bucket}",
+        max_len,
+    )
+    con.execute(
+        f"""
+        INSERT INTO user_sequences
+        SELECT user_id, n, items, {_names("strengths")}, ts
+        FROM _feat_block ANTI JOIN user_sequences USING (user_id)
+        UNION ALL
+        SELECT user_id, n, items, {_names("strengths")}, ts FROM ({recomputed})
+        """
+    )
+    con.execute("DROP TABLE _feat_block")
 
 
 # --------------------------------------------------------------------------------------------
@@ -981,21 +1054,31 @@ def update_activity_profile(
     def body(con, changes: DayChanges, full: bool) -> None:
         _prepare(con, changes, "user_id")
         _replace_partials(con, "feat_part_user_hour", _HOUR_PART_SQL, "user_id", "_feat_affected")
-        _merge_state(
+        _merge_sums(
             con,
             "feat_state_user_hour",
             "feat_part_user_hour",
-            "user_id, hour_of_week",
+            ("user_id", "hour_of_week"),
             "user_id",
-            "CAST(sum(events) AS BIGINT) AS events, CAST(sum(purchases) AS BIGINT) AS purchases",
-            "events, purchases",
-            "events, purchases",
+            ("events", "purchases"),
         )
         every_user = "SELECT user_id, hour_of_week, events, purchases FROM feat_state_user_hour"
         if full or "activity_profile" not in _tables(con):
             con.execute(features.activity_profile_sql(every_user))
             return
-        # only the touched users' rows (their shares changed) and the 168 overall rows
+        # only the touched users' rows (their shares changed) and the 168 overall rows: after
+        # new days only (a nightly run), the stored overall counts plus the new days' partial
+        # counts, else summed over every user's state rows (a re-cleaned or removed day)
+        overall = every_user
+        if changes.appends_only:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _feat_overall AS "
+                "SELECT hour_of_week, events, purchases FROM activity_profile "
+                "WHERE scope = 'overall' UNION ALL "
+                "SELECT hour_of_week, events, purchases FROM feat_part_user_hour "
+                "WHERE day IN (SELECT day FROM _feat_compute)"
+            )
+            overall = "SELECT hour_of_week, events, purchases FROM _feat_overall"
         con.execute(
             "DELETE FROM activity_profile WHERE scope = 'overall' "
             "OR user_id IN (SELECT user_id FROM _feat_touched)"
@@ -1003,9 +1086,10 @@ def update_activity_profile(
         con.execute(
             "INSERT INTO activity_profile "
             + features.activity_rows_sql(
-                f"{every_user} SEMI JOIN _feat_touched USING (user_id)", every_user
+                f"{every_user} SEMI JOIN _feat_touched USING (user_id)", overall, ordered=False
             )
         )
+        con.execute("DROP TABLE IF EXISTS _feat_overall")
 
     return _run(
         con,
