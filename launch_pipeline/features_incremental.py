@@ -445,6 +445,10 @@ def _merge_sums(
         UNION SELECT {owner} FROM _feat_affected
         """
     )
+    if not con.execute(f"SELECT EXISTS (SELECT 1 FROM {state})").fetchone()[0]:
+        # a first load or a full rebuild: the sums of every partial row, in one statement
+        con.execute(f"INSERT INTO {state} SELECT {key_list}, {summed} FROM {part} GROUP BY ALL")
+        return
     con.execute(f"DELETE FROM {state} WHERE {owner} IN (SELECT {owner} FROM _feat_affected)")
     con.execute(
         f"INSERT INTO {state} SELECT {key_list}, {summed} FROM {part} "
@@ -492,22 +496,28 @@ def _merge_distinct(
             f"FROM {part} WHERE false GROUP BY ALL"
         )
     con.execute(f"DELETE FROM {seen} WHERE {owner} IN (SELECT {owner} FROM _feat_affected)")
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _feat_pairs AS
-        WITH c AS (
-            SELECT {owner}, {member}, {flag_sql} AS flag FROM {part}
-            ANTI JOIN _feat_affected USING ({owner})
-            WHERE day IN (SELECT day FROM _feat_compute) GROUP BY ALL
-        )
-        SELECT c.{owner}, c.{member}, any_value(c.flag) AS flag,
-               count(s.{member}) > 0 AS was_seen, coalesce(bool_or(s.flag), false) AS was_flagged
-        FROM c LEFT JOIN {seen} s USING ({owner}, {member}) GROUP BY c.{owner}, c.{member}
-        UNION ALL
-        SELECT {owner}, {member}, {flag_sql}, false, false FROM {part}
-        SEMI JOIN _feat_affected USING ({owner}) GROUP BY ALL
+    if con.execute(f"SELECT EXISTS (SELECT 1 FROM {seen})").fetchone()[0]:
+        pairs = f"""
+            WITH c AS (
+                SELECT {owner}, {member}, {flag_sql} AS flag FROM {part}
+                ANTI JOIN _feat_affected USING ({owner})
+                WHERE day IN (SELECT day FROM _feat_compute) GROUP BY ALL
+            )
+            SELECT c.{owner}, c.{member}, any_value(c.flag) AS flag,
+                   count(s.{member}) > 0 AS was_seen,
+                   coalesce(bool_or(s.flag), false) AS was_flagged
+            FROM c LEFT JOIN {seen} s USING ({owner}, {member}) GROUP BY c.{owner}, c.{member}
+            UNION ALL
+            SELECT {owner}, {member}, {flag_sql}, false, false FROM {part}
+            SEMI JOIN _feat_affected USING ({owner}) GROUP BY ALL
         """
-    )
+    else:  # a first load or a full rebuild (no pair merged yet): every pair is new
+        pairs = f"""
+            SELECT {owner}, {member}, {flag_sql} AS flag, false AS was_seen,
+                   false AS was_flagged
+            FROM {part} GROUP BY {owner}, {member}
+        """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _feat_pairs AS {pairs}")
     sets = [f"{column} = {state}.{column} + g.n"]
     if flag_column:
         sets.append(f"{flag_column} = {state}.{flag_column} + g.n_flag")
