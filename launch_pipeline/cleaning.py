@@ -596,11 +596,24 @@ MIN_DAYS = 8
 on: the cleaning step warns (the training step refuses when nothing can be learnt)."""
 
 
-def degenerate_warnings(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Plain-words warnings about clean data that is valid but too small or too narrow."""
-    users, days = con.execute(
-        "SELECT count(DISTINCT user_id), count(DISTINCT partition_date) FROM clean_events"
-    ).fetchall()[0]
+def degenerate_warnings(
+    con: duckdb.DuckDBPyConnection, days_run: tuple[dt.date, dt.date] | None = None
+) -> list[str]:
+    """Plain-words warnings about clean data that is valid but too small or too narrow.
+    ``days_run``: the (first, last) day just cleaned; when those days alone hold
+    :data:`MIN_USERS` shoppers the whole history does too, and it is not counted (counting the
+    distinct shoppers of every day took 1.0 s of a nightly run at 60 days of 1M events)."""
+    users = None
+    if days_run is not None:
+        users = con.execute(
+            "SELECT count(DISTINCT user_id) FROM clean_events WHERE partition_date BETWEEN ? AND ?",
+            list(days_run),
+        ).fetchall()[0][0]
+    if users is None or users < MIN_USERS:
+        users = con.execute("SELECT count(DISTINCT user_id) FROM clean_events").fetchall()[0][0]
+    days = con.execute(
+        "SELECT count(*) FROM (SELECT DISTINCT partition_date FROM clean_events)"
+    ).fetchall()[0][0]
     out = []
     if users < MIN_USERS:
         out.append(

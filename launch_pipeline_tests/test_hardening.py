@@ -585,12 +585,40 @@ def test_single_user_one_day_no_categories_are_warned_about(tmp_path):
         + "\n"
     )
     con, _ = land_all(raw)
-    warnings = degenerate_warnings(con)
-    assert [w.split(":")[0] for w in warnings] == [
+    expected = [
         "the clean events hold only 1 shopper(s)",
         "the clean events cover only 1 day(s)",
         "the products have 0 real categories",
     ]
+    assert [w.split(":")[0] for w in degenerate_warnings(con)] == expected
+    # the day just cleaned has too few shoppers: the whole history is counted, same warnings
+    assert [w.split(":")[0] for w in degenerate_warnings(con, (DAY, DAY))] == expected
+
+
+def test_shoppers_are_counted_over_the_history_when_the_new_day_has_few(tmp_path):
+    """The nightly shortcut (the new day alone has enough shoppers) and the full count agree:
+    12 shoppers on the first day and 1 on the second warn about no shopper count either way."""
+    from launch_pipeline.cleaning import MIN_USERS, degenerate_warnings
+
+    raw = tmp_path / "raw"
+    write_products(
+        raw,
+        [{"item_id": "p1", "title": "P1", "category": "a", "brand": "a", "price": 10.0},
+         {"item_id": "p2", "title": "P2", "category": "b", "brand": "a", "price": 10.0}],
+        [{"item_id": "n1", "title": "N1", "category": "k", "brand": "a", "price": 20.0}],
+    )  # fmt: skip
+    (raw / "events").mkdir()
+    day2 = DAY + dt.timedelta(days=1)
+    rows = [f"u{u},p1,view,{ts(DAY.isoformat(), 10, u)},,,,,s{u}" for u in range(MIN_USERS + 2)]
+    (raw / "events" / f"{DAY}.csv").write_text("\n".join([HEADER, *rows]) + "\n")
+    (raw / "events" / f"{day2}.csv").write_text(
+        "\n".join([HEADER, f"u0,p2,view,{ts(day2.isoformat(), 10, 0)},,,,,s9"]) + "\n"
+    )
+    con, _ = land_all(raw)
+    for days_run in (None, (day2, day2), (DAY, day2)):
+        warnings = degenerate_warnings(con, days_run)
+        assert not any("shopper" in w for w in warnings), (days_run, warnings)
+        assert any("cover only 2 day(s)" in w for w in warnings), (days_run, warnings)
 
 
 def test_eval_model_refuses_a_file_with_one_user(tmp_path, capsys):

@@ -93,7 +93,7 @@ def build_cleaning_assets(
                     metadata={"file": exc.path, "partition": exc.partition, "problem": exc.problem},
                     allow_retries=False,
                 ) from exc
-            warnings = degenerate_warnings(con)
+            warnings = degenerate_warnings(con, (start, end))
             clean_meta = table_metadata(con, "clean_events")
             quarantine_meta = table_metadata(con, "quarantined_events")
             by_type = con.execute(
