@@ -144,6 +144,13 @@ class LaunchPipelineConfig(dg.ConfigurableResource):
         )
 
 
+# DuckDB's default (16 MiB) did not trigger for a nightly user_sequences update, whose UPDATE of
+# 78k users' lists then wrote 338 MB of write-ahead log at commit and the same data again at
+# the connection's checkpoint (1.0 + 1.1 s at 60 days of 1M events); at 1MB the commit
+# checkpoints and skips the log (benchmarks/scale.md, seventh session)
+WAREHOUSE_CHECKPOINT_THRESHOLD = "1MB"
+
+
 class DuckDBWarehouse(DuckDBResource):
     """The DuckDB warehouse (a :class:`DuckDBResource`, so every asset's ``warehouse`` works
     as before). ``database`` left empty means ``<data dir>/warehouse.duckdb``, resolved when a
@@ -163,6 +170,13 @@ class DuckDBWarehouse(DuckDBResource):
         default="",
         description="folder of the partition files; empty: 'lake' beside the database file",
     )
+    checkpoint_threshold: str = Field(
+        default=WAREHOUSE_CHECKPOINT_THRESHOLD,
+        description=(
+            "DuckDB checkpoint_threshold: a commit whose changes pass it is written to the "
+            "database file at once instead of to the write-ahead log first"
+        ),
+    )
 
     def resolved_database(self) -> str:
         return self.database or str(Settings.from_env().warehouse_path)
@@ -181,6 +195,7 @@ class DuckDBWarehouse(DuckDBResource):
         if database != ":memory:" and not database.startswith("md:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         config = {
+            "checkpoint_threshold": self.checkpoint_threshold,
             **self.connection_config,
             "memory_limit": self.memory_limit or duckdb_memory_limit_from_env(),
         }
