@@ -60,8 +60,15 @@ class TimedConnection:
 
 
 def connect(path: str) -> duckdb.DuckDBPyConnection:
+    """A connection configured as the warehouse resource of the code under test configures it
+    (the checkpoint threshold where that code sets one)."""
     con = duckdb.connect(path)
     con.execute(f"SET memory_limit = '{duckdb_memory_limit()}'")
+    try:
+        from launch_pipeline.defs.resources import WAREHOUSE_CHECKPOINT_THRESHOLD
+    except ImportError:  # code before the threshold: DuckDB's default
+        return con
+    con.execute(f"SET checkpoint_threshold = '{WAREHOUSE_CHECKPOINT_THRESHOLD}'")
     return con
 
 
