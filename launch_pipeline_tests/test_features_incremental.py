@@ -254,3 +254,63 @@ def test_many_new_days_are_computed_in_chunks_with_the_same_tables(master, monke
     _put_day(con, days[2], 1)  # a past day cleaned again: its users recomputed
     assert all(r.mode == "incremental" for r in fi.update_all(con))
     assert _tables_now(con) == _reference(con, 200)
+
+
+def _merge_day(con, merged: dict, current: dict, merge) -> None:
+    """One merge step of a state helper with the day bookkeeping ``_run`` would set up."""
+    fi._prepare(con, fi.day_changes(merged, current), "user_id")
+    merge()
+
+
+def test_sums_and_distinct_pairs_merged_key_by_key_match_a_recount():
+    """The nightly key-by-key merges (sums with NULL keys, distinct pairs seen once) give what
+    summing and counting every partial row gives; a NULL key is one key, not a new row a night."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE part (day DATE, user_id VARCHAR, category VARCHAR, n BIGINT)")
+    con.execute("CREATE TABLE pairs (day DATE, user_id VARCHAR, item_id VARCHAR, bought BOOLEAN)")
+    con.execute("CREATE TABLE owners (user_id VARCHAR, users BIGINT, buyers BIGINT)")
+    d1, d2, d3 = (dt.date(2026, 1, d) for d in (1, 2, 3))
+    days = {
+        d1: ([("u1", "a", 2), ("u1", None, 1), ("u2", "b", 5)],
+             [("u1", "p1", False), ("u1", "p2", True), ("u2", "p1", False)]),
+        d2: ([("u1", None, 4), ("u1", "c", 1)],
+             [("u1", "p1", True), ("u1", "p3", False), ("u2", "p1", False)]),
+        d3: ([("u2", "b", 1), ("u3", None, 7)],
+             [("u1", "p1", True), ("u2", "p1", True), ("u3", "p2", False)]),
+    }  # fmt: skip
+    merged: dict = {}
+    for day, (sums, pair_rows) in days.items():
+        con.executemany("INSERT INTO part VALUES (?, ?, ?, ?)", [(day, *r) for r in sums])
+        con.executemany("INSERT INTO pairs VALUES (?, ?, ?, ?)", [(day, *r) for r in pair_rows])
+        con.execute(
+            "INSERT INTO owners SELECT DISTINCT user_id, 0, 0 FROM pairs "
+            "WHERE user_id NOT IN (SELECT user_id FROM owners)"
+        )
+        current = {**merged, day: "v1"}
+
+        def merge():
+            fi._merge_sums(con, "state", "part", ("user_id", "category"), "user_id", ("n",))
+            fi._merge_distinct(
+                con, "owners", "pairs", "seen", "user_id", "item_id", "users", "bought", "buyers"
+            )
+
+        _merge_day(con, merged, current, merge)
+        merged = current
+        got = con.execute("SELECT * FROM state ORDER BY ALL").fetchall()
+        want = con.execute(
+            "SELECT user_id, category, sum(n) FROM part GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        assert got == want, day
+        touched = con.execute("SELECT user_id FROM _feat_touched ORDER BY 1").fetchall()
+        assert (
+            touched
+            == con.execute(
+                "SELECT DISTINCT user_id FROM part WHERE day = ? ORDER BY 1", [day]
+            ).fetchall()
+        )
+        got = con.execute("SELECT * FROM owners ORDER BY ALL").fetchall()
+        want = con.execute(
+            "SELECT user_id, count(DISTINCT item_id), count(DISTINCT item_id) FILTER (WHERE bought) "
+            "FROM pairs GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        assert got == want, day
