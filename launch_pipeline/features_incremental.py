@@ -371,6 +371,22 @@ def _prepare(con: duckdb.DuckDBPyConnection, changes: DayChanges, owner: str) ->
     con.execute(f"CREATE OR REPLACE TEMP TABLE _feat_affected ({owner} VARCHAR)")
 
 
+def _set_touched(con: duckdb.DuckDBPyConnection, part: str, owner: str) -> None:
+    """``_feat_touched``: the owners with rows in the new days' partials or affected by a
+    dropped day (their state rows change)."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _feat_touched AS
+        SELECT DISTINCT {owner} FROM {part} WHERE day IN (SELECT day FROM _feat_compute)
+        UNION SELECT {owner} FROM _feat_affected
+        """
+    )
+
+
+def _has_rows(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()[0])
+
+
 def _merge_state(
     con: duckdb.DuckDBPyConnection,
     state: str,
@@ -391,13 +407,7 @@ def _merge_state(
             f"CREATE TABLE {state} AS SELECT {keys}, {aggs} "
             f"FROM (SELECT {keys}, {part_cols} FROM {part}) WHERE false GROUP BY ALL"
         )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _feat_touched AS
-        SELECT DISTINCT {owner} FROM {part} WHERE day IN (SELECT day FROM _feat_compute)
-        UNION SELECT {owner} FROM _feat_affected
-        """
-    )
+    _set_touched(con, part, owner)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _feat_new_state AS
@@ -438,14 +448,8 @@ def _merge_sums(
             f"CREATE TABLE {state} AS SELECT {key_list}, {summed} FROM {part} "
             "WHERE false GROUP BY ALL"
         )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _feat_touched AS
-        SELECT DISTINCT {owner} FROM {part} WHERE day IN (SELECT day FROM _feat_compute)
-        UNION SELECT {owner} FROM _feat_affected
-        """
-    )
-    if not con.execute(f"SELECT EXISTS (SELECT 1 FROM {state})").fetchone()[0]:
+    _set_touched(con, part, owner)
+    if not _has_rows(con, state):
         # a first load or a full rebuild: the sums of every partial row, in one statement
         con.execute(f"INSERT INTO {state} SELECT {key_list}, {summed} FROM {part} GROUP BY ALL")
         return
@@ -461,13 +465,17 @@ def _merge_sums(
         WHERE day IN (SELECT day FROM _feat_compute) GROUP BY ALL
         """
     )
-    same = " AND ".join(f"{state}.{k} IS NOT DISTINCT FROM a.{k}" for k in keys)
+
+    def same_keys(left: str) -> str:
+        return " AND ".join(f"{left}.{k} IS NOT DISTINCT FROM a.{k}" for k in keys)
+
     con.execute(
         f"UPDATE {state} SET {', '.join(f'{c} = {state}.{c} + a.{c}' for c in sums)} "
-        f"FROM _feat_add a WHERE {same}"
+        f"FROM _feat_add a WHERE {same_keys(state)}"
     )
-    on = " AND ".join(f"s.{k} IS NOT DISTINCT FROM a.{k}" for k in keys)
-    con.execute(f"INSERT INTO {state} SELECT a.* FROM _feat_add a ANTI JOIN {state} s ON {on}")
+    con.execute(
+        f"INSERT INTO {state} SELECT a.* FROM _feat_add a ANTI JOIN {state} s ON {same_keys('s')}"
+    )
     con.execute("DROP TABLE _feat_add")
 
 
@@ -496,7 +504,7 @@ def _merge_distinct(
             f"FROM {part} WHERE false GROUP BY ALL"
         )
     con.execute(f"DELETE FROM {seen} WHERE {owner} IN (SELECT {owner} FROM _feat_affected)")
-    if con.execute(f"SELECT EXISTS (SELECT 1 FROM {seen})").fetchone()[0]:
+    if _has_rows(con, seen):
         pairs = f"""
             WITH c AS (
                 SELECT {owner}, {member}, {flag_sql} AS flag FROM {part}
