@@ -499,8 +499,9 @@ def load_sample_shop(db_path: Path, users: int):
         con.execute("CREATE VIEW item_features AS SELECT * FROM wh.item_features")
         con.execute("CREATE VIEW clean_events AS SELECT ts FROM wh.clean_events")
         con.execute(
-            "CREATE VIEW user_sequences AS SELECT * FROM wh.user_sequences "
-            f"ORDER BY hash(user_id), user_id LIMIT {int(users)}"
+            "CREATE VIEW user_sequence_steps AS SELECT * FROM wh.user_sequence_steps "
+            "WHERE user_id IN (SELECT DISTINCT user_id FROM wh.user_sequence_steps "
+            f"ORDER BY hash(user_id), user_id LIMIT {int(users)})"
         )
         return load_shop_data(con)
     finally:

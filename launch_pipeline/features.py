@@ -7,11 +7,19 @@
   rating stats). Candidates have attributes and zero behaviour.
 * ``user_features``: recency, frequency, monetary value, funnel counts, conversion, and
   category / price-band affinities (shares of the user's interactions).
-* ``user_sequences``: each user's interactions (view, cart, purchase) in time order, consecutive
-  events on the same item collapsed into one step carrying the strongest event type, the last
-  ``max_sequence_length`` steps kept.
-* ``activity_profile``: events and purchases by hour of week (0 = Monday 00:00 UTC), overall
-  (``scope = 'overall'``) and per user (``scope = 'user'``; only non-zero hours are stored).
+* ``user_sequence_steps``: each user's interactions (view, cart, purchase) in time order,
+  consecutive events on the same item collapsed into one step carrying the strongest event type,
+  the last ``max_sequence_length`` steps kept, one row per step (``step``: its number in the
+  user's whole history, so a user's step count is their largest ``step``). What the model reads.
+* ``user_sequences``: a view of the same as one row per user with ``items``, ``event_types`` and
+  ``ts`` lists and ``n_steps`` (for analysts). Steps are stored as rows so that a nightly run
+  appends the day's steps and deletes those past the last ``max_sequence_length``, instead of
+  rewriting every active user's lists (benchmarks/scale.md).
+* ``activity_profile``: a view of events and purchases by hour of week (0 = Monday 00:00 UTC),
+  overall (``scope = 'overall'``) and per user (``scope = 'user'``; only non-zero hours), with
+  each row's share of its scope's events, computed when read from the stored user x hour counts
+  (``activity_user_hour``; the incremental path's merged state): a night adds to the counts of
+  the hours it touched instead of rewriting every share of every active user.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ FEATURE_TABLES = (
     "price_bands",
     "item_features",
     "user_features",
+    "user_sequence_steps",
     "user_sequences",
     "activity_profile",
 )
+VIEWS = ("user_sequences", "activity_profile")  # computed when read from the stored tables
 N_PRICE_BANDS = 5
 EVENT_STRENGTH = {"view": 1, "cart": 2, "purchase": 3}
 
@@ -228,8 +238,8 @@ USER_FEATURES_SQL = user_features_sql()
 
 # steps: a new step starts where the item changes (lag over the user's time order); the step
 # number is the running count of starts, so a user's step count is the largest step number and
-# the last $max_len steps are the tail of the sorted list (no extra window sort for either)
-USER_SEQUENCES_SQL = """
+# the last $max_len steps are those above it minus $max_len
+USER_SEQUENCE_STEPS_SQL = """
 CREATE OR REPLACE {temp} TABLE {table} AS
 WITH ev AS (
     SELECT user_id, item_id, ts, source_file, source_row,
@@ -243,21 +253,32 @@ WITH ev AS (
                                   ROWS UNBOUNDED PRECEDING) AS step
     FROM ordered
 ), steps AS (
-    SELECT user_id, step, any_value(item_id) AS item_id, max(strength) AS strength, min(ts) AS ts
+    SELECT user_id, CAST(step AS BIGINT) AS step, any_value(item_id) AS item_id,
+           max(strength) AS strength, min(ts) AS ts
     FROM stepped GROUP BY user_id, step
-), lists AS (   -- one list of step structs per user, sorted once (step numbers are unique)
-    SELECT user_id, CAST(max(step) AS BIGINT) AS n_steps,
-           list_sort(list({{'step': step, 'item': item_id, 's': strength, 'ts': ts}})) AS l
-    FROM steps GROUP BY user_id
 )
-SELECT user_id, n_steps,
-       list_transform(l[-$max_len:], lambda x: x.item) AS items,
-       list_transform(l[-$max_len:],
-                      lambda x: CASE x.s WHEN 1 THEN 'view' WHEN 2 THEN 'cart' ELSE 'purchase' END)
-         AS event_types,
-       list_transform(l[-$max_len:], lambda x: x.ts) AS ts
-FROM lists ORDER BY user_id
+SELECT user_id, step, item_id,
+       CASE strength WHEN 1 THEN 'view' WHEN 2 THEN 'cart' ELSE 'purchase' END AS event_type, ts
+FROM steps QUALIFY step > max(step) OVER (PARTITION BY user_id) - $max_len
 """
+SEQUENCE_STEPS_COLUMNS = (
+    "user_id VARCHAR, step BIGINT, item_id VARCHAR, event_type VARCHAR, ts TIMESTAMP"
+)
+
+
+def user_sequences_select(steps: str = "user_sequence_steps") -> str:
+    """SQL: the steps table ``steps`` as one row per user (``user_id, n_steps, items,
+    event_types, ts``; lists in step order): what the ``user_sequences`` view shows."""
+    return f"""
+SELECT user_id, n_steps,
+       list_transform(l, lambda x: x.item) AS items,
+       list_transform(l, lambda x: x.type) AS event_types,
+       list_transform(l, lambda x: x.ts) AS ts
+FROM (SELECT user_id, max(step) AS n_steps,
+             list_sort(list({{'step': step, 'item': item_id, 'type': event_type, 'ts': ts}})) AS l
+      FROM {steps} GROUP BY user_id)
+"""
+
 
 ACTIVITY_PER_USER_FROM_EVENTS = """
     SELECT user_id, (isodow(ts) - 1) * 24 + hour(ts) AS hour_of_week, count(*) AS events,
@@ -266,13 +287,10 @@ ACTIVITY_PER_USER_FROM_EVENTS = """
 """
 
 
-def activity_rows_sql(per_user: str, overall_from: str | None = None, ordered: bool = True) -> str:
-    """The rows of ``activity_profile``: the user scope from ``per_user`` (``user_id``,
-    ``hour_of_week``, ``events``, ``purchases``; only non-zero hours) and the overall scope,
-    their sum per hour of week (all 168 hours) over ``overall_from`` (rows of ``hour_of_week``,
-    ``events``, ``purchases``; default ``per_user``: the incremental path writes only some
-    users' rows but the overall ones over all). ``ordered``: sorted by scope, user and hour (a
-    full build; the nightly insert of some users' rows is not sorted, readers order)."""
+def activity_rows_sql(per_user: str) -> str:
+    """The rows of ``activity_profile`` from ``per_user`` (``user_id``, ``hour_of_week``,
+    ``events``, ``purchases``; only non-zero hours): the user scope, and the overall scope, their
+    sum per hour of week (all 168 hours); ``event_share``: the row's share of its scope's events."""
     return f"""
 WITH per_user AS (
     SELECT 'user' AS scope, user_id, hour_of_week, events, purchases FROM ({per_user})
@@ -280,23 +298,55 @@ WITH per_user AS (
     SELECT 'overall' AS scope, NULL::VARCHAR AS user_id, h.hour_of_week,
            CAST(coalesce(sum(p.events), 0) AS BIGINT) AS events,
            CAST(coalesce(sum(p.purchases), 0) AS BIGINT) AS purchases
-    FROM range(168) h(hour_of_week) LEFT JOIN ({overall_from or per_user}) p USING (hour_of_week)
+    FROM range(168) h(hour_of_week) LEFT JOIN ({per_user}) p USING (hour_of_week)
     GROUP BY ALL
 ), both_scopes AS (SELECT * FROM overall UNION ALL SELECT * FROM per_user)
 SELECT scope, user_id, hour_of_week, hour_of_week // 24 AS weekday, hour_of_week % 24 AS hour,
        events, purchases,
        events / greatest(sum(events) OVER (PARTITION BY scope, user_id), 1) AS event_share
-FROM both_scopes {"ORDER BY scope, user_id, hour_of_week" if ordered else ""}
+FROM both_scopes
 """
 
 
-def activity_profile_sql(per_user: str = ACTIVITY_PER_USER_FROM_EVENTS) -> str:
-    """``CREATE OR REPLACE TABLE activity_profile`` from ``per_user`` (see
-    :func:`activity_rows_sql`)."""
-    return f"CREATE OR REPLACE TABLE activity_profile AS {activity_rows_sql(per_user)}"
+def relation_kind(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """``'BASE TABLE'``, ``'VIEW'`` (or another kind) for ``name`` in the current database's
+    main schema, ``None`` when there is none."""
+    kind = con.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_name = ? "
+        "AND table_schema = 'main' AND table_catalog = current_database()",
+        [name],
+    ).fetchall()
+    return kind[0][0] if kind else None
 
 
-ACTIVITY_PROFILE_SQL = activity_profile_sql()
+def replace_with_view(con: duckdb.DuckDBPyConnection, name: str, select: str) -> None:
+    """``CREATE OR REPLACE VIEW name AS select``, dropping a table of that name first (a
+    warehouse built before the feature became a view)."""
+    kind = relation_kind(con, name)
+    if kind is not None and kind != "VIEW":
+        con.execute(f"DROP TABLE {name}")
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
+
+
+def drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop the table or view ``name`` of the current database, if there is one."""
+    kind = relation_kind(con, name)
+    if kind is not None:
+        con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {name}")
+
+
+def create_user_sequences_view(con: duckdb.DuckDBPyConnection) -> None:
+    """The ``user_sequences`` view over ``user_sequence_steps``."""
+    replace_with_view(con, "user_sequences", user_sequences_select("user_sequence_steps"))
+
+
+def create_activity_profile_view(con: duckdb.DuckDBPyConnection, counts: str) -> None:
+    """The ``activity_profile`` view over the user x hour-of-week counts in table ``counts``."""
+    replace_with_view(
+        con,
+        "activity_profile",
+        activity_rows_sql(f"SELECT user_id, hour_of_week, events, purchases FROM {counts}"),
+    )
 
 
 def build_item_features(con: duckdb.DuckDBPyConnection) -> None:
@@ -315,14 +365,15 @@ def build_user_sequences(
     con: duckdb.DuckDBPyConnection,
     max_sequence_length: int = 200,
     as_of=None,
-    table: str = "user_sequences",
+    table: str = "user_sequence_steps",
     temporary: bool = False,
     sample_fraction: float | None = None,
 ) -> None:
-    """``user_sequences`` from ``clean_events``. With ``as_of`` (a naive UTC datetime) the same
-    table as it would have been built from the events before that time (what a past launch
-    window saw; ``scoring.users_as_of``), written to ``table`` (a ``temporary`` one if asked).
-    ``sample_fraction`` keeps only a deterministic share of the users (by a hash of the id)."""
+    """``user_sequence_steps`` from ``clean_events`` (with the ``user_sequences`` view over it).
+    With ``as_of`` (a naive UTC datetime) the same steps as they would have been built from the
+    events before that time (what a past launch window saw; ``scoring.users_as_of``), written to
+    ``table`` (a ``temporary`` one if asked; no view). ``sample_fraction`` keeps only a
+    deterministic share of the users (by a hash of the id)."""
     if not table.replace("_", "").isalnum():
         raise ValueError(f"not a table name: {table!r}")
     where, params = "", {"max_len": max_sequence_length}
@@ -332,9 +383,17 @@ def build_user_sequences(
     if sample_fraction is not None and sample_fraction < 1:
         where += f" AND hash(user_id) % {SAMPLE_MODULUS} < $sample_keep"
         params["sample_keep"] = int(round(max(sample_fraction, 0.0) * SAMPLE_MODULUS))
-    sql = USER_SEQUENCES_SQL.format(temp="TEMP" if temporary else "", table=table, where=where)
+    sql = USER_SEQUENCE_STEPS_SQL.format(temp="TEMP" if temporary else "", table=table, where=where)
     con.execute(sql, params)
+    if table == "user_sequence_steps" and not temporary:
+        create_user_sequences_view(con)
+        # the incremental path's per-user state no longer matches these steps: its next run
+        # rebuilds in full (features_incremental.SEQ_TABLES)
+        con.execute("DROP TABLE IF EXISTS feat_seq_last")
 
 
 def build_activity_profile(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(ACTIVITY_PROFILE_SQL)
+    """``activity_user_hour`` (events and purchases per user and hour of week) from
+    ``clean_events``, and the ``activity_profile`` view over it."""
+    con.execute(f"CREATE OR REPLACE TABLE activity_user_hour AS {ACTIVITY_PER_USER_FROM_EVENTS}")
+    create_activity_profile_view(con, "activity_user_hour")

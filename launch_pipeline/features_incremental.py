@@ -61,11 +61,12 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from launch_pipeline import features, lake
 
-STATE_FORMAT = "1"  # bump when a partial or state table changes shape: forces a full rebuild
+STATE_FORMAT = "2"  # bump when a partial or state table changes shape: forces a full rebuild
 INCREMENTAL_TABLES = ("item_features", "user_features", "user_sequences", "activity_profile")
 
 
@@ -303,9 +304,11 @@ def _run(
     body,
     extra_full_reason=None,
     lake_dir: Path | None = None,
+    rows_sql: str | None = None,
 ) -> MergeResult:
     """The frame shared by the four updates: find the changed days, run ``body(con, changes,
-    full)`` in one transaction, record the merged versions."""
+    full)`` in one transaction, record the merged versions. ``rows_sql``: the feature's row
+    count from its stored tables (a view's own count would compute the whole view)."""
     t0 = time.perf_counter()
     con.execute("SET TimeZone = 'UTC'")
     for ddl in _BOOKKEEPING_DDL:
@@ -331,7 +334,7 @@ def _run(
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    rows = con.execute(f"SELECT count(*) FROM {feature}").fetchone()[0]
+    rows = con.execute(rows_sql or f"SELECT count(*) FROM {feature}").fetchone()[0]
     return MergeResult(
         table=feature,
         mode=mode,
@@ -905,37 +908,16 @@ _SEQ_PART_SQL = _collapse_runs_sql(
     order="ts, source_file, source_row",
 )
 _STRENGTH_NAME = "CASE {x} WHEN 1 THEN 'view' WHEN 2 THEN 'cart' ELSE 'purchase' END"
-_NAME_STRENGTH = "CASE {x} WHEN 'view' THEN 1 WHEN 'cart' THEN 2 ELSE 3 END"
-
-
-def _collapsed_lists_sql(source: str, max_len: int) -> str:
-    """SQL: per user, the day steps of ``source`` (``user_id, day, step, item_id, strength,
-    ts``) collapsed again across day boundaries (:func:`_collapse_runs_sql` over (day, step)),
-    as ``user_id, n, first_item, first_strength, items, strengths, ts`` (the last ``max_len``
-    steps; ``n`` counts them all): one list of step structs per user, sorted by step number
-    (unique), instead of three ordered list aggregates."""
-    steps = _collapse_runs_sql(source, keys="user_id", order="day, step")
-    return f"""
-        WITH steps AS ({steps}),
-        lists AS (
-            SELECT user_id,
-                   list_sort(list({{'g': step, 'item': item_id, 's': strength, 'ts': ts}})) AS l
-            FROM steps GROUP BY user_id
-        )
-        SELECT user_id, CAST(len(l) AS BIGINT) AS n, l[1].item AS first_item,
-               l[1].s AS first_strength,
-               list_transform(l[-{max_len}:], lambda x: x.item) AS items,
-               list_transform(l[-{max_len}:], lambda x: x.s) AS strengths,
-               list_transform(l[-{max_len}:], lambda x: x.ts) AS ts
-        FROM lists
-    """
 
 
 def _names(x: str) -> str:
-    return f"list_transform({x}, lambda s: {_STRENGTH_NAME.format(x='s')})"
+    return _STRENGTH_NAME.format(x=x)
 
 
-SEQ_TABLES = ("feat_part_seq",)
+SEQ_TABLES = ("feat_part_seq", "feat_seq_last", "user_sequence_steps")
+_SEQ_LAST_COLUMNS = (
+    "user_id VARCHAR, n_steps BIGINT, last_item VARCHAR, last_strength INTEGER, last_ts TIMESTAMP"
+)
 
 
 def update_user_sequences(
@@ -945,20 +927,21 @@ def update_user_sequences(
     max_sequence_length: int = 200,
     lake_dir: Path | None = None,
 ) -> MergeResult:
-    """``user_sequences`` with the clean days that changed merged in: stored lists extended
-    when the new days come last, users of a re-cleaned / removed / earlier day recomputed from
-    their per-day steps."""
+    """``user_sequence_steps`` (and the ``user_sequences`` view over it) with the clean days that
+    changed merged in: each active user's new steps appended when the new days come last (their
+    oldest steps past ``max_sequence_length`` deleted), users of a re-cleaned / removed / earlier
+    day recomputed from their per-day steps."""
     max_len = int(max_sequence_length)
     if max_len < 1:
         raise ValueError(f"max_sequence_length must be at least 1, not {max_sequence_length}")
 
     def body(con, changes: DayChanges, full: bool) -> None:
         _prepare(con, changes, "user_id")
-        if full or "user_sequences" not in _tables(con):
-            con.execute(
-                "CREATE OR REPLACE TABLE user_sequences (user_id VARCHAR, n_steps BIGINT, "
-                "items VARCHAR[], event_types VARCHAR[], ts TIMESTAMP[])"
-            )
+        present = _tables(con)
+        if "user_sequence_steps" not in present:
+            con.execute(f"CREATE TABLE user_sequence_steps ({features.SEQUENCE_STEPS_COLUMNS})")
+        if "feat_seq_last" not in present:
+            con.execute(f"CREATE TABLE feat_seq_last ({_SEQ_LAST_COLUMNS})")
         _replace_partials(con, "feat_part_seq", _SEQ_PART_SQL, "user_id", "_feat_affected")
         if not changes.appends_only:
             # days out of order: every user of the new days is recomputed as well
@@ -966,23 +949,25 @@ def update_user_sequences(
                 "INSERT INTO _feat_affected SELECT DISTINCT user_id FROM feat_part_seq "
                 "WHERE day IN (SELECT day FROM _feat_compute)"
             )
-        # the users' lists are built by buckets of users (a hash of the id) holding about
+        # the users' steps are numbered by buckets of users (a hash of the id) holding about
         # ROWS_PER_STATEMENT steps each: sorting every step of a first load at once went past
         # the memory limit at 30M events (one bucket for a nightly day)
         steps = con.execute(
             "SELECT count(*) FROM feat_part_seq WHERE day IN (SELECT day FROM _feat_compute)"
         ).fetchone()[0]
-        if con.execute("SELECT count(*) FROM _feat_affected").fetchone()[0]:
+        if _has_rows(con, "_feat_affected"):
             steps += con.execute(
                 "SELECT count(*) FROM feat_part_seq SEMI JOIN _feat_affected USING (user_id)"
             ).fetchone()[0]
+            for table in ("user_sequence_steps", "feat_seq_last"):
+                con.execute(
+                    f"DELETE FROM {table} WHERE user_id IN (SELECT user_id FROM _feat_affected)"
+                )
         buckets = max(1, -(-int(steps) // ROWS_PER_STATEMENT))
-        con.execute(
-            "DELETE FROM user_sequences WHERE user_id IN (SELECT user_id FROM _feat_affected)"
-        )
         for bucket in range(buckets):
             in_bucket = f"hash(user_id) % {buckets} = {bucket}" if buckets > 1 else "true"
             _merge_sequences(con, in_bucket, max_len)
+        features.create_user_sequences_view(con)
 
     return _run(
         con,
@@ -993,59 +978,86 @@ def update_user_sequences(
         _settings_key(f"max_sequence_length={max_len}"),
         body,
         lake_dir=lake_dir,
+        rows_sql="SELECT count(*) FROM feat_seq_last",
     )
+
+
+FIRST_SEQUENCE_USERS = "user_id IN (SELECT user_id FROM feat_seq_last ORDER BY user_id LIMIT 5)"  # a filter of the user_sequences view to a few users (asset preview)
+
+
+def sequence_lengths(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Min / median / max of the users' step counts, their total and the steps stored (at most
+    the last ``max_sequence_length`` of each user), from the stored tables."""
+    return con.execute(
+        "SELECT min(n_steps) AS min, median(n_steps) AS median, max(n_steps) AS max, "
+        "sum(n_steps) AS total_steps, (SELECT count(*) FROM user_sequence_steps) AS stored_steps "
+        "FROM feat_seq_last"
+    ).df()
 
 
 def _merge_sequences(con: duckdb.DuckDBPyConnection, in_bucket: str, max_len: int) -> None:
-    """Merge the new days' steps of the users for which ``in_bucket`` holds into
-    ``user_sequences`` (whose rows of the users in ``_feat_affected`` were deleted): a stored
-    list is extended in place by the user's steps of the new days (``_feat_compute``), the
-    first new step merged into the last stored one when they are the same item; a user with no
-    stored list gets one; a user in ``_feat_affected`` gets the list recomputed from all their
-    day steps. An UPDATE in place, not a rebuilt row: the old lists are read once and the new
-    ones written once."""
-    block = _collapsed_lists_sql(
+    """Merge the steps of the users for which ``in_bucket`` holds into ``user_sequence_steps``
+    and ``feat_seq_last`` (each user's step count and last step; the rows of the users in
+    ``_feat_affected`` were deleted from both): a user's steps of the new days
+    (``_feat_compute``) are numbered on from their stored count, the first new step merged into
+    the last stored one when they are the same item (a step that spans midnight: that row is
+    replaced); a user in ``_feat_affected`` gets every step recomputed from all their day steps.
+    Then the steps past the last ``max_len`` are deleted. Only the new steps are written: the
+    stored steps of a user are not rewritten."""
+    steps = _collapse_runs_sql(
         "SELECT user_id, day, step, item_id, strength, ts FROM feat_part_seq "
         "ANTI JOIN _feat_affected USING (user_id) "
-        f"WHERE day IN (SELECT day FROM _feat_compute) AND {in_bucket}",
-        max_len,
-    )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _feat_block AS {block}")
-    # merged: the user's first new step is on the item of the last stored step (and the new
-    # list was not cut, so that step is still in it)
-    merged = f"(o.items[-1] = b.first_item AND b.n <= {max_len})"
-    last_type = _STRENGTH_NAME.format(
-        x="greatest(" + _NAME_STRENGTH.format(x="o.event_types[-1]") + ", b.first_strength)"
-    )
-    con.execute(
-        f"""
-        UPDATE user_sequences AS o SET
-            n_steps = o.n_steps + b.n - CAST(coalesce(o.items[-1] = b.first_item, false) AS BIGINT),
-            items = (CASE WHEN {merged} THEN list_concat(o.items, b.items[2:])
-                         ELSE list_concat(o.items, b.items) END)[-{max_len}:],
-            event_types = (CASE WHEN {merged}
-                               THEN list_concat(o.event_types[1:len(o.event_types) - 1],
-                                                [{last_type}], {_names("b.strengths[2:]")})
-                               ELSE list_concat(o.event_types, {_names("b.strengths")})
-                          END)[-{max_len}:],
-            ts = (CASE WHEN {merged} THEN list_concat(o.ts, b.ts[2:])
-                      ELSE list_concat(o.ts, b.ts) END)[-{max_len}:]
-        FROM _feat_block b WHERE o.user_id = b.user_id
-        """
-    )
-    recomputed = _collapsed_lists_sql(
+        f"WHERE day IN (SELECT day FROM _feat_compute) AND {in_bucket} "
+        "UNION ALL "
         "SELECT user_id, day, step, item_id, strength, ts FROM feat_part_seq "
         f"SEMI JOIN _feat_affected USING (user_id) WHERE {in_bucket}",
-        max_len,
+        keys="user_id",
+        order="day, step",
     )
+    # r: the step's rank among the user's new steps, k: their number; m = 1 when the first new
+    # step continues the last stored one (it keeps that step's number, time and strongest type)
     con.execute(
         f"""
-        INSERT INTO user_sequences
-        SELECT user_id, n, items, {_names("strengths")}, ts
-        FROM _feat_block ANTI JOIN user_sequences USING (user_id)
-        UNION ALL
-        SELECT user_id, n, items, {_names("strengths")}, ts FROM ({recomputed})
+        CREATE OR REPLACE TEMP TABLE _feat_block AS
+        WITH ranked AS (
+            SELECT user_id, item_id, strength, ts, row_number() OVER w AS r,
+                   count(*) OVER (PARTITION BY user_id) AS k, first_value(item_id) OVER w AS first_item
+            FROM ({steps}) WINDOW w AS (PARTITION BY user_id ORDER BY step)
+        ), joined AS (
+            SELECT n.*, coalesce(l.n_steps, 0) AS old_n,
+                   CAST(coalesce(l.last_item = n.first_item, false) AS BIGINT) AS m,
+                   l.last_strength, l.last_ts
+            FROM ranked n LEFT JOIN feat_seq_last l USING (user_id)
+        )
+        SELECT user_id, old_n + r - m AS step, item_id,
+               CASE WHEN r = 1 AND m = 1 THEN greatest(last_strength, strength)
+                    ELSE strength END AS strength,
+               CASE WHEN r = 1 AND m = 1 THEN last_ts ELSE ts END AS ts,
+               old_n + k - m AS n, old_n, m
+        FROM joined
         """
+    )
+    # the stored steps that fall out of the last max_len, and the stored last steps that the
+    # first new step continues (written again below with the stronger type)
+    con.execute(
+        f"""
+        DELETE FROM user_sequence_steps s USING (
+            SELECT DISTINCT user_id, n, old_n, m FROM _feat_block
+            WHERE old_n > 0 AND (m = 1 OR n > {max_len})
+        ) b
+        WHERE s.user_id = b.user_id AND (s.step <= b.n - {max_len} OR (b.m = 1 AND s.step = b.old_n))
+        """
+    )
+    con.execute(
+        f"INSERT INTO user_sequence_steps SELECT user_id, step, item_id, {_names('strength')}, ts "
+        f"FROM _feat_block WHERE step > n - {max_len}"
+    )
+    con.execute(
+        "DELETE FROM feat_seq_last WHERE user_id IN (SELECT DISTINCT user_id FROM _feat_block)"
+    )
+    con.execute(
+        "INSERT INTO feat_seq_last SELECT user_id, n, item_id, strength, ts FROM _feat_block "
+        "WHERE step = n"
     )
     con.execute("DROP TABLE _feat_block")
 
@@ -1080,34 +1092,9 @@ def update_activity_profile(
             "user_id",
             ("events", "purchases"),
         )
-        every_user = "SELECT user_id, hour_of_week, events, purchases FROM feat_state_user_hour"
-        if full or "activity_profile" not in _tables(con):
-            con.execute(features.activity_profile_sql(every_user))
-            return
-        # only the touched users' rows (their shares changed) and the 168 overall rows: after
-        # new days only (a nightly run), the stored overall counts plus the new days' partial
-        # counts, else summed over every user's state rows (a re-cleaned or removed day)
-        overall = every_user
-        if changes.appends_only:
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _feat_overall AS "
-                "SELECT hour_of_week, events, purchases FROM activity_profile "
-                "WHERE scope = 'overall' UNION ALL "
-                "SELECT hour_of_week, events, purchases FROM feat_part_user_hour "
-                "WHERE day IN (SELECT day FROM _feat_compute)"
-            )
-            overall = "SELECT hour_of_week, events, purchases FROM _feat_overall"
-        con.execute(
-            "DELETE FROM activity_profile WHERE scope = 'overall' "
-            "OR user_id IN (SELECT user_id FROM _feat_touched)"
-        )
-        con.execute(
-            "INSERT INTO activity_profile "
-            + features.activity_rows_sql(
-                f"{every_user} SEMI JOIN _feat_touched USING (user_id)", overall, ordered=False
-            )
-        )
-        con.execute("DROP TABLE IF EXISTS _feat_overall")
+        # the view computes the shares and the overall rows when read: a night writes only
+        # the user x hour counts it changed
+        features.create_activity_profile_view(con, "feat_state_user_hour")
 
     return _run(
         con,
@@ -1118,6 +1105,7 @@ def update_activity_profile(
         _settings_key(),
         body,
         lake_dir=lake_dir,
+        rows_sql="SELECT count(*) + 168 FROM feat_state_user_hour",
     )
 
 

@@ -610,10 +610,10 @@ def users_as_of(
     min_window_days: float = 7.0,
     sample_fraction: float | None = None,
 ) -> UsersAsOf:
-    """The users as ``user_sequences`` and :func:`interaction_rates` would have seen them at
+    """The users as ``user_sequence_steps`` and :func:`interaction_rates` would have seen them at
     ``as_of``: their last ``max_len`` steps before it (``features.build_user_sequences`` with
     ``as_of``), active ones only (a step in the ``ACTIVE_DAYS`` before it), and their rate over
-    those steps. Built from ``clean_events``, because ``user_sequences`` keeps only each user's
+    those steps. Built from ``clean_events``, because ``user_sequence_steps`` keeps only each user's
     latest steps: a heavy buyer's history before an older date is not in it.
     ``sample_fraction`` keeps a deterministic share of the users (by a hash of the id)."""
     table = "_users_as_of"
@@ -628,8 +628,8 @@ def users_as_of(
     try:
         flat = read_sequences(con, table, shop.item_ids[1:])
         info = con.execute(
-            f"SELECT user_id, len(items) AS n_steps, epoch_us(ts[1]) AS first_us, "
-            f"epoch_us(ts[len(ts)]) AS last_us FROM {table} ORDER BY user_id"
+            f"SELECT user_id, count(*) AS n_steps, epoch_us(min(ts)) AS first_us, "
+            f"epoch_us(max(ts)) AS last_us FROM {table} GROUP BY user_id ORDER BY user_id"
         ).df()
     finally:
         con.execute(f"DROP TABLE IF EXISTS {table}")

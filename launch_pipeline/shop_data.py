@@ -1,4 +1,4 @@
-"""The shop as model inputs: warehouse tables (``item_features``, ``user_sequences``) turned into
+"""The shop as model inputs: warehouse tables (``item_features``, ``user_sequence_steps``) turned into
 the integer inputs of :mod:`launch_pipeline.model`.
 
 :func:`load_shop_data` numbers catalog items ``1..n``; attributes ``category=..``, ``brand=..``,
@@ -103,33 +103,31 @@ class FlatSequences:
         )
 
 
-# the steps of a sequences table (user_sequences or the same built as of a past time), items
+# the steps of a steps table (user_sequence_steps or the same built as of a past time), items
 # numbered through the registered index (unknown items dropped), users in user_id order
 _FLAT_SEQUENCES_SQL = """
 WITH us AS (
-    SELECT row_number() OVER (ORDER BY user_id) - 1 AS u, items, event_types, ts FROM {table}
-), flat AS (
-    SELECT u, unnest(items) AS item_id, unnest(event_types) AS et, unnest(ts) AS t,
-           unnest(range(len(items))) AS pos
-    FROM us
+    SELECT user_id, row_number() OVER (ORDER BY user_id) - 1 AS u
+    FROM (SELECT DISTINCT user_id FROM {table})
 )
-SELECT f.u, i.k,
-       CASE f.et WHEN 'view' THEN 1 WHEN 'cart' THEN 2 WHEN 'purchase' THEN 3 END AS e,
-       epoch_us(f.t) AS t
-FROM flat f JOIN {index} i ON i.item_id = f.item_id
-ORDER BY f.u, f.pos
+SELECT us.u, i.k,
+       CASE s.event_type WHEN 'view' THEN 1 WHEN 'cart' THEN 2 WHEN 'purchase' THEN 3 END AS e,
+       epoch_us(s.ts) AS t
+FROM {table} s JOIN us USING (user_id) JOIN {index} i ON i.item_id = s.item_id
+ORDER BY us.u, s.step
 """
 
 
 def read_sequences(
     con: duckdb.DuckDBPyConnection, table: str, item_ids, min_steps: int = 1
 ) -> FlatSequences:
-    """Read a sequences table (``user_id, items, event_types, ts`` lists, as ``user_sequences``)
-    into :class:`FlatSequences`, items numbered ``1..n`` in the order of ``item_ids``; items not
-    in ``item_ids`` are left out, and users left with fewer than ``min_steps`` steps too.
+    """Read a steps table (``user_id, step, item_id, event_type, ts``, one row per step, as
+    ``user_sequence_steps``) into :class:`FlatSequences`, items numbered ``1..n`` in the order
+    of ``item_ids``; items not in ``item_ids`` are left out, and users left with fewer than
+    ``min_steps`` steps too.
 
-    The flattening, the item numbering and the ordering run in DuckDB; Python only cuts the
-    flat arrays per user."""
+    The item numbering and the ordering run in DuckDB; Python only cuts the flat arrays per
+    user."""
     import pyarrow as pa
 
     index_name = "_read_sequences_items"
@@ -147,7 +145,9 @@ def read_sequences(
         res = con.execute(_FLAT_SEQUENCES_SQL.format(table=table, index=index_name)).fetchnumpy()
     finally:
         con.unregister(index_name)
-    users = con.execute(f"SELECT user_id FROM {table} ORDER BY user_id").fetchnumpy()["user_id"]
+    users = con.execute(f"SELECT DISTINCT user_id FROM {table} ORDER BY user_id").fetchnumpy()[
+        "user_id"
+    ]
     u = np.asarray(res["u"], dtype=np.int64)
     ev = res["e"]
     if np.ma.isMaskedArray(ev) and ev.mask.any():
@@ -239,7 +239,7 @@ def load_shop_data(
     if cand_attrs.shape[1] < attrs.shape[1]:
         cand_attrs = np.pad(cand_attrs, ((0, 0), (0, attrs.shape[1] - cand_attrs.shape[1])))
 
-    flat = read_sequences(con, "user_sequences", catalog["item_id"])
+    flat = read_sequences(con, "user_sequence_steps", catalog["item_id"])
     as_of = con.execute("SELECT max(ts) FROM clean_events").fetchall()[0][0]
     data = SequenceData(
         sequences=flat.split(flat.items),

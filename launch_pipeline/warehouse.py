@@ -84,15 +84,23 @@ class TableSummary:
 
 
 def table_summary(
-    con: duckdb.DuckDBPyConnection, table: str, preview_rows: int = 5
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    preview_rows: int = 5,
+    rows: int | None = None,
+    preview_where: str | None = None,
 ) -> TableSummary:
-    """What asset metadata shows about a table (see ``defs/metadata.py``)."""
+    """What asset metadata shows about a table or view (see ``defs/metadata.py``). For a view
+    whose whole computation is dear, pass its ``rows`` (known from the stored tables) and a
+    ``preview_where`` that lets DuckDB compute only a few of its rows."""
     name = quote_identifier(table)
-    rows = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+    if rows is None:
+        rows = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
     schema = con.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_name = ? ORDER BY ordinal_position",
         [table],
     ).fetchall()
-    preview = con.execute(f"SELECT * FROM {name} LIMIT {int(preview_rows)}").df()
+    where = f" WHERE {preview_where}" if preview_where else ""
+    preview = con.execute(f"SELECT * FROM {name}{where} LIMIT {int(preview_rows)}").df()
     return TableSummary(int(rows), [(str(n), str(t)) for n, t in schema], preview)

@@ -73,7 +73,7 @@ def _reference(con, max_len: int) -> dict[str, tuple]:
 def _reset(con) -> None:
     con.execute("DELETE FROM clean_events")
     for t in (*features.FEATURE_TABLES, "feat_merged_days", "feat_state_info"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
+        features.drop_relation(con, t)
     for t in fi.ITEM_TABLES + fi.USER_TABLES + fi.SEQ_TABLES + fi.HOUR_TABLES:
         con.execute(f"DROP TABLE IF EXISTS {t}")
 

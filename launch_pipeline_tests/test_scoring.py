@@ -159,7 +159,7 @@ def test_read_sequences_numbers_items_and_drops_unknown_ones(con):
         ],
     )
     features.build_user_sequences(con)
-    flat = shop_data.read_sequences(con, "user_sequences", ["p1", "p2"])
+    flat = shop_data.read_sequences(con, "user_sequence_steps", ["p1", "p2"])
     assert list(flat.user_ids) == ["a", "b"]
     _same(flat.split(flat.items), [np.array([2]), np.array([1, 2])])
     _same(flat.split(flat.events), [np.array([2]), np.array([1, 3])])
@@ -172,18 +172,18 @@ def test_user_sequences_as_of_equal_the_table_built_from_earlier_events(con):
     _clean_events(con, rows)
     as_of = dt.datetime(2026, 11, 2, 12, 0)
     features.build_user_sequences(con, 20, as_of=as_of, table="_past", temporary=True)
-    past = con.execute("SELECT * FROM _past ORDER BY user_id").df()
+    past = con.execute("SELECT * FROM _past ORDER BY user_id, step").df()
     other = duckdb.connect()
     _clean_events(other, [r for r in rows if r[3] < pd.Timestamp(as_of)])
     features.build_user_sequences(other, 20)
-    direct = other.execute("SELECT * FROM user_sequences ORDER BY user_id").df()
+    direct = other.execute("SELECT * FROM user_sequence_steps ORDER BY user_id, step").df()
     pd.testing.assert_frame_equal(past, direct)
     # a hash sample keeps whole users, the same ones every time
     features.build_user_sequences(
         con, 20, as_of=as_of, table="_half", temporary=True, sample_fraction=0.5
     )
-    half = con.execute("SELECT * FROM _half ORDER BY user_id").df()
-    assert 0 < len(half) < len(past)
+    half = con.execute("SELECT * FROM _half ORDER BY user_id, step").df()
+    assert 0 < half["user_id"].nunique() < past["user_id"].nunique()
     pd.testing.assert_frame_equal(
         half.reset_index(drop=True),
         past[past["user_id"].isin(half["user_id"])].reset_index(drop=True),

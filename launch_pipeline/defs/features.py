@@ -111,7 +111,9 @@ def user_features(
     deps=["clean_events"],
     description=(
         "Each user's views, carts and purchases in time order (consecutive events on the same "
-        "item collapsed to the strongest type), the last 200 steps: the model's input."
+        "item collapsed to the strongest type), the last 200 steps: the model's input. Stored "
+        "one row per step in user_sequence_steps; user_sequences is a view with one row per "
+        "user (lists)."
     ),
     **COMMON,
 )
@@ -123,11 +125,13 @@ def user_sequences(
             con, full_rebuild=config.full_rebuild, lake_dir=clean_lake_dir(warehouse)
         )
         context.log.info(update.summary())
-        meta = table_metadata(con, "user_sequences")
-        lengths = con.execute(
-            "SELECT min(n_steps) AS min, median(n_steps) AS median, max(n_steps) AS max, "
-            "sum(n_steps) AS total_steps FROM user_sequences"
-        ).df()
+        meta = table_metadata(
+            con,
+            "user_sequences",
+            rows=update.rows,
+            preview_where=features_incremental.FIRST_SEQUENCE_USERS,
+        )
+        lengths = features_incremental.sequence_lengths(con)
     return dg.MaterializeResult(
         metadata={**meta, **merge_metadata(update), "sequence_lengths": markdown_table(lengths)}
     )
@@ -137,7 +141,8 @@ def user_sequences(
     deps=["clean_events"],
     description=(
         "Events and purchases by hour of week (0 = Monday 00:00 UTC), overall and per user: "
-        "when to launch and promote."
+        "when to launch and promote. A view: shares computed when read from the stored user x "
+        "hour counts."
     ),
     **COMMON,
 )
@@ -149,7 +154,9 @@ def activity_profile(
             con, full_rebuild=config.full_rebuild, lake_dir=clean_lake_dir(warehouse)
         )
         context.log.info(update.summary())
-        meta = table_metadata(con, "activity_profile")
+        meta = table_metadata(
+            con, "activity_profile", rows=update.rows, preview_where="scope = 'overall'"
+        )
         overall = con.execute(
             "SELECT hour_of_week, events FROM activity_profile WHERE scope = 'overall' "
             "ORDER BY hour_of_week"

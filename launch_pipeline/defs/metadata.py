@@ -11,9 +11,16 @@ import pandas as pd
 from launch_pipeline.warehouse import table_summary
 
 
-def table_metadata(con, table: str, preview_rows: int = 5) -> dict:
-    """Standard metadata for a warehouse table: row count, schema, preview, table name."""
-    summary = table_summary(con, table, preview_rows)
+def table_metadata(
+    con,
+    table: str,
+    preview_rows: int = 5,
+    rows: int | None = None,
+    preview_where: str | None = None,
+) -> dict:
+    """Standard metadata for a warehouse table or view: row count, schema, preview, table name
+    (``rows`` / ``preview_where``: see :func:`launch_pipeline.warehouse.table_summary`)."""
+    summary = table_summary(con, table, preview_rows, rows=rows, preview_where=preview_where)
     preview = summary.preview
     comments = column_comments(con, table)
     return {
