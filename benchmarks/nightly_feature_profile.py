@@ -40,6 +40,22 @@ ASSET_QUERIES = {
     "median(recency_days), avg(events) FROM user_features",
     "item_features": "SELECT * FROM price_bands ORDER BY band_no",
 }
+VIEWS = hasattr(fi, "sequence_lengths")  # user_sequences / activity_profile are views (eba48c1)
+
+
+def asset_metadata(con, name: str, rows: int) -> None:
+    """The metadata queries of the asset (defs/features.py) of the code on PYTHONPATH."""
+    if VIEWS and name == "user_sequences":
+        table_metadata(con, name, rows=rows, preview_where=fi.FIRST_SEQUENCE_USERS)
+        fi.sequence_lengths(con)
+    elif VIEWS and name == "activity_profile":
+        table_metadata(con, name, rows=rows, preview_where="scope = 'overall'")
+        con.execute(ASSET_QUERIES[name]).fetchall()
+    else:
+        table_metadata(con, name)
+        con.execute(ASSET_QUERIES[name]).fetchall()
+
+
 FINGERPRINTED = (*TABLES, "feat_user_category_affinity", "feat_user_band_affinity")
 
 
@@ -97,8 +113,7 @@ def main(data_dir: Path, copy: str, out: Path | None) -> dict:
         result = update(TimedConnection(con, log), fi.clean_day_versions(con, lake))
         times["update"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        table_metadata(con, name)
-        con.execute(ASSET_QUERIES[name]).fetchall()
+        asset_metadata(con, name, result.rows)
         times["metadata"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         con.close()
