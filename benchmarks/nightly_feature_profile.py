@@ -46,7 +46,7 @@ VIEWS = hasattr(fi, "sequence_lengths")  # user_sequences / activity_profile are
 def asset_metadata(con, name: str, rows: int) -> None:
     """The metadata queries of the asset (defs/features.py) of the code on PYTHONPATH."""
     if VIEWS and name == "user_sequences":
-        table_metadata(con, name, rows=rows, preview_where=fi.FIRST_SEQUENCE_USERS)
+        table_metadata(con, name, rows=rows, preview_where=fi.sequence_preview_where(con))
         fi.sequence_lengths(con)
     elif VIEWS and name == "activity_profile":
         table_metadata(con, name, rows=rows, preview_where="scope = 'overall'")

@@ -144,6 +144,28 @@ def test_nightly_appends_are_incremental_and_a_rebuild_gives_the_same(master):
     assert _tables_now(con) == incremental == _reference(con, 200)
 
 
+def test_a_warehouse_of_the_table_shapes_gets_the_views(master):
+    """A warehouse built before the steps were rows (state format 1: ``user_sequences`` and
+    ``activity_profile`` tables) is rebuilt once into the steps table and the two views."""
+    con, days = master
+    _reset(con)
+    for d in days[:4]:
+        _put_day(con, d, 4)
+    fi.update_all(con)
+    for view in features.VIEWS:
+        con.execute(f"CREATE OR REPLACE TABLE _old AS SELECT * FROM {view}")
+        con.execute(f"DROP VIEW {view}")
+        con.execute(f"ALTER TABLE _old RENAME TO {view}")
+    con.execute(
+        "UPDATE feat_state_info SET settings = replace(settings, ?, 'format=1;')",
+        [f"format={fi.STATE_FORMAT};"],
+    )
+    results = {r.table: r for r in fi.update_all(con)}
+    assert all("other settings" in results[t].reason for t in features.VIEWS), results
+    assert {features.relation_kind(con, t) for t in features.VIEWS} == {"VIEW"}
+    assert _tables_now(con) == _reference(con, 200)
+
+
 def test_state_with_other_settings_is_rebuilt(master):
     con, days = master
     _reset(con)

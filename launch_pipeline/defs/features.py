@@ -129,7 +129,7 @@ def user_sequences(
             con,
             "user_sequences",
             rows=update.rows,
-            preview_where=features_incremental.FIRST_SEQUENCE_USERS,
+            preview_where=features_incremental.sequence_preview_where(con),
         )
         lengths = features_incremental.sequence_lengths(con)
     return dg.MaterializeResult(
