@@ -1,4 +1,5 @@
-"""Feature assets: DuckDB tables computed in SQL from the cleaned events and the catalog.
+"""Feature assets: DuckDB tables computed in SQL from the cleaned events and the catalog
+(``user_sequences`` and ``activity_profile`` are views over stored steps and counts).
 
 Each asset merges only the clean days that changed since its last run into its state
 (``features_incremental.py``); ``full_rebuild: true`` in the asset's config rebuilds it from
