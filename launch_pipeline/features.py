@@ -37,6 +37,8 @@ FEATURE_TABLES = (
 VIEWS = ("user_sequences", "activity_profile")  # computed when read from the stored tables
 N_PRICE_BANDS = 5
 EVENT_STRENGTH = {"view": 1, "cart": 2, "purchase": 3}
+# SQL: the event type of a step's strength {x} (the inverse of EVENT_STRENGTH)
+STRENGTH_NAME_SQL = "CASE {x} WHEN 1 THEN 'view' WHEN 2 THEN 'cart' ELSE 'purchase' END"
 
 PRICE_BANDS_SQL = f"""
 CREATE OR REPLACE TABLE price_bands AS
@@ -257,8 +259,7 @@ WITH ev AS (
            max(strength) AS strength, min(ts) AS ts
     FROM stepped GROUP BY user_id, step
 )
-SELECT user_id, step, item_id,
-       CASE strength WHEN 1 THEN 'view' WHEN 2 THEN 'cart' ELSE 'purchase' END AS event_type, ts
+SELECT user_id, step, item_id, {event_type} AS event_type, ts
 FROM steps QUALIFY step > max(step) OVER (PARTITION BY user_id) - $max_len
 """
 SEQUENCE_STEPS_COLUMNS = (
@@ -383,7 +384,12 @@ def build_user_sequences(
     if sample_fraction is not None and sample_fraction < 1:
         where += f" AND hash(user_id) % {SAMPLE_MODULUS} < $sample_keep"
         params["sample_keep"] = int(round(max(sample_fraction, 0.0) * SAMPLE_MODULUS))
-    sql = USER_SEQUENCE_STEPS_SQL.format(temp="TEMP" if temporary else "", table=table, where=where)
+    sql = USER_SEQUENCE_STEPS_SQL.format(
+        temp="TEMP" if temporary else "",
+        table=table,
+        where=where,
+        event_type=STRENGTH_NAME_SQL.format(x="strength"),
+    )
     con.execute(sql, params)
     if table == "user_sequence_steps" and not temporary:
         create_user_sequences_view(con)

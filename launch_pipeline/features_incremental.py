@@ -911,13 +911,6 @@ _SEQ_PART_SQL = _collapse_runs_sql(
     keys="day, user_id",
     order="ts, source_file, source_row",
 )
-_STRENGTH_NAME = "CASE {x} WHEN 1 THEN 'view' WHEN 2 THEN 'cart' ELSE 'purchase' END"
-
-
-def _names(x: str) -> str:
-    return _STRENGTH_NAME.format(x=x)
-
-
 SEQ_TABLES = ("feat_part_seq", "feat_seq_last", "user_sequence_steps")
 _SEQ_LAST_COLUMNS = (
     "user_id VARCHAR, n_steps BIGINT, last_item VARCHAR, last_strength INTEGER, last_ts TIMESTAMP"
@@ -1063,8 +1056,9 @@ def _merge_sequences(con: duckdb.DuckDBPyConnection, in_bucket: str, max_len: in
         WHERE s.user_id = b.user_id AND (s.step <= b.n - {max_len} OR (b.m = 1 AND s.step = b.old_n))
         """
     )
+    event_type = features.STRENGTH_NAME_SQL.format(x="strength")
     con.execute(
-        f"INSERT INTO user_sequence_steps SELECT user_id, step, item_id, {_names('strength')}, ts "
+        f"INSERT INTO user_sequence_steps SELECT user_id, step, item_id, {event_type}, ts "
         f"FROM _feat_block WHERE step > n - {max_len}"
     )
     con.execute(

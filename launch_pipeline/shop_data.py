@@ -104,16 +104,13 @@ class FlatSequences:
 
 
 # the steps of a steps table (user_sequence_steps or the same built as of a past time), items
-# numbered through the registered index (unknown items dropped), users in user_id order
+# numbered through the registered index (unknown items dropped), users through the registered
+# users (numbered in user_id order)
 _FLAT_SEQUENCES_SQL = """
-WITH us AS (
-    SELECT user_id, row_number() OVER (ORDER BY user_id) - 1 AS u
-    FROM (SELECT DISTINCT user_id FROM {table})
-)
 SELECT us.u, i.k,
        CASE s.event_type WHEN 'view' THEN 1 WHEN 'cart' THEN 2 WHEN 'purchase' THEN 3 END AS e,
        epoch_us(s.ts) AS t
-FROM {table} s JOIN us USING (user_id) JOIN {index} i ON i.item_id = s.item_id
+FROM {table} s JOIN {users} us USING (user_id) JOIN {index} i ON i.item_id = s.item_id
 ORDER BY us.u, s.step
 """
 
@@ -130,8 +127,11 @@ def read_sequences(
     user."""
     import pyarrow as pa
 
-    index_name = "_read_sequences_items"
+    index_name, users_name = "_read_sequences_items", "_read_sequences_users"
     ids = [str(i) for i in item_ids]
+    users = con.execute(f"SELECT DISTINCT user_id FROM {table} ORDER BY user_id").fetchnumpy()[
+        "user_id"
+    ]
     con.register(
         index_name,
         pa.table(
@@ -141,13 +141,22 @@ def read_sequences(
             }
         ),
     )
+    con.register(
+        users_name,
+        pa.table(
+            {
+                "user_id": pa.array([str(x) for x in users], pa.string()),
+                "u": pa.array(np.arange(len(users)), pa.int64()),
+            }
+        ),
+    )
     try:
-        res = con.execute(_FLAT_SEQUENCES_SQL.format(table=table, index=index_name)).fetchnumpy()
+        res = con.execute(
+            _FLAT_SEQUENCES_SQL.format(table=table, index=index_name, users=users_name)
+        ).fetchnumpy()
     finally:
         con.unregister(index_name)
-    users = con.execute(f"SELECT DISTINCT user_id FROM {table} ORDER BY user_id").fetchnumpy()[
-        "user_id"
-    ]
+        con.unregister(users_name)
     u = np.asarray(res["u"], dtype=np.int64)
     ev = res["e"]
     if np.ma.isMaskedArray(ev) and ev.mask.any():
